@@ -1,0 +1,286 @@
+"""ANSI C12.18 link layer and PSEM session over a ``SerialLink`` (the optical port).
+
+Link: 0xEE framing, CRC-16/X.25, ACK/NAK, a toggle bit per direction, three retries,
+multi-packet replies, resynchronising on stray bytes. Session: identify (retried: shared
+UART meters drop the first frame), negotiate, logon, security, reads; the session is held
+open between polls with the Wait service and renewed before the NES optical session
+cut-off (600 s by default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+import logging
+import struct
+
+from . import c1218
+from .errors import AuthenticationError, FrameError, NoResponseError, ResponseError
+from .keys import MeterKey
+from .stats import FrameLog, LinkStats
+from .transport import BYTE_TIME, LineTimeout, SerialLink
+
+_LOGGER = logging.getLogger(__name__)
+
+RETRYABLE = frozenset({0x06, 0x07})  # bsy, dnr
+
+
+@dataclass(frozen=True, slots=True)
+class C1218Timing:
+    ack_timeout: float = 2.0
+    byte_slack: float = 0.5
+    retries: int = 3
+    packet_size: int = 512
+    packets: int = 4
+    channel_timeout: float = 6.0
+    session_max: float = 540.0  # renew well before the 600 s optical D.O.S. timer
+    busy_delay: float = 0.2
+
+
+class C1218Session:
+    """A logged-on PSEM session that reads tables."""
+
+    def __init__(
+        self,
+        link: SerialLink,
+        key: MeterKey,
+        *,
+        timing: C1218Timing | None = None,
+        stats: LinkStats | None = None,
+        frames: FrameLog | None = None,
+        user_id: int = 2,
+        user: str = "nesmeter",
+    ) -> None:
+        self._link = link
+        self._password = key.password
+        self.timing = timing or C1218Timing()
+        self.stats = stats or LinkStats()
+        self.frames = frames or FrameLog()
+        self._user_id = user_id
+        self._user = user
+        self._tx_toggle = False
+        self._rx_toggle: bool | None = None
+        self.packet_size = c1218.DEFAULT_PACKET_SIZE
+        self.packets = 1
+        self._active = False
+        self._started_at = 0.0
+        self._alive_until = 0.0
+        self.alert_pending = False
+
+    # ---- session ----
+
+    @property
+    def max_read(self) -> int:
+        """Largest table read whose reply fits the negotiated packets."""
+        return self.packets * (self.packet_size - c1218.OVERHEAD) - 4
+
+    async def start(self) -> None:
+        """Identify, negotiate, logon, security. Raises ``AuthenticationError`` on a bad key."""
+        self._active = False
+        self._tx_toggle = False
+        self._rx_toggle = None
+        self.packet_size, self.packets = c1218.DEFAULT_PACKET_SIZE, 1
+        self._link.discard()
+        await self._identify()
+        try:
+            link = c1218.parse_negotiate(
+                await self._request(c1218.negotiate_request(self.timing.packet_size, self.timing.packets))
+            )
+            self.packet_size = min(link.packet_size, self.timing.packet_size)
+            self.packets = min(link.packets, self.timing.packets)
+        except ResponseError as err:
+            _LOGGER.debug("negotiate refused (%s); staying at %d bytes", err, self.packet_size)
+        await self._request(c1218.logon_request(self._user_id, self._user))
+        try:
+            await self._request(c1218.security_request(self._password))
+        except ResponseError:
+            self.stats.error("security_rejected")
+            raise AuthenticationError("the meter rejected the key on the optical port") from None
+        loop = asyncio.get_running_loop()
+        self._started_at = loop.time()
+        self._alive_until = loop.time() + self.timing.channel_timeout
+        self._active = True
+        self.stats.session_starts += 1
+
+    async def _identify(self) -> None:
+        last: Exception | None = None
+        for _ in range(self.timing.retries):
+            try:
+                await self._request(c1218.identify_request())
+                return
+            except (NoResponseError, FrameError) as err:
+                last = err
+                await self._link.wait_quiet(0.05, 0.3)
+        raise NoResponseError(f"the meter does not answer on the optical port ({last})")
+
+    async def ensure_session(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._active and now < self._alive_until - 0.5 and now - self._started_at < self.timing.session_max:
+            return
+        if self._active and now < self._alive_until - 0.5:
+            await self.stop()
+        await self.start()
+
+    async def hold(self, seconds: float) -> None:
+        """Ask the meter to keep the session open until the next poll (Wait service)."""
+        if not self._active:
+            return
+        wait = max(1, min(255, int(seconds) + 3))
+        try:
+            await self._request(c1218.wait_request(wait))
+        except ResponseError as err:
+            _LOGGER.debug("wait refused (%s); the session will be renewed when needed", err)
+            return
+        self._alive_until = asyncio.get_running_loop().time() + wait
+
+    async def stop(self) -> None:
+        """Logoff and terminate; failures are irrelevant, the meter times out anyway."""
+        if not self._active:
+            return
+        self._active = False
+        for request in (c1218.simple_request(c1218.Service.LOGOFF), c1218.simple_request(c1218.Service.TERMINATE)):
+            try:
+                await self._request(request)
+            except (NoResponseError, FrameError, ResponseError, LineTimeout) as err:
+                _LOGGER.debug("closing the optical session: %s", err)
+                return
+
+    async def read(self, table_id: int, offset: int, count: int) -> bytes:
+        await self.ensure_session()
+        out = bytearray()
+        while len(out) < count:
+            size = min(self.max_read, count - len(out))
+            data = c1218.parse_read(await self._request(c1218.read_request(table_id, offset + len(out), size)))
+            if len(data) != size:
+                raise FrameError(f"asked for {size} bytes, got {len(data)}")
+            out += data
+        return bytes(out)
+
+    # ---- PSEM ----
+
+    async def _request(self, request: bytes) -> bytes:
+        c1218.check_read_only(request)
+        for attempt in range(self.timing.retries):
+            await self._send(request)
+            payload = await self._receive_payload()
+            self._alive_until = asyncio.get_running_loop().time() + self.timing.channel_timeout
+            if not payload:
+                raise FrameError("empty PSEM reply")
+            code = payload[0]
+            if code == 0:
+                return payload
+            name = c1218.response_name(code)
+            self.stats.error(name)
+            if code in RETRYABLE and attempt + 1 < self.timing.retries:
+                self.stats.retries += 1
+                await asyncio.sleep(self.timing.busy_delay)
+                continue
+            if code == 0x0A:
+                self._active = False
+            raise ResponseError(code, name, f"service 0x{request[0]:02X} refused")
+        raise NoResponseError("the meter stayed busy")
+
+    # ---- link layer ----
+
+    async def _send(self, request: bytes) -> None:
+        packets = c1218.split_packets(request, self.packet_size)
+        self._link.discard()  # late duplicates of the previous reply
+        for control, sequence, data in packets:
+            self._tx_toggle = not self._tx_toggle
+            frame = c1218.encode_packet(data, toggle=self._tx_toggle, control=control, sequence=sequence)
+            await self._send_frame(frame, masked=c1218.mask_security(data) != data)
+
+    async def _send_frame(self, frame: bytes, *, masked: bool) -> None:
+        shown = frame[: c1218.HEADER_SIZE + 1] + b"\xff" * (len(frame) - c1218.HEADER_SIZE - 3) + frame[-2:] if masked else frame
+        for attempt in range(self.timing.retries + 1):
+            if attempt:
+                self.stats.retries += 1
+            self._link.write(frame)
+            self.stats.frames_sent += 1
+            self.frames.add("tx", shown)
+            try:
+                if await self._await_ack():
+                    return
+                self.stats.error("nak")
+            except LineTimeout:
+                self.stats.timeouts += 1
+                self.stats.error("timeout")
+        raise NoResponseError("the meter did not acknowledge the request")
+
+    async def _await_ack(self) -> bool:
+        """True on ACK (or a reply frame whose ACK was lost), False on NAK."""
+        timeout = self.timing.ack_timeout
+        while True:
+            buffered = self._link.peek()
+            if buffered[:1] == bytes([c1218.STP]):
+                return True  # the reply itself: its ACK went missing
+            byte = (await self._link.read_exactly(1, timeout))[0]
+            if byte == c1218.ACK:
+                return True
+            if byte == c1218.NAK:
+                return False
+            if byte == c1218.STP:
+                self._link.unread(bytes([byte]))
+                return True
+            self.stats.error("stray_byte")
+
+    async def _receive_packet(self) -> c1218.Packet:
+        """Read one good new packet: skip noise, NAK bad CRCs, drop duplicates."""
+        naks = 0
+        while True:
+            start = await self._link.read_exactly(1, self.timing.ack_timeout)
+            if start[0] != c1218.STP:
+                continue
+            try:
+                header = await self._link.read_exactly(5, 5 * BYTE_TIME + self.timing.byte_slack)
+            except LineTimeout:
+                continue
+            (length,) = struct.unpack_from(">H", header, 3)
+            if header[0] != 0 or length > self.packet_size - c1218.OVERHEAD + 1024:
+                self._link.unread(header)  # not a real start: resynchronise after this 0xEE
+                continue
+            try:
+                rest = await self._link.read_exactly(length + 2, (length + 2) * BYTE_TIME * 1.1 + self.timing.byte_slack)
+            except LineTimeout:
+                self._link.write(bytes([c1218.NAK]))
+                continue
+            frame = start + header + rest
+            self.stats.frames_received += 1
+            self.frames.add("rx", frame)
+            try:
+                packet = c1218.decode_packet(frame)
+            except FrameError:
+                self.stats.error("bad_crc")
+                naks += 1
+                if naks > self.timing.retries:
+                    raise
+                self._link.write(bytes([c1218.NAK]))
+                continue
+            self._link.write(bytes([c1218.ACK]))
+            if self._rx_toggle is not None and packet.toggle == self._rx_toggle:
+                self.stats.error("duplicate")
+                continue
+            self._rx_toggle = packet.toggle
+            return packet
+
+    async def _receive_payload(self) -> bytes:
+        try:
+            packet = await self._receive_packet()
+            if not packet.multi:
+                return packet.data
+            if not packet.first:
+                raise FrameError("multi-packet reply without its first packet")
+            parts = [packet.data]
+            remaining = packet.sequence
+            while remaining > 0:
+                packet = await self._receive_packet()
+                if not packet.multi or packet.first or packet.sequence != remaining - 1:
+                    raise FrameError("multi-packet reply out of order")
+                parts.append(packet.data)
+                remaining = packet.sequence
+            return b"".join(parts)
+        except LineTimeout:
+            self.stats.timeouts += 1
+            self.stats.error("timeout")
+            raise NoResponseError("no reply from the meter on the optical port") from None

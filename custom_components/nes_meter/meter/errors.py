@@ -1,0 +1,49 @@
+"""Errors raised by the meter library.
+
+Every failure the library can produce is a ``MeterError`` so callers (the Home Assistant
+integration, the CLI) can catch one type and still tell the user what went wrong. No
+message ever contains key material.
+"""
+
+from __future__ import annotations
+
+
+class MeterError(Exception):
+    """Base class of every error this library raises."""
+
+
+class KeyFormatError(MeterError, ValueError):
+    """The text given as a key is not a valid key in the chosen (or detected) form."""
+
+
+class FrameError(MeterError):
+    """Bytes on the line do not form a valid frame (bad length, CRC, digest, layout)."""
+
+
+class DecodeError(MeterError):
+    """Table data is too short or inconsistent with the meter's dimension tables."""
+
+
+class PortError(MeterError):
+    """The serial port or URL cannot be opened or was lost (missing, busy, unplugged)."""
+
+
+class NoResponseError(MeterError):
+    """The port is open but the meter does not answer (wrong transport, probe, disabled port)."""
+
+
+class AuthenticationError(MeterError):
+    """The meter rejected the key."""
+
+
+class ResponseError(MeterError):
+    """The meter answered a request with an error code."""
+
+    def __init__(self, code: int, name: str, message: str) -> None:
+        super().__init__(f"{message} (code 0x{code:02X} {name})")
+        self.code = code
+        self.name = name
+
+
+class WriteRefusedError(MeterError):
+    """A write service was requested; this client is strictly read-only."""

@@ -1,0 +1,519 @@
+"""A simulated NES meter that speaks MEP and the optical port on loopback TCP or a pty.
+
+It is a test peer for the real client (and for termineter), so it follows the meter's
+documented behaviour, not the client's expectations: digest and sequence window checks,
+0x0C/0x0B answers, RC4 replies to encrypted requests, alert markers, C12.18 ACK/NAK and
+toggles, multi-packet replies, session states, optional 9600-baud pacing, and fault
+injection driven by a seeded random generator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+import logging
+import os
+import random
+import struct
+import time
+import tty
+from typing import Final
+
+from . import c1218, mep, tables
+from .keys import MeterKey
+from .sim_image import MeterImage
+from .transport import BYTE_TIME
+
+_LOGGER = logging.getLogger(__name__)
+
+OPEN_TABLES: Final = frozenset({tables.BT00, tables.BT01, tables.ET03})
+MEP_SEGMENT: Final = 117
+MEP_SEGMENT_GAP: Final = 0.025
+MEP_MIN_SPACING: Final = 0.1
+SEQUENCE_WINDOW: Final = 8
+
+
+@dataclass(slots=True)
+class Faults:
+    """What can go wrong on the line, as probabilities per reply (0..1)."""
+
+    drop: float = 0.0  # reply never sent
+    corrupt: float = 0.0  # one byte of the reply flipped
+    garbage: float = 0.0  # random bytes before the reply
+    split: float = 0.0  # reply written byte by byte with small gaps
+    delay: float = 0.0  # probability of delaying a reply by delay_seconds
+    delay_seconds: float = 0.0
+    sequence_storm: float = 0.0  # MEP: answer 0x0C with a fresh number
+    disconnect: float = 0.0  # close the connection instead of answering
+    alerts: bool = False  # MEP: send 00 00 markers while idle and before replies
+    silent: bool = False  # never answer anything
+    nak_first: bool = False  # IR: NAK the first frame of every session
+    seed: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Faults:
+        """``drop=0.1,corrupt=0.05,alerts,silent`` (CLI form)."""
+        faults = cls()
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            name, _, value = item.partition("=")
+            name = name.replace("-", "_")
+            if name not in cls.__dataclass_fields__:
+                raise ValueError(f"unknown fault {name!r}")
+            current = getattr(faults, name)
+            if isinstance(current, bool):
+                setattr(faults, name, value.lower() not in ("0", "false", "no") if value else True)
+            elif name == "seed":
+                faults.seed = int(value)
+            else:
+                setattr(faults, name, float(value))
+        return faults
+
+
+@dataclass(slots=True)
+class SimStats:
+    requests: int = 0
+    replies: int = 0
+    rejected_digest: int = 0
+    sequence_errors: int = 0
+    faults: dict[str, int] = field(default_factory=dict)
+    connections: int = 0
+
+
+class _Wire:
+    """Reader + writer for one client connection, with optional 9600-baud pacing."""
+
+    def __init__(self, reader: asyncio.StreamReader, write: object, close: object, *, pace: bool) -> None:
+        self.reader = reader
+        self._write = write
+        self._close = close
+        self.pace = pace
+        self.closed = False
+
+    async def read(self, size: int, timeout: float | None = None) -> bytes:
+        if timeout is None:
+            return await self.reader.readexactly(size)
+        async with asyncio.timeout(timeout):
+            return await self.reader.readexactly(size)
+
+    async def send(self, data: bytes, *, segment: int = 0, gap: float = 0.0, bytewise: bool = False) -> None:
+        if bytewise:
+            for byte in data:
+                self._write(bytes([byte]))  # type: ignore[operator]
+                await asyncio.sleep(0.001)
+            return
+        if not self.pace:
+            self._write(data)  # type: ignore[operator]
+            return
+        step = segment or len(data)
+        for index in range(0, len(data), step):
+            chunk = data[index : index + step]
+            self._write(chunk)  # type: ignore[operator]
+            await asyncio.sleep(len(chunk) * BYTE_TIME)
+            if segment and index + step < len(data):
+                await asyncio.sleep(gap)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._close()  # type: ignore[operator]
+
+
+class SimulatedMeter:
+    """One meter: a key, a table image, faults, and a responder per transport."""
+
+    def __init__(
+        self,
+        key: MeterKey,
+        *,
+        image: MeterImage | None = None,
+        faults: Faults | None = None,
+        pace: bool = False,
+        turnaround: float = 0.0,
+    ) -> None:
+        self.key = key
+        self.image = image or MeterImage()
+        self.faults = faults or Faults()
+        self.pace = pace
+        self.turnaround = turnaround
+        self.stats = SimStats()
+        self._rng = random.Random(self.faults.seed)
+        self._mep_sequence = self._rng.getrandbits(32)
+        self._mep_last_request = 0.0
+        self._wires: set[_Wire] = set()
+
+    # ---- shared helpers ----
+
+    def _chance(self, name: str, probability: float) -> bool:
+        if probability > 0 and self._rng.random() < probability:
+            self.stats.faults[name] = self.stats.faults.get(name, 0) + 1
+            return True
+        return False
+
+    async def _reply(self, wire: _Wire, data: bytes, *, segment: int = 0, gap: float = 0.0) -> None:
+        """Send a reply through the fault filter."""
+        faults = self.faults
+        if faults.silent or self._chance("drop", faults.drop):
+            return
+        if self._chance("disconnect", faults.disconnect):
+            wire.close()
+            return
+        if self._chance("delay", faults.delay):
+            await asyncio.sleep(faults.delay_seconds)
+        if self.turnaround:
+            await asyncio.sleep(self.turnaround)
+        if self._chance("corrupt", faults.corrupt):
+            index = self._rng.randrange(len(data))
+            data = data[:index] + bytes([data[index] ^ (1 << self._rng.randrange(8))]) + data[index + 1 :]
+        if self._chance("garbage", faults.garbage):
+            data = bytes(self._rng.randrange(1, 256) for _ in range(self._rng.randint(1, 6))) + data
+        bytewise = self._chance("split", faults.split)
+        self.stats.replies += 1
+        await wire.send(data, segment=segment, gap=gap, bytewise=bytewise)
+
+    def change_key(self, key: MeterKey) -> None:
+        """As if the utility re-keyed the meter."""
+        self.key = key
+
+    # ---- MEP ----
+
+    async def serve_mep(self, wire: _Wire) -> None:
+        key = self.key.mep_key
+        alert_task = asyncio.create_task(self._alert_loop(wire)) if self.faults.alerts else None
+        try:
+            while not wire.closed:
+                header = await wire.read(2)
+                (length,) = struct.unpack(">H", header)
+                if length < mep.DIGEST_SIZE + 1 or length > mep.MAX_MESSAGE:
+                    continue  # garbage; a real meter's receiver times out and resyncs
+                try:
+                    body = await wire.read(length, 0.5 + length * BYTE_TIME * 2)
+                except TimeoutError:
+                    continue
+                if self.pace:
+                    await asyncio.sleep((2 + length) * BYTE_TIME)
+                key = self.key.mep_key
+                self._mep_last_request = time.monotonic()
+                await self._answer_mep(wire, key, body)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            if alert_task:
+                alert_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await alert_task
+
+    async def _alert_loop(self, wire: _Wire) -> None:
+        """An alert is repeated every second, held off 1 s after each received frame."""
+        while not wire.closed:
+            await asyncio.sleep(0.25)
+            if time.monotonic() - self._mep_last_request >= 1.0:
+                await wire.send(mep.ALERT_MARKER)
+                self._mep_last_request = time.monotonic()
+
+    async def _answer_mep(self, wire: _Wire, key: bytes, body: bytes) -> None:
+        self.stats.requests += 1
+        message, request_digest = body[: -mep.DIGEST_SIZE], body[-mep.DIGEST_SIZE :]
+        cipher = None
+        if mep.digest(key, message) != request_digest:
+            cipher = mep.rc4_packet_cipher(mep.rc4_base_key(key), request_digest)
+            message = cipher.update(message)
+            if mep.digest(key, message) != request_digest:
+                self.stats.rejected_digest += 1
+                await self._reply(wire, struct.pack(">HB", 9, mep.MepResult.AUTHENTICATION_FAILURE) + bytes(8))
+                return
+        apdu, (sequence,) = message[:-4], struct.unpack(">I", message[-4:])
+        ahead = (sequence - self._mep_sequence) & 0xFFFFFFFF
+        if not 1 <= ahead <= SEQUENCE_WINDOW or self._chance("sequence_storm", self.faults.sequence_storm):
+            self.stats.sequence_errors += 1
+            if self.faults.sequence_storm:
+                self._mep_sequence = (self._mep_sequence + self._rng.randrange(9, 1000)) & 0xFFFFFFFF
+            reply = bytes([mep.MepResult.INVALID_SEQUENCE]) + struct.pack(">I", (self._mep_sequence + 1) & 0xFFFFFFFF)
+        else:
+            self._mep_sequence = sequence
+            reply = self._mep_service(apdu)
+        wire_body = cipher.update(reply) if cipher else reply
+        frame = struct.pack(">H", len(reply) + mep.DIGEST_SIZE) + wire_body + mep.digest(key, message + reply)
+        await self._reply(wire, frame, segment=MEP_SEGMENT, gap=MEP_SEGMENT_GAP)
+
+    def _mep_service(self, apdu: bytes) -> bytes:
+        code = apdu[0] if apdu else 0
+        if code == mep.MepCode.PARTIAL_READ and len(apdu) == 8:
+            table_id = struct.unpack_from(">H", apdu, 1)[0]
+            offset = int.from_bytes(apdu[3:6], "big")
+            count = struct.unpack_from(">H", apdu, 6)[0]
+        elif code == mep.MepCode.FULL_READ and len(apdu) == 5:
+            table_id, count = struct.unpack_from(">HH", apdu, 1)
+            offset = 0
+            count = self.image.size(table_id) or 0
+        elif code in (mep.MepCode.FULL_WRITE, mep.MepCode.PARTIAL_WRITE):
+            return bytes([mep.MepResult.NO_PERMISSION])
+        else:
+            return bytes([mep.MepResult.UNRECOGNIZED])
+        if count > mep.MAX_READ_DATA:
+            return bytes([mep.MepResult.TABLE_OPERATION_NOT_POSSIBLE])
+        data = self.image.read(table_id, offset, count)
+        if data is None:
+            return bytes([mep.MepResult.TABLE_OPERATION_NOT_POSSIBLE])
+        return b"\x00" + struct.pack(">H", len(data)) + data
+
+    # ---- optical port (C12.18) ----
+
+    async def serve_ir(self, wire: _Wire, *, channel_timeout: float = 6.0, max_packet: int = 1024, max_packets: int = 8) -> None:
+        state = _IrState(packet_size=c1218.DEFAULT_PACKET_SIZE, packets=1)
+        try:
+            while not wire.closed:
+                try:
+                    first = await wire.read(1, channel_timeout)
+                except TimeoutError:
+                    state.reset()
+                    continue
+                if first[0] != c1218.STP:
+                    continue
+                try:
+                    header = await wire.read(5, 1.0)
+                    (length,) = struct.unpack_from(">H", header, 3)
+                    rest = await wire.read(length + 2, 1.0 + length * BYTE_TIME * 2)
+                except TimeoutError:
+                    continue
+                if self.pace:
+                    await asyncio.sleep((8 + length) * BYTE_TIME)
+                frame = first + header + rest
+                try:
+                    packet = c1218.decode_packet(frame)
+                except c1218.FrameError:
+                    await wire.send(bytes([c1218.NAK]))
+                    continue
+                if self.faults.nak_first and state.fresh and not self.faults.silent:
+                    state.fresh = False
+                    self.stats.faults["nak_first"] = self.stats.faults.get("nak_first", 0) + 1
+                    await wire.send(bytes([c1218.NAK]))
+                    continue
+                if self.faults.silent:
+                    continue
+                await wire.send(bytes([c1218.ACK]))
+                if state.rx_toggle is not None and packet.toggle == state.rx_toggle and state.last_reply:
+                    await self._send_ir_payload(wire, state, state.last_reply)  # our reply was lost
+                    continue
+                state.rx_toggle = packet.toggle
+                self.stats.requests += 1
+                reply = self._ir_service(state, packet.data, max_packet, max_packets)
+                state.last_reply = reply
+                await self._send_ir_payload(wire, state, reply)
+                if state.negotiated:
+                    state.packet_size, state.packets = state.negotiated
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+
+    async def _send_ir_payload(self, wire: _Wire, state: _IrState, payload: bytes) -> None:
+        for control, sequence, data in c1218.split_packets(payload, state.packet_size):
+            state.tx_toggle = not state.tx_toggle
+            frame = c1218.encode_packet(data, toggle=state.tx_toggle, control=control, sequence=sequence)
+            await self._reply(wire, frame)
+            if control & c1218.CTRL_MULTI and sequence > 0:
+                if not await self._await_ir_ack(wire, frame):
+                    return
+
+    async def _await_ir_ack(self, wire: _Wire, frame: bytes) -> bool:
+        for _ in range(3):
+            try:
+                byte = await wire.read(1, 2.0)
+            except TimeoutError:
+                await self._reply(wire, frame)
+                continue
+            if byte[0] == c1218.ACK:
+                return True
+            if byte[0] == c1218.NAK:
+                await self._reply(wire, frame)
+                continue
+            return False
+        return False
+
+    def _ir_service(self, state: _IrState, request: bytes, max_packet: int, max_packets: int) -> bytes:
+        service = request[0] if request else 0
+        if service == c1218.Service.IDENTIFY:
+            state.reset()
+            state.level = _IrLevel.IDENTIFIED
+            return bytes([0, 0, 1, 0, 0])
+        if service == c1218.Service.TERMINATE:
+            state.reset()
+            return b"\x00"
+        if state.level is _IrLevel.BASE:
+            return b"\x0a"
+        if service in (c1218.Service.NEGOTIATE, c1218.Service.NEGOTIATE_BAUD) and len(request) >= 4:
+            size, packets = struct.unpack_from(">HB", request, 1)
+            state.negotiated = (max(64, min(size, max_packet)), max(1, min(packets, max_packets)))
+            baud = request[4:5] or b""
+            return b"\x00" + struct.pack(">HB", *state.negotiated) + baud
+        if service == c1218.Service.LOGON:
+            state.level = _IrLevel.SESSION
+            return b"\x00"
+        if service == c1218.Service.SECURITY:
+            if state.level is _IrLevel.IDENTIFIED:
+                return b"\x0a"
+            if request[1:21] == self.key.password:
+                state.level = _IrLevel.AUTHORISED
+                return b"\x00"
+            return b"\x01"
+        if service == c1218.Service.LOGOFF:
+            state.level = _IrLevel.IDENTIFIED
+            return b"\x00"
+        if service == c1218.Service.WAIT:
+            return b"\x00"
+        if service in (c1218.Service.FULL_READ, c1218.Service.PARTIAL_READ):
+            return self._ir_read(state, request)
+        if service in (c1218.Service.FULL_WRITE, c1218.Service.PARTIAL_WRITE):
+            return b"\x03"
+        return b"\x02"
+
+    def _ir_read(self, state: _IrState, request: bytes) -> bytes:
+        if state.level in (_IrLevel.BASE, _IrLevel.IDENTIFIED):
+            return b"\x0a"
+        table_id = struct.unpack_from(">H", request, 1)[0]
+        if request[0] == c1218.Service.PARTIAL_READ:
+            offset = int.from_bytes(request[3:6], "big")
+            count = struct.unpack_from(">H", request, 6)[0]
+        else:
+            offset, count = 0, self.image.size(table_id) or 0
+        if self.image.size(table_id) is None:
+            return b"\x05"
+        if table_id not in OPEN_TABLES and state.level is not _IrLevel.AUTHORISED:
+            return b"\x03"
+        data = self.image.read(table_id, offset, count)
+        assert data is not None
+        return c1218.read_response(data)
+
+    # ---- servers ----
+
+    def _wire_closed(self, wire: _Wire) -> None:
+        self._wires.discard(wire)
+
+    async def _run(self, transport: str, wire: _Wire) -> None:
+        self._wires.add(wire)
+        self.stats.connections += 1
+        try:
+            if transport == "mep":
+                await self.serve_mep(wire)
+            else:
+                await self.serve_ir(wire)
+        finally:
+            wire.close()
+            self._wire_closed(wire)
+
+    async def serve_tcp(self, transport: str, host: str = "127.0.0.1", port: int = 0) -> SimServer:
+        """Listen on loopback TCP; every connection gets its own responder."""
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            wire = _Wire(reader, writer.write, writer.close, pace=self.pace)
+            task = asyncio.current_task()
+            assert task is not None
+            tasks.add(task)
+            try:
+                await self._run(transport, wire)
+            finally:
+                tasks.discard(task)
+                writer.close()
+                with contextlib.suppress(ConnectionError, OSError):
+                    await writer.wait_closed()
+
+        server = await asyncio.start_server(handle, host, port)
+        bound = server.sockets[0].getsockname()
+        return SimServer(f"socket://{bound[0]}:{bound[1]}", server=server, tasks=tasks)
+
+    async def serve_pty(self, transport: str) -> SimServer:
+        """Serve on a pseudo-terminal; the returned URL is the slave device path."""
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        tty.setraw(master)
+        os.set_blocking(master, False)
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        protocol = asyncio.StreamReaderProtocol(reader)
+        read_transport, _ = await loop.connect_read_pipe(lambda: protocol, os.fdopen(master, "rb", buffering=0, closefd=False))
+
+        def write(data: bytes) -> None:
+            with contextlib.suppress(BlockingIOError, OSError):
+                os.write(master, data)
+
+        wire = _Wire(reader, write, lambda: None, pace=self.pace)
+        task = asyncio.create_task(self._run(transport, wire))
+        path = os.ttyname(slave)
+
+        async def close() -> None:
+            wire.close()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            read_transport.close()
+            await asyncio.sleep(0)
+            for fd in (master, slave):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+        return SimServer(path, closer=close, tasks={task})
+
+
+class _IrLevel:
+    BASE = "base"
+    IDENTIFIED = "identified"
+    SESSION = "session"
+    AUTHORISED = "authorised"
+
+
+@dataclass(slots=True)
+class _IrState:
+    packet_size: int
+    packets: int
+    level: str = _IrLevel.BASE
+    rx_toggle: bool | None = None
+    tx_toggle: bool = False
+    last_reply: bytes = b""
+    fresh: bool = True
+    negotiated: tuple[int, int] | None = None
+
+    def reset(self) -> None:
+        self.level = _IrLevel.BASE
+        self.rx_toggle = None
+        self.last_reply = b""
+        self.fresh = True
+        self.packet_size, self.packets = c1218.DEFAULT_PACKET_SIZE, 1
+        self.negotiated = None
+
+    def __post_init__(self) -> None:
+        self.reset()
+
+
+class SimServer:
+    """A running simulator endpoint; ``url`` is what a client opens."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        server: asyncio.Server | None = None,
+        closer: object = None,
+        tasks: set[asyncio.Task[None]] | None = None,
+    ) -> None:
+        self.url = url
+        self._server = server
+        self._closer = closer
+        self._tasks = tasks if tasks is not None else set()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for task in list(self._tasks):
+                task.cancel()
+            for task in list(self._tasks):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self._server.wait_closed()
+        if self._closer is not None:
+            await self._closer()  # type: ignore[operator]
+
+    async def __aenter__(self) -> SimServer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

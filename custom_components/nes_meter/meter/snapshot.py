@@ -1,0 +1,151 @@
+"""The decoded reading the library hands out: SI units, clear names, ``None`` if absent.
+
+BT28 values are mapped by their BT27 source id (the authoritative selection), so the
+same code serves meters with 22 to 84 present values. Source ids: MEP guide p.204-207.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
+from typing import Any, Final
+
+from .tables import RegisterDimensions
+
+# source id -> (snapshot field, scale to SI)
+PRESENT_SOURCES: Final[dict[int, tuple[str, float]]] = {
+    8: ("power_import_w", 1),
+    9: ("power_export_w", 1),
+    10: ("reactive_power_import_var", 1),
+    11: ("reactive_power_export_var", 1),
+    12: ("current_l1_a", 1e-3),
+    13: ("current_l2_a", 1e-3),
+    14: ("current_l3_a", 1e-3),
+    15: ("voltage_l1_v", 1e-3),
+    16: ("voltage_l2_v", 1e-3),
+    17: ("voltage_l3_v", 1e-3),
+    18: ("power_factor_l1", 1e-3),
+    19: ("frequency_hz", 1e-3),
+    20: ("apparent_power_va", 1),
+    21: ("power_factor_l2", 1e-3),
+    22: ("power_factor_l3", 1e-3),
+    104: ("reactive_power_q1_var", 1),
+    105: ("reactive_power_q2_var", 1),
+    106: ("reactive_power_q3_var", 1),
+    107: ("reactive_power_q4_var", 1),
+    185: ("power_import_l1_w", 1),
+    186: ("power_import_l2_w", 1),
+    187: ("power_import_l3_w", 1),
+    188: ("power_export_l1_w", 1),
+    189: ("power_export_l2_w", 1),
+    190: ("power_export_l3_w", 1),
+    208: ("average_power_import_w", 1),
+    209: ("average_power_export_w", 1),
+    232: ("current_neutral_a", 1e-3),
+}
+
+# BT28 index -> source id for meters whose BT27 cannot be read (guide p.215-220).
+STANDARD_PRESENT_ORDER: Final[tuple[int, ...]] = (
+    (8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 81, 82, 83, 84)
+    + (104, 105, 106, 107)
+    + (185, 186, 187, 188, 189, 190, 191, 192, 193, 194, 195, 196, 197, 198, 199)
+    + (202, 203, 204, 205, 206, 207, 208, 209, 210, 211, 212, 213, 214, 215)
+    + tuple(range(216, 233))
+    + (233, 234, 235, 236, 237, 238, 239, 240, 241, 242, 243, 244)
+)
+
+# BT23 summation index -> (field, scale); order fixed by BT22 (guide p.208-210).
+SUMMATIONS: Final[tuple[tuple[str, float], ...]] = (
+    ("energy_import_wh", 1),
+    ("energy_export_wh", 1),
+    ("reactive_energy_import_varh", 1),
+    ("reactive_energy_export_varh", 1),
+    ("power_outage_seconds", 1),
+    ("power_outage_count", 1),
+)
+
+
+@dataclass(slots=True)
+class MeterSnapshot:
+    """One poll's worth of values in SI units (Wh, W, var, V, A, Hz; PF as 0..1)."""
+
+    energy_import_wh: float | None = None
+    energy_export_wh: float | None = None
+    reactive_energy_import_varh: float | None = None
+    reactive_energy_export_varh: float | None = None
+    power_outage_seconds: float | None = None
+    power_outage_count: float | None = None
+    power_import_w: float | None = None
+    power_export_w: float | None = None
+    reactive_power_import_var: float | None = None
+    reactive_power_export_var: float | None = None
+    apparent_power_va: float | None = None
+    frequency_hz: float | None = None
+    voltage_l1_v: float | None = None
+    voltage_l2_v: float | None = None
+    voltage_l3_v: float | None = None
+    current_l1_a: float | None = None
+    current_l2_a: float | None = None
+    current_l3_a: float | None = None
+    current_neutral_a: float | None = None
+    power_factor_l1: float | None = None
+    power_factor_l2: float | None = None
+    power_factor_l3: float | None = None
+    power_import_l1_w: float | None = None
+    power_import_l2_w: float | None = None
+    power_import_l3_w: float | None = None
+    power_export_l1_w: float | None = None
+    power_export_l2_w: float | None = None
+    power_export_l3_w: float | None = None
+    reactive_power_q1_var: float | None = None
+    reactive_power_q2_var: float | None = None
+    reactive_power_q3_var: float | None = None
+    reactive_power_q4_var: float | None = None
+    average_power_import_w: float | None = None
+    average_power_export_w: float | None = None
+    meter_time: datetime | None = None
+    alert_flags: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def power_net_w(self) -> float | None:
+        """Import minus export: positive when the home draws from the grid."""
+        if self.power_import_w is None or self.power_export_w is None:
+            return None
+        return self.power_import_w - self.power_export_w
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (times as ISO 8601)."""
+        data = asdict(self)
+        data["meter_time"] = self.meter_time.isoformat() if self.meter_time else None
+        data["alert_flags"] = list(self.alert_flags)
+        data["power_net_w"] = self.power_net_w
+        return data
+
+
+SNAPSHOT_FIELDS: Final = frozenset(f.name for f in fields(MeterSnapshot))
+
+
+def present_sources(dims: RegisterDimensions, selection: tuple[int, ...] | None) -> tuple[int, ...]:
+    """Source id per BT28 value: BT27 when it was read, else the documented order."""
+    if selection is not None and len(selection) >= dims.present_values:
+        return selection[: dims.present_values]
+    return STANDARD_PRESENT_ORDER[: dims.present_values]
+
+
+def present_value_count(sources: tuple[int, ...]) -> int:
+    """How many leading BT28 values to read to cover every value we decode."""
+    wanted = [index for index, source in enumerate(sources) if source in PRESENT_SOURCES]
+    return max(wanted) + 1 if wanted else 0
+
+
+def apply_present_values(snapshot: MeterSnapshot, values: tuple[int, ...], sources: tuple[int, ...]) -> None:
+    for raw, source in zip(values, sources, strict=False):
+        mapped = PRESENT_SOURCES.get(source)
+        if mapped is not None:
+            name, scale = mapped
+            setattr(snapshot, name, raw * scale if scale != 1 else raw)
+
+
+def apply_summations(snapshot: MeterSnapshot, values: tuple[int, ...]) -> None:
+    for raw, (name, _scale) in zip(values, SUMMATIONS, strict=False):
+        setattr(snapshot, name, raw)

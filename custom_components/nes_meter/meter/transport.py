@@ -1,0 +1,200 @@
+"""Byte link over ``serialx``: device paths and ``socket://`` / ``rfc2217://`` URLs.
+
+A small buffered protocol instead of ``StreamReader`` so the sessions can peek, discard
+stale input and wait with exact per-frame deadlines. Every OS/serialx failure becomes a
+``PortError`` with a message that names the problem, never the key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+from typing import Final, Literal
+
+import serialx
+
+from .errors import PortError
+
+_LOGGER = logging.getLogger(__name__)
+
+BAUDRATE: Final = 9600
+BYTE_TIME: Final = 10 / BAUDRATE  # 8N1: ten bits per byte
+ALLOWED_SCHEMES: Final = ("socket://", "rfc2217://")
+EnableLine = Literal["rts", "dtr", "none"]
+
+
+class LineTimeout(Exception):
+    """Internal: nothing (or not enough) arrived before the deadline."""
+
+
+def validate_port(port: str) -> str:
+    """Accept a device path or a ``socket://`` / ``rfc2217://`` URL, nothing else."""
+    port = port.strip()
+    if not port:
+        raise PortError("no port given")
+    if "://" in port:
+        if not port.lower().startswith(ALLOWED_SCHEMES) or len(port.split("://", 1)[1]) == 0:
+            raise PortError("only device paths and socket:// or rfc2217:// URLs are supported")
+        return port
+    if not port.startswith("/") and not port.upper().startswith("COM"):
+        raise PortError("a device path must be absolute, like /dev/serial/by-id/...")
+    return port
+
+
+def describe_port(port: str) -> str:
+    """The port without credentials, safe for logs and error messages."""
+    if "://" in port and "@" in port.split("://", 1)[1]:
+        scheme, rest = port.split("://", 1)
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    return serialx.redact_uri(port)
+
+
+def _port_error(port: str, err: BaseException) -> PortError:
+    where = describe_port(port)
+    if isinstance(err, FileNotFoundError):
+        return PortError(f"{where}: no such port")
+    if isinstance(err, PermissionError):
+        return PortError(f"{where}: permission denied")
+    if isinstance(err, ConnectionRefusedError):
+        return PortError(f"{where}: connection refused")
+    if isinstance(err, TimeoutError):
+        return PortError(f"{where}: connection timed out")
+    if isinstance(err, OSError) and err.errno in (errno.EBUSY, errno.EAGAIN, errno.EWOULDBLOCK):
+        return PortError(f"{where}: port is busy (in use by another program)")
+    return PortError(f"{where}: {err.__class__.__name__}: {err}")
+
+
+class _BufferProtocol(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.closed = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer.extend(data)
+        self._wake()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def wait(self, timeout: float) -> None:
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._waiter
+        finally:
+            self._waiter = None
+
+
+class SerialLink:
+    """An open 9600 8N1 line to a meter with deadline-based reads."""
+
+    def __init__(self, port: str, *, enable_line: EnableLine = "rts") -> None:
+        self.port = validate_port(port)
+        self.enable_line: EnableLine = enable_line
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self._transport: serialx.BaseSerialTransport | None = None
+        self._protocol = _BufferProtocol()
+
+    @property
+    def is_open(self) -> bool:
+        return self._transport is not None and not self._protocol.closed
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._protocol = _BufferProtocol()
+        try:
+            transport, _ = await serialx.create_serial_connection(
+                loop, lambda: self._protocol, self.port, baudrate=BAUDRATE, exclusive=True
+            )
+        except (OSError, TimeoutError, serialx.SerialException, ValueError) as err:
+            raise _port_error(self.port, err) from None
+        self._transport = transport
+
+    async def set_enable(self, asserted: bool) -> bool:
+        """Drive the MEP ENABLE line; False when the port has no modem lines (sockets, ptys)."""
+        if self.enable_line == "none" or self._transport is None:
+            return False
+        pins = {self.enable_line: asserted}
+        try:
+            await self._transport.set_modem_pins(**pins)
+        except (OSError, serialx.SerialException, NotImplementedError, serialx.UnsupportedSetting):
+            return False
+        return True
+
+    def _require_open(self) -> serialx.BaseSerialTransport:
+        if self._transport is None or self._protocol.closed:
+            raise PortError(f"{describe_port(self.port)}: port closed or lost")
+        return self._transport
+
+    def write(self, data: bytes) -> None:
+        transport = self._require_open()
+        try:
+            transport.write(data)
+        except (OSError, serialx.SerialException, RuntimeError) as err:
+            raise _port_error(self.port, err) from None
+        self.bytes_sent += len(data)
+
+    def peek(self) -> bytes:
+        return bytes(self._protocol.buffer)
+
+    def unread(self, data: bytes) -> None:
+        """Put bytes back in front of the buffer (a frame start found while resyncing)."""
+        self._protocol.buffer[:0] = data
+        self.bytes_received -= len(data)
+
+    def discard(self) -> int:
+        """Drop what has arrived so far (stale replies, garbage, alert markers)."""
+        dropped = len(self._protocol.buffer)
+        self._protocol.buffer.clear()
+        return dropped
+
+    async def read_exactly(self, size: int, timeout: float) -> bytes:
+        """Wait until ``size`` bytes are buffered, at most ``timeout`` seconds."""
+        proto = self._protocol
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(proto.buffer) < size:
+            self._require_open()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise LineTimeout
+            try:
+                await proto.wait(remaining)
+            except TimeoutError:
+                raise LineTimeout from None
+        data = bytes(proto.buffer[:size])
+        del proto.buffer[:size]
+        self.bytes_received += size
+        return data
+
+    async def wait_quiet(self, quiet: float, limit: float = 1.0) -> int:
+        """Discard input until the line has been silent for ``quiet`` seconds."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + limit
+        dropped = self.discard()
+        while loop.time() < end and not self._protocol.closed:
+            try:
+                await self._protocol.wait(quiet)
+            except TimeoutError:
+                break
+            dropped += self.discard()
+        return dropped
+
+    async def close(self) -> None:
+        transport, self._transport = self._transport, None
+        if transport is None:
+            return
+        transport.close()
+        try:
+            async with asyncio.timeout(2):
+                await transport.wait_closed()
+        except (TimeoutError, OSError, serialx.SerialException) as err:
+            _LOGGER.debug("closing %s: %s", describe_port(self.port), err)
