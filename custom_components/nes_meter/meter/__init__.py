@@ -1,0 +1,41 @@
+"""Read NES/Echelon (OSGP) electricity meters over MEP or the optical port.
+
+No Home Assistant imports: this package can be published on its own.
+"""
+
+from .client import MeterClient, MeterIdentity, Transport, probe_transport
+from .errors import (
+    AuthenticationError,
+    DecodeError,
+    FrameError,
+    KeyFormatError,
+    MeterError,
+    NoResponseError,
+    PortError,
+    ResponseError,
+    WriteRefusedError,
+)
+from .keys import KEY_FORMATS, MeterKey, parse_key
+from .snapshot import MeterSnapshot
+from .transport import validate_port
+
+__all__ = [
+    "KEY_FORMATS",
+    "AuthenticationError",
+    "DecodeError",
+    "FrameError",
+    "KeyFormatError",
+    "MeterClient",
+    "MeterError",
+    "MeterIdentity",
+    "MeterKey",
+    "MeterSnapshot",
+    "NoResponseError",
+    "PortError",
+    "ResponseError",
+    "Transport",
+    "WriteRefusedError",
+    "parse_key",
+    "probe_transport",
+    "validate_port",
+]

@@ -153,10 +153,7 @@ def split_packets(payload: bytes, packet_size: int) -> list[tuple[int, int, byte
     if len(chunks) == 1:
         return [(0, 0, chunks[0])]
     last = len(chunks) - 1
-    return [
-        (CTRL_MULTI | (CTRL_FIRST if index == 0 else 0), last - index, chunk)
-        for index, chunk in enumerate(chunks)
-    ]
+    return [(CTRL_MULTI | (CTRL_FIRST if index == 0 else 0), last - index, chunk) for index, chunk in enumerate(chunks)]
 
 
 # ---- PSEM requests -------------------------------------------------------------

@@ -192,7 +192,11 @@ class C1218Session:
             await self._send_frame(frame, masked=c1218.mask_security(data) != data)
 
     async def _send_frame(self, frame: bytes, *, masked: bool) -> None:
-        shown = frame[: c1218.HEADER_SIZE + 1] + b"\xff" * (len(frame) - c1218.HEADER_SIZE - 3) + frame[-2:] if masked else frame
+        shown = (
+            frame[: c1218.HEADER_SIZE + 1] + b"\xff" * (len(frame) - c1218.HEADER_SIZE - 3) + frame[-2:]
+            if masked
+            else frame
+        )
         for attempt in range(self.timing.retries + 1):
             if attempt:
                 self.stats.retries += 1
@@ -241,7 +245,9 @@ class C1218Session:
                 self._link.unread(header)  # not a real start: resynchronise after this 0xEE
                 continue
             try:
-                rest = await self._link.read_exactly(length + 2, (length + 2) * BYTE_TIME * 1.1 + self.timing.byte_slack)
+                rest = await self._link.read_exactly(
+                    length + 2, (length + 2) * BYTE_TIME * 1.1 + self.timing.byte_slack
+                )
             except LineTimeout:
                 self._link.write(bytes([c1218.NAK]))
                 continue

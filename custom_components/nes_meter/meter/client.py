@@ -12,7 +12,7 @@ from typing import Any, Final, Literal
 
 from . import tables
 from .c1218_session import C1218Session, C1218Timing
-from .errors import MeterError, ResponseError
+from .errors import AuthenticationError, FrameError, MeterError, NoResponseError, ResponseError
 from .keys import MeterKey
 from .mep_session import MepSession, MepTiming
 from .snapshot import (
@@ -131,7 +131,9 @@ class MeterClient:
         selection: tuple[int, ...] | None = None
         if dims.bt27_size:
             try:
-                selection = tables.decode_bt27(await self.read_table(tables.BT27, 0, dims.bt27_size), dims).value_sources
+                selection = tables.decode_bt27(
+                    await self.read_table(tables.BT27, 0, dims.bt27_size), dims
+                ).value_sources
             except ResponseError as err:
                 _LOGGER.debug("BT27 not readable (%s); using the documented BT28 order", err)
         self.identity = MeterIdentity(
@@ -191,3 +193,22 @@ class MeterClient:
             "identity": self.identity.as_dict() if self.identity else None,
             "last_frames": self.frames.as_list(),
         }
+
+
+async def probe_transport(port: str) -> Transport | None:
+    """Which transport answers on ``port``: MEP replies even to a wrong key, IR to identify."""
+    probe_key = MeterKey(b"nes-meter-probe!")
+    for transport in TRANSPORTS:
+        client = MeterClient(port, transport, probe_key)
+        try:
+            await client.open()
+            await client.read_table(tables.BT01, 0, 4)
+        except AuthenticationError:
+            return transport
+        except (NoResponseError, FrameError):
+            continue
+        else:
+            return transport
+        finally:
+            await client.close()
+    return None

@@ -89,12 +89,10 @@ def _parse_auto(text: str) -> bytes:
         return next(iter(results.values()))
     if len(results) > 1:
         raise KeyFormatError(
-            "the key reads both as 40 hex digits and as the decimal form; "
-            "choose the key format 'hex' or 'decimal'"
+            "the key reads both as 40 hex digits and as the decimal form; choose the key format 'hex' or 'decimal'"
         )
     raise KeyFormatError(
-        f"{len(text)} characters: not 20 ASCII characters, 40 hex digits or the decimal form "
-        f"({'; '.join(problems)})"
+        f"{len(text)} characters: not 20 ASCII characters, 40 hex digits or the decimal form ({'; '.join(problems)})"
     )
 
 

@@ -116,7 +116,9 @@ def rc4_packet_cipher(base_key: bytes, request_digest: bytes) -> CipherContext:
 
     The response is encrypted with the continuation of this same keystream.
     """
-    packet_key = bytes(b ^ d for b, d in zip(base_key[:DIGEST_SIZE], request_digest, strict=True)) + base_key[DIGEST_SIZE:]
+    packet_key = (
+        bytes(b ^ d for b, d in zip(base_key[:DIGEST_SIZE], request_digest, strict=True)) + base_key[DIGEST_SIZE:]
+    )
     return Cipher(ARC4(packet_key), mode=None).encryptor()
 
 

@@ -127,8 +127,12 @@ class MepSession:
                     if rejected >= 2:
                         raise AuthenticationError("the meter rejected the key")
                     continue
-                message = RESULT_MESSAGES.get(code, "request failed")
-                raise ResponseError(code, mep.MepResult(code).name if code in mep.MepResult else "unknown", message)
+                known = mep.MepResult(code) if code in set(mep.MepResult) else None
+                raise ResponseError(
+                    code,
+                    known.name if known else "unknown",
+                    RESULT_MESSAGES.get(known, "request failed") if known else "request failed",
+                )
             if failures >= self.timing.attempts:
                 raise NoResponseError("no valid reply from the meter on the MEP port")
             self.stats.retries += 1
@@ -162,7 +166,9 @@ class MepSession:
         (length,) = struct.unpack(">H", header)
         if not mep.DIGEST_SIZE + 1 <= length <= mep.MAX_MESSAGE:
             raise FrameError(f"implausible reply length {length}")
-        payload = await self._link.read_exactly(length, length * BYTE_TIME * 1.1 + self.timing.byte_slack + length // 117 * 0.025)
+        payload = await self._link.read_exactly(
+            length, length * BYTE_TIME * 1.1 + self.timing.byte_slack + length // 117 * 0.025
+        )
         self.stats.frames_received += 1
         self.frames.add("rx", header + payload)
         body, received_digest = payload[: -mep.DIGEST_SIZE], payload[-mep.DIGEST_SIZE :]

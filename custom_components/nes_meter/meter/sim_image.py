@@ -8,10 +8,10 @@ so energy rises consistently with power.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 import math
 import struct
 import time
-from datetime import UTC, datetime
 from typing import Final
 
 from . import tables
@@ -105,7 +105,9 @@ class MeterImage:
         phase_import = [round(p_import * share) for share in PHASE_SHARE]
         phase_export = [round(p_export * share) for share in PHASE_SHARE]
         total_import, total_export = sum(phase_import), sum(phase_export)
-        currents = [round(1e6 * (pi + pe) / v / 0.95) for pi, pe, v in zip(phase_import, phase_export, volts, strict=True)]
+        currents = [
+            round(1e6 * (pi + pe) / v / 0.95) for pi, pe, v in zip(phase_import, phase_export, volts, strict=True)
+        ]
         values[0], values[1] = total_import, total_export
         values[18], values[19] = total_import, total_export
         values[4:7] = currents

@@ -10,6 +10,7 @@ injection driven by a seeded random generator.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 import contextlib
 from dataclasses import dataclass, field
 import logging
@@ -21,6 +22,7 @@ import tty
 from typing import Final
 
 from . import c1218, mep, tables
+from .errors import FrameError
 from .keys import MeterKey
 from .sim_image import MeterImage
 from .transport import BYTE_TIME
@@ -83,7 +85,14 @@ class SimStats:
 class _Wire:
     """Reader + writer for one client connection, with optional 9600-baud pacing."""
 
-    def __init__(self, reader: asyncio.StreamReader, write: object, close: object, *, pace: bool) -> None:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        write: Callable[[bytes], object],
+        close: Callable[[], object],
+        *,
+        pace: bool,
+    ) -> None:
         self.reader = reader
         self._write = write
         self._close = close
@@ -99,16 +108,16 @@ class _Wire:
     async def send(self, data: bytes, *, segment: int = 0, gap: float = 0.0, bytewise: bool = False) -> None:
         if bytewise:
             for byte in data:
-                self._write(bytes([byte]))  # type: ignore[operator]
+                self._write(bytes([byte]))
                 await asyncio.sleep(0.001)
             return
         if not self.pace:
-            self._write(data)  # type: ignore[operator]
+            self._write(data)
             return
         step = segment or len(data)
         for index in range(0, len(data), step):
             chunk = data[index : index + step]
-            self._write(chunk)  # type: ignore[operator]
+            self._write(chunk)
             await asyncio.sleep(len(chunk) * BYTE_TIME)
             if segment and index + step < len(data):
                 await asyncio.sleep(gap)
@@ -116,7 +125,7 @@ class _Wire:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self._close()  # type: ignore[operator]
+            self._close()
 
 
 class SimulatedMeter:
@@ -259,7 +268,9 @@ class SimulatedMeter:
 
     # ---- optical port (C12.18) ----
 
-    async def serve_ir(self, wire: _Wire, *, channel_timeout: float = 6.0, max_packet: int = 1024, max_packets: int = 8) -> None:
+    async def serve_ir(
+        self, wire: _Wire, *, channel_timeout: float = 6.0, max_packet: int = 1024, max_packets: int = 8
+    ) -> None:
         state = _IrState(packet_size=c1218.DEFAULT_PACKET_SIZE, packets=1)
         try:
             while not wire.closed:
@@ -281,7 +292,7 @@ class SimulatedMeter:
                 frame = first + header + rest
                 try:
                     packet = c1218.decode_packet(frame)
-                except c1218.FrameError:
+                except FrameError:
                     await wire.send(bytes([c1218.NAK]))
                     continue
                 if self.faults.nak_first and state.fresh and not self.faults.silent:
@@ -310,9 +321,8 @@ class SimulatedMeter:
             state.tx_toggle = not state.tx_toggle
             frame = c1218.encode_packet(data, toggle=state.tx_toggle, control=control, sequence=sequence)
             await self._reply(wire, frame)
-            if control & c1218.CTRL_MULTI and sequence > 0:
-                if not await self._await_ir_ack(wire, frame):
-                    return
+            if control & c1218.CTRL_MULTI and sequence > 0 and not await self._await_ir_ack(wire, frame):
+                return
 
     async def _await_ir_ack(self, wire: _Wire, frame: bytes) -> bool:
         for _ in range(3):
@@ -403,23 +413,34 @@ class SimulatedMeter:
     async def serve_tcp(self, transport: str, host: str = "127.0.0.1", port: int = 0) -> SimServer:
         """Listen on loopback TCP; every connection gets its own responder."""
         tasks: set[asyncio.Task[None]] = set()
+        writers: set[asyncio.StreamWriter] = set()
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            wire = _Wire(reader, writer.write, writer.close, pace=self.pace)
             task = asyncio.current_task()
             assert task is not None
             tasks.add(task)
+            writers.add(writer)
             try:
-                await self._run(transport, wire)
+                await self._run(transport, _Wire(reader, writer.write, writer.close, pace=self.pace))
             finally:
                 tasks.discard(task)
+                writers.discard(writer)
                 writer.close()
                 with contextlib.suppress(ConnectionError, OSError):
                     await writer.wait_closed()
 
         server = await asyncio.start_server(handle, host, port)
         bound = server.sockets[0].getsockname()
-        return SimServer(f"socket://{bound[0]}:{bound[1]}", server=server, tasks=tasks)
+
+        async def close() -> None:
+            server.close()
+            for writer in list(writers):
+                writer.transport.abort()
+            if tasks:
+                await asyncio.wait(list(tasks), timeout=2)
+            await server.wait_closed()
+
+        return SimServer(f"socket://{bound[0]}:{bound[1]}", closer=close)
 
     async def serve_pty(self, transport: str) -> SimServer:
         """Serve on a pseudo-terminal; the returned URL is the slave device path."""
@@ -430,7 +451,9 @@ class SimulatedMeter:
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
         protocol = asyncio.StreamReaderProtocol(reader)
-        read_transport, _ = await loop.connect_read_pipe(lambda: protocol, os.fdopen(master, "rb", buffering=0, closefd=False))
+        read_transport, _ = await loop.connect_read_pipe(
+            lambda: protocol, os.fdopen(master, "rb", buffering=0, closefd=False)
+        )
 
         def write(data: bytes) -> None:
             with contextlib.suppress(BlockingIOError, OSError):
@@ -451,7 +474,7 @@ class SimulatedMeter:
                 with contextlib.suppress(OSError):
                     os.close(fd)
 
-        return SimServer(path, closer=close, tasks={task})
+        return SimServer(path, closer=close)
 
 
 class _IrLevel:
@@ -487,30 +510,12 @@ class _IrState:
 class SimServer:
     """A running simulator endpoint; ``url`` is what a client opens."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        server: asyncio.Server | None = None,
-        closer: object = None,
-        tasks: set[asyncio.Task[None]] | None = None,
-    ) -> None:
+    def __init__(self, url: str, *, closer: Callable[[], Awaitable[None]]) -> None:
         self.url = url
-        self._server = server
         self._closer = closer
-        self._tasks = tasks if tasks is not None else set()
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for task in list(self._tasks):
-                task.cancel()
-            for task in list(self._tasks):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            await self._server.wait_closed()
-        if self._closer is not None:
-            await self._closer()  # type: ignore[operator]
+        await self._closer()
 
     async def __aenter__(self) -> SimServer:
         return self

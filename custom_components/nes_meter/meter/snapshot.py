@@ -46,12 +46,12 @@ PRESENT_SOURCES: Final[dict[int, tuple[str, float]]] = {
 
 # BT28 index -> source id for meters whose BT27 cannot be read (guide p.215-220).
 STANDARD_PRESENT_ORDER: Final[tuple[int, ...]] = (
-    (8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 81, 82, 83, 84)
-    + (104, 105, 106, 107)
-    + (185, 186, 187, 188, 189, 190, 191, 192, 193, 194, 195, 196, 197, 198, 199)
-    + (202, 203, 204, 205, 206, 207, 208, 209, 210, 211, 212, 213, 214, 215)
-    + tuple(range(216, 233))
-    + (233, 234, 235, 236, 237, 238, 239, 240, 241, 242, 243, 244)
+    *range(8, 26),  # 0-17: totals, currents, voltages, PF, frequency, VA, sin phi
+    *range(81, 85),  # 18-21: totals after CT/VT ratios
+    *range(104, 108),  # 22-25: reactive power Q1-Q4
+    *range(185, 200),  # 26-40: per-phase power, post-CT values
+    *range(202, 216),  # 41-54: continuous/average voltages, average powers
+    *range(216, 245),  # 55-83: apparent power, neutral current, averages, angles, per-phase var
 )
 
 # BT23 summation index -> (field, scale); order fixed by BT22 (guide p.208-210).

@@ -178,9 +178,7 @@ class RegisterDimensions:
     def register_block_size(self) -> int:
         """Size of BT23's total block (and of each tier block)."""
         return (
-            4 * self.summations
-            + self.demands * self.demand_record_size
-            + self.coincident_values * 4 * self.occurrences
+            4 * self.summations + self.demands * self.demand_record_size + self.coincident_values * 4 * self.occurrences
         )
 
     @property

@@ -120,11 +120,13 @@ class SerialLink:
 
     async def set_enable(self, asserted: bool) -> bool:
         """Drive the MEP ENABLE line; False when the port has no modem lines (sockets, ptys)."""
-        if self.enable_line == "none" or self._transport is None:
+        if self.enable_line == "none" or self._transport is None or self.port.startswith("socket://"):
             return False
-        pins = {self.enable_line: asserted}
         try:
-            await self._transport.set_modem_pins(**pins)
+            if self.enable_line == "rts":
+                await self._transport.set_modem_pins(rts=asserted)
+            else:
+                await self._transport.set_modem_pins(dtr=asserted)
         except (OSError, serialx.SerialException, NotImplementedError, serialx.UnsupportedSetting):
             return False
         return True

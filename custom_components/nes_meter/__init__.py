@@ -1,0 +1,36 @@
+"""The NES meter integration: Echelon/NES (OSGP) meters over MEP or the optical port."""
+
+from __future__ import annotations
+
+from homeassistant.const import Platform
+from homeassistant.core import HomeAssistant
+
+from .coordinator import NesMeterConfigEntry, NesMeterCoordinator
+
+PLATFORMS: list[Platform] = [Platform.SENSOR]
+
+
+async def async_setup_entry(hass: HomeAssistant, entry: NesMeterConfigEntry) -> bool:
+    """Connect to the meter, read it once, then create the entities."""
+    coordinator = NesMeterCoordinator(hass, entry)
+    try:
+        await coordinator.async_config_entry_first_refresh()
+    except BaseException:
+        await coordinator.client.close()
+        raise
+    entry.runtime_data = coordinator
+    entry.async_on_unload(entry.add_update_listener(_async_options_updated))
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    return True
+
+
+async def async_unload_entry(hass: HomeAssistant, entry: NesMeterConfigEntry) -> bool:
+    """Close the port; the coordinator's timers stop with the entry."""
+    unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+    if unloaded:
+        await entry.runtime_data.async_shutdown()
+    return unloaded
+
+
+async def _async_options_updated(hass: HomeAssistant, entry: NesMeterConfigEntry) -> None:
+    await hass.config_entries.async_reload(entry.entry_id)

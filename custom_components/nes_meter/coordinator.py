@@ -1,0 +1,150 @@
+"""Polls one meter: keeps the port open, reconnects with backoff, guards the counters."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+import logging
+import time
+from typing import Any
+
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.const import CONF_PORT
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ConfigEntryAuthFailed
+from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
+
+from .const import (
+    BACKOFF_MAX,
+    BACKOFF_MIN,
+    CONF_ENABLE_LINE,
+    CONF_ENCRYPT,
+    CONF_KEY,
+    CONF_KEY_FORMAT,
+    CONF_TRANSPORT,
+    CONF_UPDATE_INTERVAL,
+    DEFAULT_ENABLE_LINE,
+    DEFAULT_UPDATE_INTERVAL,
+    DOMAIN,
+)
+from .guard import CounterGuard
+from .meter import (
+    AuthenticationError,
+    MeterClient,
+    MeterError,
+    MeterIdentity,
+    MeterKey,
+    MeterSnapshot,
+    NoResponseError,
+    PortError,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+type NesMeterConfigEntry = ConfigEntry[NesMeterCoordinator]
+
+
+def build_client(data: dict[str, Any], options: dict[str, Any] | None = None) -> MeterClient:
+    """A client for an entry's data (port, transport, key) and options."""
+    options = options or {}
+    return MeterClient(
+        data[CONF_PORT],
+        data[CONF_TRANSPORT],
+        MeterKey.parse(data[CONF_KEY], data.get(CONF_KEY_FORMAT, "auto")),
+        encrypt=options.get(CONF_ENCRYPT, False),
+        enable_line=options.get(CONF_ENABLE_LINE, DEFAULT_ENABLE_LINE),
+    )
+
+
+def error_key(err: MeterError) -> str:
+    """The translation key that explains a library error to the user."""
+    if isinstance(err, PortError):
+        return "cannot_connect"
+    if isinstance(err, NoResponseError):
+        return "no_response"
+    return "communication_error"
+
+
+class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
+    """One meter, one open port, one poll per interval."""
+
+    config_entry: NesMeterConfigEntry
+
+    def __init__(self, hass: HomeAssistant, entry: NesMeterConfigEntry) -> None:
+        interval = entry.options.get(CONF_UPDATE_INTERVAL, DEFAULT_UPDATE_INTERVAL)
+        super().__init__(
+            hass,
+            _LOGGER,
+            config_entry=entry,
+            name=f"{DOMAIN} {entry.title}",
+            update_interval=timedelta(seconds=interval),
+        )
+        self.client = build_client(dict(entry.data), dict(entry.options))
+        self.identity: MeterIdentity | None = None
+        self.guard = CounterGuard()
+        self._failures = 0
+        self._retry_at = 0.0
+
+    @property
+    def interval_seconds(self) -> float:
+        assert self.update_interval is not None
+        return self.update_interval.total_seconds()
+
+    async def _async_setup(self) -> None:
+        """Open the port and identify the meter; failures make setup retry later."""
+        await self._connect()
+
+    async def _connect(self) -> None:
+        try:
+            if not self.client.is_open:
+                await self.client.open()
+            self.identity = await self.client.identify()
+        except AuthenticationError as err:
+            await self.client.close()
+            raise ConfigEntryAuthFailed(translation_domain=DOMAIN, translation_key="invalid_key") from err
+        except MeterError as err:
+            await self.client.close()
+            raise UpdateFailed(
+                translation_domain=DOMAIN,
+                translation_key=error_key(err),
+                translation_placeholders={"error": str(err)},
+            ) from err
+
+    async def _async_update_data(self) -> MeterSnapshot:
+        now = time.monotonic()
+        if now < self._retry_at:
+            raise UpdateFailed(
+                translation_domain=DOMAIN,
+                translation_key="backoff",
+                translation_placeholders={"seconds": str(round(self._retry_at - now))},
+            )
+        try:
+            if not self.client.is_open:
+                await self._connect()
+            snapshot = await self.client.read_snapshot(hold_for=self.interval_seconds)
+        except AuthenticationError as err:
+            await self.client.close()
+            raise ConfigEntryAuthFailed(translation_domain=DOMAIN, translation_key="invalid_key") from err
+        except UpdateFailed:
+            self._schedule_retry()
+            raise
+        except MeterError as err:
+            await self.client.close()
+            self._schedule_retry()
+            raise UpdateFailed(
+                translation_domain=DOMAIN,
+                translation_key=error_key(err),
+                translation_placeholders={"error": str(err)},
+            ) from err
+        self._failures = 0
+        self._retry_at = 0.0
+        return self.guard.apply(snapshot, time.monotonic())
+
+    def _schedule_retry(self) -> None:
+        """Exponential backoff, 1 s doubling up to 60 s, between reconnect attempts."""
+        delay = min(BACKOFF_MAX, BACKOFF_MIN * 2**self._failures)
+        self._failures += 1
+        self._retry_at = time.monotonic() + delay
+
+    async def async_shutdown(self) -> None:
+        await super().async_shutdown()
+        await self.client.close()

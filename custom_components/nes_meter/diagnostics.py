@@ -1,0 +1,34 @@
+"""Diagnostics: what a user can paste into an issue without leaking the key or serials."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeassistant.components.diagnostics import async_redact_data
+from homeassistant.const import CONF_PORT
+from homeassistant.core import HomeAssistant
+
+from .const import CONF_KEY
+from .coordinator import NesMeterConfigEntry
+from .meter.transport import describe_port
+
+TO_REDACT = {CONF_KEY, "utility_serial", "manufacturer_serial", "serial_number", "unique_id", "title"}
+
+
+async def async_get_config_entry_diagnostics(hass: HomeAssistant, entry: NesMeterConfigEntry) -> dict[str, Any]:
+    coordinator = entry.runtime_data
+    client = coordinator.client.diagnostics()
+    identity = coordinator.identity
+    secrets = [identity.utility_serial.encode().hex(), identity.manufacturer_serial or ""] if identity else []
+    for frame in client["last_frames"]:
+        for secret in filter(None, secrets):
+            frame["hex"] = frame["hex"].replace(secret, "**" * (len(secret) // 2))
+    snapshot = coordinator.data.as_dict() if coordinator.data else None
+    return {
+        "entry": async_redact_data({**entry.data, CONF_PORT: describe_port(entry.data[CONF_PORT])}, TO_REDACT),
+        "options": dict(entry.options),
+        "snapshot": snapshot,
+        "guard": coordinator.guard.as_dict(),
+        "client": async_redact_data(client, TO_REDACT),
+        "last_update_success": coordinator.last_update_success,
+    }

@@ -1,0 +1,125 @@
+"""Command line: read a meter, run the simulator, or probe a port; no Home Assistant needed."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from typing import Any
+
+from .client import TRANSPORTS, MeterClient, probe_transport
+from .errors import AuthenticationError, MeterError
+from .keys import KEY_FORMATS, MeterKey
+from .simulator import Faults, SimulatedMeter
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="meter", description="Read NES/Echelon (OSGP) meters over MEP or IR.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (the key is never logged)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    read = sub.add_parser("read", help="print one reading")
+    read.add_argument("--transport", choices=TRANSPORTS, required=True)
+    read.add_argument("--port", required=True, help="device path, socket://host:port or rfc2217://host:port")
+    read.add_argument(
+        "--key", required=True, help="the utility's key (20 ASCII characters, 40 hex digits or decimal form)"
+    )
+    read.add_argument("--key-format", choices=KEY_FORMATS, default="auto")
+    read.add_argument("--encrypt", action="store_true", help="MEP: RC4-encrypt requests")
+    read.add_argument("--enable-line", choices=("rts", "dtr", "none"), default="rts", help="MEP ENABLE line")
+    read.add_argument("--json", action="store_true", help="one JSON object")
+
+    sim = sub.add_parser("simulate", help="serve a simulated meter until stopped")
+    sim.add_argument("--transport", choices=TRANSPORTS, required=True)
+    sim.add_argument("--listen", default="tcp://127.0.0.1:0", help="tcp://127.0.0.1:PORT or pty")
+    sim.add_argument("--key", required=True)
+    sim.add_argument("--key-format", choices=KEY_FORMATS, default="auto")
+    sim.add_argument("--serial", default="5712345678", help="utility serial number (ET03)")
+    sim.add_argument("--faults", default="", help="e.g. drop=0.01,corrupt=0.01,alerts,seed=1")
+    sim.add_argument("--pace", action="store_true", help="9600-baud wire timing")
+
+    probe = sub.add_parser("probe", help="tell which transport answers on a port")
+    probe.add_argument("--port", required=True)
+    return parser
+
+
+async def _read(args: argparse.Namespace) -> int:
+    key = MeterKey.parse(args.key, args.key_format)
+    client = MeterClient(args.port, args.transport, key, encrypt=args.encrypt, enable_line=args.enable_line)
+    async with client:
+        identity = await client.identify()
+        snapshot = await client.read_snapshot()
+    result: dict[str, Any] = {
+        "utility_serial": identity.utility_serial,
+        "manufacturer": identity.manufacturer,
+        "model": identity.model,
+        "firmware": identity.firmware_version,
+        **snapshot.as_dict(),
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        width = max(map(len, result))
+        for name, value in result.items():
+            if value is not None and value != []:
+                print(f"{name:<{width}}  {value}")
+    return 0
+
+
+async def _simulate(args: argparse.Namespace) -> int:
+    from .sim_image import MeterImage
+
+    meter = SimulatedMeter(
+        MeterKey.parse(args.key, args.key_format),
+        image=MeterImage(utility_serial=args.serial),
+        faults=Faults.parse(args.faults),
+        pace=args.pace,
+    )
+    if args.listen == "pty":
+        server = await meter.serve_pty(args.transport)
+    elif args.listen.startswith("tcp://"):
+        host, _, port = args.listen[len("tcp://") :].rpartition(":")
+        if host not in ("127.0.0.1", "localhost"):
+            print("the simulator only listens on 127.0.0.1", file=sys.stderr)
+            return 2
+        server = await meter.serve_tcp(args.transport, "127.0.0.1", int(port or 0))
+    else:
+        print("--listen takes tcp://127.0.0.1:PORT or pty", file=sys.stderr)
+        return 2
+    print(f"simulated {args.transport} meter at {server.url}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.close()
+    return 0
+
+
+async def _probe(args: argparse.Namespace) -> int:
+    found = await probe_transport(args.port)
+    print(found or "no meter answered (check wiring, ENABLE, probe alignment)")
+    return 0 if found else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    handler = {"read": _read, "simulate": _simulate, "probe": _probe}[args.command]
+    try:
+        return asyncio.run(handler(args))
+    except AuthenticationError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
+    except (MeterError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,359 @@
+"""Sensors for an NES meter: energy for the Energy dashboard, live values, diagnostics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from homeassistant.components.sensor import (
+    SensorDeviceClass,
+    SensorEntity,
+    SensorEntityDescription,
+    SensorStateClass,
+)
+from homeassistant.const import (
+    PERCENTAGE,
+    EntityCategory,
+    UnitOfApparentPower,
+    UnitOfElectricCurrent,
+    UnitOfElectricPotential,
+    UnitOfEnergy,
+    UnitOfFrequency,
+    UnitOfPower,
+    UnitOfTime,
+)
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.device_registry import DeviceInfo
+from homeassistant.helpers.entity_platform import AddEntitiesCallback
+from homeassistant.helpers.update_coordinator import CoordinatorEntity
+
+from .const import DOMAIN
+from .coordinator import NesMeterConfigEntry, NesMeterCoordinator
+from .meter import MeterIdentity, MeterSnapshot
+
+PARALLEL_UPDATES = 0
+
+# Newer Home Assistant versions have dedicated classes; older ones get none (HA's rule).
+REACTIVE_POWER = SensorDeviceClass.REACTIVE_POWER
+REACTIVE_ENERGY: SensorDeviceClass | None = getattr(SensorDeviceClass, "REACTIVE_ENERGY", None)
+UNIT_VAR = "var"
+UNIT_KVARH = "kvarh"
+
+
+@dataclass(frozen=True, kw_only=True)
+class NesSensorDescription(SensorEntityDescription):
+    """How one snapshot field becomes a sensor."""
+
+    value_fn: Callable[[MeterSnapshot], float | datetime | str | None]
+    exists_fn: Callable[[MeterIdentity], bool] = lambda _identity: True
+
+
+def _present(source: int) -> Callable[[MeterIdentity], bool]:
+    """The meter lists this BT28 source in BT27 (no entity for values a meter lacks)."""
+    return lambda identity: source in identity.present_sources
+
+
+def _summation(index: int) -> Callable[[MeterIdentity], bool]:
+    return lambda identity: identity.dimensions.summations > index
+
+
+def _kilo(name: str) -> Callable[[MeterSnapshot], float | None]:
+    def value(snapshot: MeterSnapshot) -> float | None:
+        raw = getattr(snapshot, name)
+        return None if raw is None else raw / 1000
+
+    return value
+
+
+def _field(name: str) -> Callable[[MeterSnapshot], float | None]:
+    return lambda snapshot: getattr(snapshot, name)
+
+
+def _percent(name: str) -> Callable[[MeterSnapshot], float | None]:
+    def value(snapshot: MeterSnapshot) -> float | None:
+        raw = getattr(snapshot, name)
+        return None if raw is None else round(raw * 100, 1)
+
+    return value
+
+
+def _energy(key: str, index: int, *, enabled: bool = True) -> NesSensorDescription:
+    return NesSensorDescription(
+        key=key,
+        translation_key=key,
+        device_class=SensorDeviceClass.ENERGY,
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
+        suggested_display_precision=3,
+        value_fn=_kilo(f"{key}_wh"),
+        exists_fn=_summation(index),
+        entity_registry_enabled_default=enabled,
+    )
+
+
+def _reactive_energy(key: str, index: int) -> NesSensorDescription:
+    return NesSensorDescription(
+        key=key,
+        translation_key=key,
+        device_class=REACTIVE_ENERGY,
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        native_unit_of_measurement=UNIT_KVARH,
+        suggested_display_precision=3,
+        value_fn=_kilo(f"{key}_varh"),
+        exists_fn=_summation(index),
+        entity_registry_enabled_default=False,
+    )
+
+
+def _power(key: str, source: int, *, enabled: bool = True, diagnostic: bool = False) -> NesSensorDescription:
+    return NesSensorDescription(
+        key=key,
+        translation_key=key,
+        device_class=SensorDeviceClass.POWER,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfPower.WATT,
+        suggested_display_precision=0,
+        value_fn=_field(f"{key}_w"),
+        exists_fn=_present(source),
+        entity_registry_enabled_default=enabled,
+        entity_category=EntityCategory.DIAGNOSTIC if diagnostic else None,
+    )
+
+
+def _phase_sensors() -> list[NesSensorDescription]:
+    sensors: list[NesSensorDescription] = []
+    for phase in (1, 2, 3):
+        sensors += [
+            NesSensorDescription(
+                key=f"voltage_l{phase}",
+                translation_key=f"voltage_l{phase}",
+                device_class=SensorDeviceClass.VOLTAGE,
+                state_class=SensorStateClass.MEASUREMENT,
+                native_unit_of_measurement=UnitOfElectricPotential.VOLT,
+                suggested_display_precision=1,
+                value_fn=_field(f"voltage_l{phase}_v"),
+                exists_fn=_present(14 + phase),
+                entity_registry_enabled_default=phase == 1,
+            ),
+            NesSensorDescription(
+                key=f"current_l{phase}",
+                translation_key=f"current_l{phase}",
+                device_class=SensorDeviceClass.CURRENT,
+                state_class=SensorStateClass.MEASUREMENT,
+                native_unit_of_measurement=UnitOfElectricCurrent.AMPERE,
+                suggested_display_precision=2,
+                value_fn=_field(f"current_l{phase}_a"),
+                exists_fn=_present(11 + phase),
+                entity_registry_enabled_default=phase == 1,
+            ),
+            NesSensorDescription(
+                key=f"power_factor_l{phase}",
+                translation_key=f"power_factor_l{phase}",
+                device_class=SensorDeviceClass.POWER_FACTOR,
+                state_class=SensorStateClass.MEASUREMENT,
+                native_unit_of_measurement=PERCENTAGE,
+                suggested_display_precision=1,
+                value_fn=_percent(f"power_factor_l{phase}"),
+                exists_fn=_present((18, 21, 22)[phase - 1]),
+                entity_registry_enabled_default=False,
+            ),
+            _power(f"power_import_l{phase}", 184 + phase, enabled=False),
+            _power(f"power_export_l{phase}", 187 + phase, enabled=False),
+        ]
+    return sensors
+
+
+SENSORS: tuple[NesSensorDescription, ...] = (
+    _energy("energy_import", 0),
+    _energy("energy_export", 1),
+    _reactive_energy("reactive_energy_import", 2),
+    _reactive_energy("reactive_energy_export", 3),
+    _power("power_import", 8),
+    _power("power_export", 9),
+    NesSensorDescription(
+        key="power_net",
+        translation_key="power_net",
+        device_class=SensorDeviceClass.POWER,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfPower.WATT,
+        suggested_display_precision=0,
+        value_fn=lambda snapshot: snapshot.power_net_w,
+        exists_fn=lambda identity: {8, 9}.issubset(identity.present_sources),
+    ),
+    _power("average_power_import", 208, enabled=False),
+    _power("average_power_export", 209, enabled=False),
+    NesSensorDescription(
+        key="reactive_power_import",
+        translation_key="reactive_power_import",
+        device_class=REACTIVE_POWER,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UNIT_VAR,
+        value_fn=_field("reactive_power_import_var"),
+        exists_fn=_present(10),
+        entity_registry_enabled_default=False,
+    ),
+    NesSensorDescription(
+        key="reactive_power_export",
+        translation_key="reactive_power_export",
+        device_class=REACTIVE_POWER,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UNIT_VAR,
+        value_fn=_field("reactive_power_export_var"),
+        exists_fn=_present(11),
+        entity_registry_enabled_default=False,
+    ),
+    NesSensorDescription(
+        key="apparent_power",
+        translation_key="apparent_power",
+        device_class=SensorDeviceClass.APPARENT_POWER,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfApparentPower.VOLT_AMPERE,
+        value_fn=_field("apparent_power_va"),
+        exists_fn=_present(20),
+        entity_registry_enabled_default=False,
+    ),
+    NesSensorDescription(
+        key="frequency",
+        translation_key="frequency",
+        device_class=SensorDeviceClass.FREQUENCY,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfFrequency.HERTZ,
+        suggested_display_precision=2,
+        value_fn=_field("frequency_hz"),
+        exists_fn=_present(19),
+        entity_registry_enabled_default=False,
+    ),
+    *_phase_sensors(),
+    NesSensorDescription(
+        key="power_outage_count",
+        translation_key="power_outage_count",
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        value_fn=_field("power_outage_count"),
+        exists_fn=_summation(5),
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+    ),
+    NesSensorDescription(
+        key="power_outage_duration",
+        translation_key="power_outage_duration",
+        device_class=SensorDeviceClass.DURATION,
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        native_unit_of_measurement=UnitOfTime.SECONDS,
+        value_fn=_field("power_outage_seconds"),
+        exists_fn=_summation(4),
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+    ),
+    NesSensorDescription(
+        key="meter_time",
+        translation_key="meter_time",
+        device_class=SensorDeviceClass.TIMESTAMP,
+        value_fn=lambda snapshot: snapshot.meter_time,
+        entity_category=EntityCategory.DIAGNOSTIC,
+    ),
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NesLinkSensorDescription(SensorEntityDescription):
+    """A connection diagnostic taken from the client's counters."""
+
+    value_fn: Callable[[NesMeterCoordinator], float | str | None]
+
+
+LINK_SENSORS: tuple[NesLinkSensorDescription, ...] = (
+    NesLinkSensorDescription(
+        key="last_error",
+        translation_key="last_error",
+        value_fn=lambda coordinator: coordinator.client.stats.last_error or "none",
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+    ),
+    NesLinkSensorDescription(
+        key="retries",
+        translation_key="retries",
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        value_fn=lambda coordinator: coordinator.client.stats.retries,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+    ),
+)
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: NesMeterConfigEntry,
+    async_add_entities: AddEntitiesCallback,
+) -> None:
+    """Create the sensors this meter's dimension tables say it has."""
+    coordinator = entry.runtime_data
+    identity = coordinator.identity
+    assert identity is not None
+    entities: list[SensorEntity] = [
+        NesMeterSensor(coordinator, identity, description) for description in SENSORS if description.exists_fn(identity)
+    ]
+    entities += [NesLinkSensor(coordinator, identity, description) for description in LINK_SENSORS]
+    async_add_entities(entities)
+
+
+class NesMeterEntity(CoordinatorEntity[NesMeterCoordinator]):
+    """Common device and naming for every entity of one meter."""
+
+    _attr_has_entity_name = True
+
+    def __init__(self, coordinator: NesMeterCoordinator, identity: MeterIdentity, key: str) -> None:
+        super().__init__(coordinator)
+        self._attr_unique_id = f"{identity.utility_serial}_{key}"
+        self._attr_device_info = DeviceInfo(
+            identifiers={(DOMAIN, identity.utility_serial)},
+            manufacturer="NES/Echelon" if identity.manufacturer in ("NES", "ELON") else identity.manufacturer,
+            model=identity.model,
+            serial_number=identity.utility_serial,
+            sw_version=identity.firmware_version,
+            hw_version=identity.hardware_version,
+            name=f"NES {identity.model}",
+        )
+
+
+class NesMeterSensor(NesMeterEntity, SensorEntity):
+    """A value from the meter's registers or present values."""
+
+    entity_description: NesSensorDescription
+
+    def __init__(
+        self, coordinator: NesMeterCoordinator, identity: MeterIdentity, description: NesSensorDescription
+    ) -> None:
+        super().__init__(coordinator, identity, description.key)
+        self.entity_description = description
+
+    @property
+    def native_value(self) -> float | datetime | str | None:
+        return self.entity_description.value_fn(self.coordinator.data)
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any] | None:
+        if self.entity_description.key != "power_import":
+            return None
+        return {"phase_sum_mismatch": self.coordinator.guard.phase_mismatch}
+
+
+class NesLinkSensor(NesMeterEntity, SensorEntity):
+    """Connection health; available even while the meter is not."""
+
+    entity_description: NesLinkSensorDescription
+
+    def __init__(
+        self, coordinator: NesMeterCoordinator, identity: MeterIdentity, description: NesLinkSensorDescription
+    ) -> None:
+        super().__init__(coordinator, identity, description.key)
+        self.entity_description = description
+
+    @property
+    def available(self) -> bool:
+        return True
+
+    @property
+    def native_value(self) -> float | str | None:
+        return self.entity_description.value_fn(self.coordinator)
