@@ -32,6 +32,11 @@ def auto_enable_custom_integrations(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("enable_custom_integrations")
 
 
+@pytest.fixture(autouse=True)
+def loopback_sockets(socket_enabled: None) -> None:
+    """The simulator listens on 127.0.0.1; connections elsewhere stay blocked."""
+
+
 @pytest.fixture
 def meter() -> SimulatedMeter:
     return SimulatedMeter(KEY)

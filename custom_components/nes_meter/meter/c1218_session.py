@@ -76,8 +76,9 @@ class C1218Session:
 
     async def start(self) -> None:
         """Identify, negotiate, logon, security. Raises ``AuthenticationError`` on a bad key."""
+        # The toggle keeps alternating across restarts: the meter does not know we
+        # restarted and would drop a new identify with a repeated toggle as a duplicate.
         self._active = False
-        self._tx_toggle = False
         self._rx_toggle = None
         self.packet_size, self.packets = c1218.DEFAULT_PACKET_SIZE, 1
         self._link.discard()
@@ -103,22 +104,18 @@ class C1218Session:
         self.stats.session_starts += 1
 
     async def _identify(self) -> None:
-        last: Exception | None = None
-        for _ in range(self.timing.retries):
-            try:
-                await self._request(c1218.identify_request())
-                return
-            except (NoResponseError, FrameError) as err:
-                last = err
-                await self._link.wait_quiet(0.05, 0.3)
-        raise NoResponseError(f"the meter does not answer on the optical port ({last})")
+        try:
+            await self._request(c1218.identify_request())
+        except NoResponseError as err:
+            raise NoResponseError(f"the meter does not answer on the optical port ({err})") from None
 
     async def ensure_session(self) -> None:
         loop = asyncio.get_running_loop()
         now = loop.time()
-        if self._active and now < self._alive_until - 0.5 and now - self._started_at < self.timing.session_max:
+        alive = self._active and now < self._alive_until - min(0.5, self.timing.channel_timeout / 4)
+        if alive and now - self._started_at < self.timing.session_max:
             return
-        if self._active and now < self._alive_until - 0.5:
+        if alive:
             await self.stop()
         await self.start()
 
@@ -151,19 +148,40 @@ class C1218Session:
         out = bytearray()
         while len(out) < count:
             size = min(self.max_read, count - len(out))
-            data = c1218.parse_read(await self._request(c1218.read_request(table_id, offset + len(out), size)))
+            data = await self._read_chunk(table_id, offset + len(out), size)
             if len(data) != size:
                 raise FrameError(f"asked for {size} bytes, got {len(data)}")
             out += data
         return bytes(out)
 
+    async def _read_chunk(self, table_id: int, offset: int, size: int) -> bytes:
+        try:
+            return c1218.parse_read(await self._request(c1218.read_request(table_id, offset, size)))
+        except (NoResponseError, FrameError):
+            self._active = False  # the next read starts a fresh session
+            raise
+
     # ---- PSEM ----
 
     async def _request(self, request: bytes) -> bytes:
+        """Send a service and return its OK reply.
+
+        A reply lost or damaged after the meter ACKed the request is asked again as a new
+        packet (every service we send is idempotent); no ACK at all means no meter.
+        """
         c1218.check_read_only(request)
-        for attempt in range(self.timing.retries):
+        attempt = 0
+        while True:
+            attempt += 1
             await self._send(request)
-            payload = await self._receive_payload()
+            try:
+                payload = await self._receive_payload()
+            except (NoResponseError, FrameError):
+                if attempt >= self.timing.retries:
+                    raise
+                self.stats.retries += 1
+                await self._link.wait_quiet(0.02, 0.2)
+                continue
             self._alive_until = asyncio.get_running_loop().time() + self.timing.channel_timeout
             if not payload:
                 raise FrameError("empty PSEM reply")
@@ -172,14 +190,13 @@ class C1218Session:
                 return payload
             name = c1218.response_name(code)
             self.stats.error(name)
-            if code in RETRYABLE and attempt + 1 < self.timing.retries:
+            if code in RETRYABLE and attempt < self.timing.retries:
                 self.stats.retries += 1
                 await asyncio.sleep(self.timing.busy_delay)
                 continue
             if code == 0x0A:
                 self._active = False
             raise ResponseError(code, name, f"service 0x{request[0]:02X} refused")
-        raise NoResponseError("the meter stayed busy")
 
     # ---- link layer ----
 

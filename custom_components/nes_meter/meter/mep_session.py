@@ -149,7 +149,8 @@ class MepSession:
         cipher = mep.rc4_packet_cipher(self._rc4_base, request_digest) if self._rc4_base else None
         wire = cipher.update(message) if cipher else message
         frame = struct.pack(">H", len(message) + mep.DIGEST_SIZE) + wire + request_digest
-        self._link.discard()
+        if mep.ALERT_MARKER in self._link.discard():
+            self._note_alert()
         self._link.write(frame)
         self._last_tx = loop.time()
         self.stats.frames_sent += 1
@@ -160,8 +161,7 @@ class MepSession:
         timeout = self.timing.response_timeout + sent * BYTE_TIME
         header = await self._link.read_exactly(2, timeout)
         while header == mep.ALERT_MARKER:
-            self.stats.alert_markers += 1
-            self.alert_pending = True
+            self._note_alert()
             header = await self._link.read_exactly(2, self.timing.response_timeout)
         (length,) = struct.unpack(">H", header)
         if not mep.DIGEST_SIZE + 1 <= length <= mep.MAX_MESSAGE:
@@ -180,6 +180,11 @@ class MepSession:
         if mep.digest(self._key, request + body) != received_digest:
             raise FrameError("reply digest mismatch (corrupted or foreign frame)")
         return mep.parse_response_body(body)
+
+    def _note_alert(self) -> None:
+        """An unsolicited 00 00: the meter has an alert pending (guide p.17)."""
+        self.stats.alert_markers += 1
+        self.alert_pending = True
 
     async def _reset_enable(self) -> None:
         """Power-cycle the meter-side interface through ENABLE after repeated timeouts."""

@@ -279,6 +279,10 @@ class SimulatedMeter:
                 except TimeoutError:
                     state.reset()
                     continue
+                if first[0] == c1218.NAK and state.last_frame and state.resends < 3:
+                    state.resends += 1
+                    await self._reply(wire, state.last_frame)  # the client saw a bad CRC
+                    continue
                 if first[0] != c1218.STP:
                     continue
                 try:
@@ -320,6 +324,7 @@ class SimulatedMeter:
         for control, sequence, data in c1218.split_packets(payload, state.packet_size):
             state.tx_toggle = not state.tx_toggle
             frame = c1218.encode_packet(data, toggle=state.tx_toggle, control=control, sequence=sequence)
+            state.last_frame, state.resends = frame, 0
             await self._reply(wire, frame)
             if control & c1218.CTRL_MULTI and sequence > 0 and not await self._await_ir_ack(wire, frame):
                 return
@@ -492,6 +497,8 @@ class _IrState:
     rx_toggle: bool | None = None
     tx_toggle: bool = False
     last_reply: bytes = b""
+    last_frame: bytes = b""
+    resends: int = 0
     fresh: bool = True
     negotiated: tuple[int, int] | None = None
 

@@ -152,9 +152,9 @@ class SerialLink:
         self._protocol.buffer[:0] = data
         self.bytes_received -= len(data)
 
-    def discard(self) -> int:
-        """Drop what has arrived so far (stale replies, garbage, alert markers)."""
-        dropped = len(self._protocol.buffer)
+    def discard(self) -> bytes:
+        """Drop and return what has arrived so far (stale replies, garbage, alert markers)."""
+        dropped = bytes(self._protocol.buffer)
         self._protocol.buffer.clear()
         return dropped
 
@@ -181,13 +181,13 @@ class SerialLink:
         """Discard input until the line has been silent for ``quiet`` seconds."""
         loop = asyncio.get_running_loop()
         end = loop.time() + limit
-        dropped = self.discard()
+        dropped = len(self.discard())
         while loop.time() < end and not self._protocol.closed:
             try:
                 await self._protocol.wait(quiet)
             except TimeoutError:
                 break
-            dropped += self.discard()
+            dropped += len(self.discard())
         return dropped
 
     async def close(self) -> None:
