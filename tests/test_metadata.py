@@ -1,0 +1,69 @@
+"""Manifest, hacs.json and translations are valid and agree with the pinned requirements."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+import re
+
+ROOT = Path(__file__).resolve().parents[1]
+INTEGRATION = ROOT / "custom_components" / "nes_meter"
+MANIFEST = json.loads((INTEGRATION / "manifest.json").read_text())
+
+
+def _keys(tree: object, prefix: str = "") -> set[str]:
+    if not isinstance(tree, dict):
+        return {prefix}
+    found: set[str] = set()
+    for key, value in tree.items():
+        found |= _keys(value, f"{prefix}.{key}" if prefix else key)
+    return found
+
+
+def test_manifest_key_order_and_required_keys() -> None:
+    keys = list(MANIFEST)
+    assert keys[:2] == ["domain", "name"]
+    assert keys[2:] == sorted(keys[2:])
+    assert {"codeowners", "config_flow", "documentation", "integration_type", "iot_class", "issue_tracker", "requirements", "version"} <= set(keys)
+    assert MANIFEST["domain"] == "nes_meter" == INTEGRATION.name
+    assert MANIFEST["config_flow"] is True
+    assert MANIFEST["iot_class"] == "local_polling"
+    assert MANIFEST["documentation"].startswith("https://")
+    assert MANIFEST["issue_tracker"].startswith("https://")
+    assert re.fullmatch(r"\d+\.\d+\.\d+", MANIFEST["version"])
+
+
+def test_requirement_pins_match_requirements_test() -> None:
+    pinned = dict(
+        line.split("==", 1) for line in (ROOT / "requirements_test.txt").read_text().splitlines() if "==" in line and not line.startswith("#")
+    )
+    for requirement in MANIFEST["requirements"]:
+        name, version = requirement.split("==")
+        assert pinned[name] == version, requirement
+
+
+def test_hacs_json() -> None:
+    hacs = json.loads((ROOT / "hacs.json").read_text())
+    assert hacs["name"]
+    assert re.fullmatch(r"\d{4}\.\d+\.\d+", hacs["homeassistant"])
+
+
+def test_translations_have_the_same_keys() -> None:
+    english = _keys(json.loads((INTEGRATION / "translations" / "en.json").read_text()))
+    files = sorted((INTEGRATION / "translations").glob("*.json"))
+    assert {path.stem for path in files} >= {"en", "da", "de"}
+    for path in files:
+        assert _keys(json.loads(path.read_text())) == english, path.name
+
+
+def test_every_sensor_and_exception_is_translated() -> None:
+    from custom_components.nes_meter.sensor import LINK_SENSORS, SENSORS
+
+    english = json.loads((INTEGRATION / "translations" / "en.json").read_text())
+    names = set(english["entity"]["sensor"])
+    assert {d.translation_key for d in (*SENSORS, *LINK_SENSORS)} == names
+    icons = json.loads((INTEGRATION / "icons.json").read_text())["entity"]["sensor"]
+    assert set(icons) <= names
+    source = "\n".join(path.read_text() for path in INTEGRATION.glob("*.py"))
+    for key in re.findall(r'translation_key="(\w+)"', source):
+        assert key in english["exceptions"] or key in names or key in english["selector"], key

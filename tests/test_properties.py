@@ -1,0 +1,103 @@
+"""Property tests: no byte sequence makes a framer or decoder raise anything but MeterError."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings, strategies as st
+import pytest
+
+from custom_components.nes_meter.meter import MeterError, c1218, mep, parse_key, tables
+
+RAW = st.binary(max_size=600)
+DIMS = tables.decode_bt21(bytes.fromhex("030c000b000000040037"))
+
+
+def _only_meter_errors(function, *args) -> None:  # type: ignore[no-untyped-def]
+    try:
+        function(*args)
+    except MeterError:
+        pass
+
+
+@given(RAW)
+def test_c1218_decode_packet(data: bytes) -> None:
+    _only_meter_errors(c1218.decode_packet, data)
+
+
+@given(RAW)
+def test_c1218_parsers(data: bytes) -> None:
+    _only_meter_errors(c1218.parse_read, data)
+    _only_meter_errors(c1218.parse_negotiate, data)
+
+
+@given(RAW)
+def test_mep_response_body(data: bytes) -> None:
+    _only_meter_errors(mep.parse_response_body, data)
+
+
+@given(RAW)
+def test_table_decoders(data: bytes) -> None:
+    for decoder in (tables.decode_bt00, tables.decode_bt01, tables.decode_bt21, tables.decode_bt52, tables.decode_bt55, tables.decode_et03):
+        _only_meter_errors(decoder, data)
+    for decoder in (tables.decode_bt22, tables.decode_bt23_summations, tables.decode_bt27, tables.decode_bt28):
+        _only_meter_errors(decoder, data, DIMS)
+
+
+@given(st.binary(min_size=10, max_size=10), RAW)
+def test_decoders_with_any_dimensions(bt21: bytes, data: bytes) -> None:
+    try:
+        dims = tables.decode_bt21(bt21)
+    except MeterError:
+        return
+    for decoder in (tables.decode_bt22, tables.decode_bt23_summations, tables.decode_bt27, tables.decode_bt28):
+        _only_meter_errors(decoder, data, dims)
+
+
+@given(st.text(max_size=80), st.sampled_from(["auto", "ascii", "hex", "decimal"]))
+def test_key_parser(text: str, key_format: str) -> None:
+    _only_meter_errors(parse_key, text, key_format)
+
+
+@given(st.binary(max_size=2000), st.booleans(), st.integers(0, 3))
+def test_c1218_packet_round_trip(data: bytes, toggle: bool, control: int) -> None:
+    frame = c1218.encode_packet(data, toggle=toggle, control=control << 6)
+    packet = c1218.decode_packet(frame)
+    assert packet.data == data
+    assert packet.toggle == toggle
+
+
+@given(st.binary(max_size=3000), st.integers(16, 1024))
+def test_multi_packet_split_reassembles(payload: bytes, size: int) -> None:
+    packets = c1218.split_packets(payload, size)
+    assert b"".join(data for _, _, data in packets) == payload
+    assert [seq for _, seq, _ in packets] == list(range(len(packets) - 1, -1, -1))
+
+
+@given(st.binary(max_size=465))
+def test_read_reply_round_trip(data: bytes) -> None:
+    assert c1218.parse_read(c1218.read_response(data)) == data
+    body = b"\x00" + len(data).to_bytes(2, "big") + data
+    assert mep.parse_response_body(body) == (0, data, None)
+
+
+@given(st.binary(min_size=1, max_size=20), st.binary(max_size=400))
+@settings(max_examples=50)
+def test_digest_detects_any_single_bit_flip(key: bytes, message: bytes) -> None:
+    digest = mep.digest(key, message)
+    assert len(digest) == 8
+    if message:
+        flipped = bytes([message[0] ^ 1]) + message[1:]
+        assert mep.digest(key, flipped) != digest
+
+
+@given(st.binary(min_size=16, max_size=16), st.binary(min_size=8, max_size=8), st.binary(max_size=100), st.binary(max_size=100))
+def test_rc4_is_symmetric(key: bytes, request_digest: bytes, request: bytes, reply: bytes) -> None:
+    base = mep.rc4_base_key(key)
+    client = mep.rc4_packet_cipher(base, request_digest)
+    meter = mep.rc4_packet_cipher(base, request_digest)
+    assert meter.update(client.update(request)) == request
+    assert client.update(meter.update(reply)) == reply
+
+
+def test_digest_rejects_empty_key() -> None:
+    with pytest.raises(ValueError, match="empty"):
+        mep.digest(b"", b"x")
