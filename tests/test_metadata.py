@@ -24,7 +24,16 @@ def test_manifest_key_order_and_required_keys() -> None:
     keys = list(MANIFEST)
     assert keys[:2] == ["domain", "name"]
     assert keys[2:] == sorted(keys[2:])
-    assert {"codeowners", "config_flow", "documentation", "integration_type", "iot_class", "issue_tracker", "requirements", "version"} <= set(keys)
+    assert {
+        "codeowners",
+        "config_flow",
+        "documentation",
+        "integration_type",
+        "iot_class",
+        "issue_tracker",
+        "requirements",
+        "version",
+    } <= set(keys)
     assert MANIFEST["domain"] == "nes_meter" == INTEGRATION.name
     assert MANIFEST["config_flow"] is True
     assert MANIFEST["iot_class"] == "local_polling"
@@ -35,7 +44,9 @@ def test_manifest_key_order_and_required_keys() -> None:
 
 def test_requirement_pins_match_requirements_test() -> None:
     pinned = dict(
-        line.split("==", 1) for line in (ROOT / "requirements_test.txt").read_text().splitlines() if "==" in line and not line.startswith("#")
+        line.split("==", 1)
+        for line in (ROOT / "requirements_test.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
     )
     for requirement in MANIFEST["requirements"]:
         name, version = requirement.split("==")

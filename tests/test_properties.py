@@ -36,7 +36,14 @@ def test_mep_response_body(data: bytes) -> None:
 
 @given(RAW)
 def test_table_decoders(data: bytes) -> None:
-    for decoder in (tables.decode_bt00, tables.decode_bt01, tables.decode_bt21, tables.decode_bt52, tables.decode_bt55, tables.decode_et03):
+    for decoder in (
+        tables.decode_bt00,
+        tables.decode_bt01,
+        tables.decode_bt21,
+        tables.decode_bt52,
+        tables.decode_bt55,
+        tables.decode_et03,
+    ):
         _only_meter_errors(decoder, data)
     for decoder in (tables.decode_bt22, tables.decode_bt23_summations, tables.decode_bt27, tables.decode_bt28):
         _only_meter_errors(decoder, data, DIMS)
@@ -89,7 +96,12 @@ def test_digest_detects_any_single_bit_flip(key: bytes, message: bytes) -> None:
         assert mep.digest(key, flipped) != digest
 
 
-@given(st.binary(min_size=16, max_size=16), st.binary(min_size=8, max_size=8), st.binary(max_size=100), st.binary(max_size=100))
+@given(
+    st.binary(min_size=16, max_size=16),
+    st.binary(min_size=8, max_size=8),
+    st.binary(max_size=100),
+    st.binary(max_size=100),
+)
 def test_rc4_is_symmetric(key: bytes, request_digest: bytes, request: bytes, reply: bytes) -> None:
     base = mep.rc4_base_key(key)
     client = mep.rc4_packet_cipher(base, request_digest)
