@@ -28,6 +28,8 @@ def load_vectors(name: str) -> dict[str, Any]:
 @pytest.fixture(autouse=True)
 def auto_enable_custom_integrations(request: pytest.FixtureRequest) -> None:
     """HA tests need custom integrations enabled; plain library tests do not use hass."""
+    if "recorder_mock" in request.fixturenames:
+        request.getfixturevalue("recorder_mock")  # the recorder must come up before hass
     if "hass" in request.fixturenames:
         request.getfixturevalue("enable_custom_integrations")
 

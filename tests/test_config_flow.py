@@ -7,14 +7,13 @@ from pathlib import Path
 from typing import Any
 from unittest.mock import patch
 
-import pytest
-import serialx
-
 from homeassistant import config_entries
 from homeassistant.const import CONF_PORT
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
+import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
+import serialx
 
 from custom_components.nes_meter import config_flow
 from custom_components.nes_meter.const import (

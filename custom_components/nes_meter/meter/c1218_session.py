@@ -23,6 +23,7 @@ from .transport import BYTE_TIME, LineTimeout, SerialLink
 _LOGGER = logging.getLogger(__name__)
 
 RETRYABLE = frozenset({0x06, 0x07})  # bsy, dnr
+ISSS = 0x0A  # invalid service sequence state: no session at the meter
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,8 +156,16 @@ class C1218Session:
         return bytes(out)
 
     async def _read_chunk(self, table_id: int, offset: int, size: int) -> bytes:
+        request = c1218.read_request(table_id, offset, size)
         try:
-            return c1218.parse_read(await self._request(c1218.read_request(table_id, offset, size)))
+            try:
+                return c1218.parse_read(await self._request(request))
+            except ResponseError as err:
+                if err.code != ISSS:
+                    raise
+                # The meter dropped the session (channel or D.O.S. timer): log on again.
+                await self.start()
+                return c1218.parse_read(await self._request(request))
         except (NoResponseError, FrameError):
             self._active = False  # the next read starts a fresh session
             raise
@@ -194,7 +203,7 @@ class C1218Session:
                 self.stats.retries += 1
                 await asyncio.sleep(self.timing.busy_delay)
                 continue
-            if code == 0x0A:
+            if code == ISSS:
                 self._active = False
             raise ResponseError(code, name, f"service 0x{request[0]:02X} refused")
 

@@ -1,0 +1,286 @@
+"""End to end: the integration polls the simulated meter over loopback TCP, both transports."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+import json
+
+from homeassistant.components.sensor import SensorDeviceClass, SensorStateClass
+from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
+from homeassistant.const import CONF_PORT, STATE_UNAVAILABLE
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr, entity_registry as er
+from homeassistant.util import dt as dt_util
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
+from pytest_homeassistant_custom_component.components.diagnostics import get_diagnostics_for_config_entry
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
+
+from custom_components.nes_meter.const import CONF_KEY, CONF_KEY_FORMAT, CONF_TRANSPORT, DOMAIN
+from custom_components.nes_meter.coordinator import NesMeterCoordinator
+from custom_components.nes_meter.meter import MeterKey
+from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
+
+from .conftest import KEY, KEY_TEXT, SERIAL
+
+ENERGY = "sensor.nes_83334_energy_import"
+EXPORT = "sensor.nes_83334_energy_export"
+POWER = "sensor.nes_83334_power_import"
+
+
+async def setup_entry(hass: HomeAssistant, server: SimServer, transport: str) -> MockConfigEntry:
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=SERIAL,
+        title=f"NES 83334 ({transport.upper()})",
+        data={CONF_PORT: server.url, CONF_TRANSPORT: transport, CONF_KEY: KEY_TEXT, CONF_KEY_FORMAT: "auto"},
+    )
+    entry.add_to_hass(hass)
+    await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    return entry
+
+
+async def refresh(hass: HomeAssistant, entry: MockConfigEntry) -> NesMeterCoordinator:
+    coordinator: NesMeterCoordinator = entry.runtime_data
+    await coordinator.async_refresh()
+    await hass.async_block_till_done()
+    return coordinator
+
+
+@pytest.mark.parametrize("transport", ["mep", "ir"])
+async def test_setup_creates_device_and_sensors(hass: HomeAssistant, meter: SimulatedMeter, transport: str) -> None:
+    server = await meter.serve_tcp(transport)
+    try:
+        entry = await setup_entry(hass, server, transport)
+        assert entry.state is ConfigEntryState.LOADED
+
+        device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, SERIAL)})
+        assert device is not None
+        assert (device.manufacturer, device.model, device.sw_version, device.serial_number) == (
+            "NES/Echelon",
+            "83334",
+            "3.70.21",
+            SERIAL,
+        )
+
+        energy = hass.states.get(ENERGY)
+        assert energy is not None
+        assert float(energy.state) >= 344.18
+        assert energy.attributes["device_class"] == SensorDeviceClass.ENERGY
+        assert energy.attributes["state_class"] == SensorStateClass.TOTAL_INCREASING
+        assert energy.attributes["unit_of_measurement"] == "kWh"
+        assert float(hass.states.get(EXPORT).state) == pytest.approx(7.583)
+        power = hass.states.get(POWER)
+        assert power.attributes["unit_of_measurement"] == "W"
+        assert power.attributes["phase_sum_mismatch"] is False
+        assert float(hass.states.get("sensor.nes_83334_voltage_phase_1").state) == pytest.approx(228.315)
+        assert hass.states.get("sensor.nes_83334_net_power") is not None
+
+        registry = er.async_get(hass)
+        disabled = registry.async_get("sensor.nes_83334_voltage_phase_3")
+        assert disabled is not None
+        assert disabled.disabled_by is er.RegistryEntryDisabler.INTEGRATION
+        assert registry.async_get("sensor.nes_83334_meter_clock").entity_category == "diagnostic"
+        assert registry.async_get(ENERGY).unique_id == f"{SERIAL}_energy_import"
+
+        before = float(energy.state)
+        await refresh(hass, entry)
+        assert float(hass.states.get(ENERGY).state) >= before
+
+        client = entry.runtime_data.client
+        assert client.is_open
+        assert await hass.config_entries.async_unload(entry.entry_id)
+        assert entry.state is ConfigEntryState.NOT_LOADED
+        assert not client.is_open
+    finally:
+        await server.close()
+
+
+async def test_single_phase_meter_has_no_l2_l3_entities(hass: HomeAssistant) -> None:
+    meter = SimulatedMeter(KEY)
+    meter.image.tables[21][9] = 12  # BT21: only the first 12 present values (no L2/L3 PF, per-phase power)
+    meter.image.tables[27][:] = bytes([8, 9, 10, 11, 12, 255, 255, 15, 255, 255, 18, 19])
+    meter.image.tables[21][3] = 2  # two summations: no reactive energy
+    server = await meter.serve_tcp("ir")
+    try:
+        entry = await setup_entry(hass, server, "ir")
+        registry = er.async_get(hass)
+        keys = {
+            e.unique_id.removeprefix(f"{SERIAL}_") for e in er.async_entries_for_config_entry(registry, entry.entry_id)
+        }
+        assert {"energy_import", "energy_export", "voltage_l1", "current_l1", "frequency"} <= keys
+        assert not keys & {
+            "voltage_l2",
+            "voltage_l3",
+            "current_l3",
+            "power_import_l1",
+            "reactive_energy_import",
+            "power_factor_l2",
+        }
+        assert await hass.config_entries.async_unload(entry.entry_id)
+    finally:
+        await server.close()
+
+
+async def test_energy_dashboard_accepts_the_sensors(
+    hass: HomeAssistant, recorder_mock: object, ir_server: SimServer
+) -> None:
+    from homeassistant.components.energy import data as energy_data, validate
+    from pytest_homeassistant_custom_component.components.recorder.common import (
+        async_wait_recording_done,
+        do_adhoc_statistics,
+    )
+
+    entry = await setup_entry(hass, ir_server, "ir")
+    await async_wait_recording_done(hass)
+    start = dt_util.utcnow().replace(second=0, microsecond=0)
+    do_adhoc_statistics(hass, start=start - timedelta(minutes=start.minute % 5))
+    await async_wait_recording_done(hass)
+    manager = await energy_data.async_get_manager(hass)
+    await manager.async_update(
+        {
+            "energy_sources": [
+                {
+                    "type": "grid",
+                    "flow_from": [
+                        {
+                            "stat_energy_from": ENERGY,
+                            "stat_cost": None,
+                            "entity_energy_price": None,
+                            "number_energy_price": None,
+                        }
+                    ],
+                    "flow_to": [
+                        {
+                            "stat_energy_to": EXPORT,
+                            "stat_compensation": None,
+                            "entity_energy_price": None,
+                            "number_energy_price": None,
+                        }
+                    ],
+                    "cost_adjustment_day": 0,
+                }
+            ]
+        }
+    )
+    result = await validate.async_validate(hass)
+    issues = [issue for group in result.energy_sources for issue in group.issues.values()]
+    assert issues == []
+    assert result.energy_sources  # the grid source was validated
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_unavailable_on_disconnect_and_recovery(
+    hass: HomeAssistant, meter: SimulatedMeter, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await meter.serve_tcp("ir")
+    port = int(server.url.rsplit(":", 1)[1])
+    entry = await setup_entry(hass, server, "ir")
+    good = float(hass.states.get(ENERGY).state)
+    await server.close()
+
+    coordinator = await refresh(hass, entry)
+    assert hass.states.get(ENERGY).state == STATE_UNAVAILABLE
+    await refresh(hass, entry)  # during backoff: no reconnect attempt, still unavailable
+    assert hass.states.get(ENERGY).state == STATE_UNAVAILABLE
+    assert caplog.text.count("Error fetching") == 1
+
+    server = await meter.serve_tcp("ir", port=port)
+    try:
+        coordinator._retry_at = 0  # the backoff has run out
+        await refresh(hass, entry)
+        assert float(hass.states.get(ENERGY).state) >= good
+        assert "recovered" in caplog.text
+        assert await hass.config_entries.async_unload(entry.entry_id)
+    finally:
+        await server.close()
+
+
+async def test_backoff_grows_to_a_minute(hass: HomeAssistant, meter: SimulatedMeter) -> None:
+    server = await meter.serve_tcp("ir")
+    entry = await setup_entry(hass, server, "ir")
+    await server.close()
+    coordinator: NesMeterCoordinator = entry.runtime_data
+    delays = []
+    for _ in range(8):
+        coordinator._retry_at = 0
+        await refresh(hass, entry)
+        delays.append(round(coordinator._retry_at - __import__("time").monotonic()))
+    assert delays[:3] == [1, 2, 4]
+    assert delays[-1] == 60
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_key_change_starts_reauth(hass: HomeAssistant, meter: SimulatedMeter, mep_server: SimServer) -> None:
+    entry = await setup_entry(hass, mep_server, "mep")
+    meter.change_key(MeterKey.parse("newkeynewkeynewkey00"))
+    await refresh(hass, entry)
+    flows = [flow for flow in hass.config_entries.flow.async_progress() if flow["context"]["source"] == SOURCE_REAUTH]
+    assert len(flows) == 1
+    assert flows[0]["context"]["entry_id"] == entry.entry_id
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_unreachable_meter_retries_setup(hass: HomeAssistant) -> None:
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=SERIAL,
+        data={CONF_PORT: "socket://127.0.0.1:9", CONF_TRANSPORT: "ir", CONF_KEY: KEY_TEXT},
+    )
+    entry.add_to_hass(hass)
+    await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.state is ConfigEntryState.SETUP_RETRY
+
+
+async def test_wrong_key_at_setup_starts_reauth(hass: HomeAssistant, ir_server: SimServer) -> None:
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=SERIAL,
+        data={CONF_PORT: ir_server.url, CONF_TRANSPORT: "ir", CONF_KEY: "wrongwrongwrongwrong"},
+    )
+    entry.add_to_hass(hass)
+    await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    assert any(flow["context"]["source"] == SOURCE_REAUTH for flow in hass.config_entries.flow.async_progress())
+
+
+async def test_polls_on_schedule(hass: HomeAssistant, meter: SimulatedMeter, ir_server: SimServer) -> None:
+    entry = await setup_entry(hass, ir_server, "ir")
+    requests = meter.stats.requests
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=11))
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert meter.stats.requests > requests
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+@pytest.mark.parametrize("transport", ["mep", "ir"])
+async def test_diagnostics_never_contain_the_key(
+    hass: HomeAssistant, hass_client: ClientSessionGenerator, meter: SimulatedMeter, transport: str
+) -> None:
+    server = await meter.serve_tcp(transport)
+    try:
+        entry = await setup_entry(hass, server, transport)
+        diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+        text = json.dumps(diagnostics)
+        for form in (*KEY.forms(), *(f.encode().hex() for f in KEY.forms())):
+            assert form not in text
+        assert SERIAL not in text
+        assert SERIAL.encode().hex() not in text
+        assert diagnostics["entry"][CONF_KEY] == "**REDACTED**"
+        assert diagnostics["snapshot"]["energy_import_wh"] >= 344180
+        assert diagnostics["client"]["identity"]["dimensions"]["present_values"] == 55
+        assert diagnostics["client"]["last_frames"]
+        assert await hass.config_entries.async_unload(entry.entry_id)
+    finally:
+        await server.close()
+
+
+async def test_options_change_reloads(hass: HomeAssistant, ir_server: SimServer) -> None:
+    entry = await setup_entry(hass, ir_server, "ir")
+    hass.config_entries.async_update_entry(entry, options={"update_interval": 30})
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.LOADED
+    assert entry.runtime_data.update_interval == timedelta(seconds=30)
+    assert await hass.config_entries.async_unload(entry.entry_id)
