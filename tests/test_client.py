@@ -219,3 +219,15 @@ async def test_probe_finds_the_transport(transport: str, meter: SimulatedMeter) 
         assert await probe_transport(server.url) == transport
     finally:
         await server.close()
+
+
+async def test_clock_is_read_once_a_minute(ir_server: SimServer, meter: SimulatedMeter) -> None:
+    """Fast polls stay within the guide's average of one table read per second."""
+    async with client_for(ir_server, "ir") as client:
+        first = await client.read_snapshot()
+        requests = meter.stats.requests
+        second = await client.read_snapshot()
+        assert meter.stats.requests - requests == 2  # BT23 and BT28 only
+    assert first.meter_time is not None
+    assert second.meter_time is not None
+    assert 0 <= (second.meter_time - first.meter_time).total_seconds() <= 1

@@ -58,11 +58,11 @@ class CounterGuard:
                 self.dropped[f"{name}:negative"] += 1
                 return None
             return self._accept(name, value, now)
-        if value < previous:
-            self.dropped[f"{name}:decrease"] += 1
-            return previous
         if value == 0 and previous > 0:
             self.dropped[f"{name}:zero"] += 1
+            return previous
+        if value < previous:
+            self.dropped[f"{name}:decrease"] += 1
             return previous
         hours = max(now - self.last_time[name], 1.0) / 3600
         if value - previous > MAX_POWER_W * hours + 10:
