@@ -107,57 +107,61 @@ def _reactive_energy(key: str, index: int) -> NesSensorDescription:
     )
 
 
-def _power(key: str, source: int, *, enabled: bool = True, diagnostic: bool = False) -> NesSensorDescription:
+def _measurement(
+    key: str,
+    source: int,
+    device_class: SensorDeviceClass | None,
+    unit: str,
+    *,
+    value_fn: Callable[[MeterSnapshot], float | None] | None = None,
+    precision: int | None = None,
+    enabled: bool = False,
+) -> NesSensorDescription:
+    """A live BT28 value; ``source`` is its BT27 source id (absent on meters that lack it)."""
     return NesSensorDescription(
         key=key,
         translation_key=key,
-        device_class=SensorDeviceClass.POWER,
+        device_class=device_class,
         state_class=SensorStateClass.MEASUREMENT,
-        native_unit_of_measurement=UnitOfPower.WATT,
-        suggested_display_precision=0,
-        value_fn=_field(f"{key}_w"),
+        native_unit_of_measurement=unit,
+        suggested_display_precision=precision,
+        value_fn=value_fn or _field(f"{key}_{unit.lower()}"),
         exists_fn=_present(source),
         entity_registry_enabled_default=enabled,
-        entity_category=EntityCategory.DIAGNOSTIC if diagnostic else None,
     )
+
+
+def _power(key: str, source: int, *, enabled: bool = True) -> NesSensorDescription:
+    return _measurement(key, source, SensorDeviceClass.POWER, UnitOfPower.WATT, precision=0, enabled=enabled)
 
 
 def _phase_sensors() -> list[NesSensorDescription]:
     sensors: list[NesSensorDescription] = []
     for phase in (1, 2, 3):
         sensors += [
-            NesSensorDescription(
-                key=f"voltage_l{phase}",
-                translation_key=f"voltage_l{phase}",
-                device_class=SensorDeviceClass.VOLTAGE,
-                state_class=SensorStateClass.MEASUREMENT,
-                native_unit_of_measurement=UnitOfElectricPotential.VOLT,
-                suggested_display_precision=1,
-                value_fn=_field(f"voltage_l{phase}_v"),
-                exists_fn=_present(14 + phase),
-                entity_registry_enabled_default=phase == 1,
+            _measurement(
+                f"voltage_l{phase}",
+                14 + phase,
+                SensorDeviceClass.VOLTAGE,
+                UnitOfElectricPotential.VOLT,
+                precision=1,
+                enabled=phase == 1,
             ),
-            NesSensorDescription(
-                key=f"current_l{phase}",
-                translation_key=f"current_l{phase}",
-                device_class=SensorDeviceClass.CURRENT,
-                state_class=SensorStateClass.MEASUREMENT,
-                native_unit_of_measurement=UnitOfElectricCurrent.AMPERE,
-                suggested_display_precision=2,
-                value_fn=_field(f"current_l{phase}_a"),
-                exists_fn=_present(11 + phase),
-                entity_registry_enabled_default=phase == 1,
+            _measurement(
+                f"current_l{phase}",
+                11 + phase,
+                SensorDeviceClass.CURRENT,
+                UnitOfElectricCurrent.AMPERE,
+                precision=2,
+                enabled=phase == 1,
             ),
-            NesSensorDescription(
-                key=f"power_factor_l{phase}",
-                translation_key=f"power_factor_l{phase}",
-                device_class=SensorDeviceClass.POWER_FACTOR,
-                state_class=SensorStateClass.MEASUREMENT,
-                native_unit_of_measurement=PERCENTAGE,
-                suggested_display_precision=1,
+            _measurement(
+                f"power_factor_l{phase}",
+                (18, 21, 22)[phase - 1],
+                SensorDeviceClass.POWER_FACTOR,
+                PERCENTAGE,
                 value_fn=_percent(f"power_factor_l{phase}"),
-                exists_fn=_present((18, 21, 22)[phase - 1]),
-                entity_registry_enabled_default=False,
+                precision=1,
             ),
             _power(f"power_import_l{phase}", 184 + phase, enabled=False),
             _power(f"power_export_l{phase}", 187 + phase, enabled=False),
@@ -184,47 +188,10 @@ SENSORS: tuple[NesSensorDescription, ...] = (
     ),
     _power("average_power_import", 208, enabled=False),
     _power("average_power_export", 209, enabled=False),
-    NesSensorDescription(
-        key="reactive_power_import",
-        translation_key="reactive_power_import",
-        device_class=REACTIVE_POWER,
-        state_class=SensorStateClass.MEASUREMENT,
-        native_unit_of_measurement=UNIT_VAR,
-        value_fn=_field("reactive_power_import_var"),
-        exists_fn=_present(10),
-        entity_registry_enabled_default=False,
-    ),
-    NesSensorDescription(
-        key="reactive_power_export",
-        translation_key="reactive_power_export",
-        device_class=REACTIVE_POWER,
-        state_class=SensorStateClass.MEASUREMENT,
-        native_unit_of_measurement=UNIT_VAR,
-        value_fn=_field("reactive_power_export_var"),
-        exists_fn=_present(11),
-        entity_registry_enabled_default=False,
-    ),
-    NesSensorDescription(
-        key="apparent_power",
-        translation_key="apparent_power",
-        device_class=SensorDeviceClass.APPARENT_POWER,
-        state_class=SensorStateClass.MEASUREMENT,
-        native_unit_of_measurement=UnitOfApparentPower.VOLT_AMPERE,
-        value_fn=_field("apparent_power_va"),
-        exists_fn=_present(20),
-        entity_registry_enabled_default=False,
-    ),
-    NesSensorDescription(
-        key="frequency",
-        translation_key="frequency",
-        device_class=SensorDeviceClass.FREQUENCY,
-        state_class=SensorStateClass.MEASUREMENT,
-        native_unit_of_measurement=UnitOfFrequency.HERTZ,
-        suggested_display_precision=2,
-        value_fn=_field("frequency_hz"),
-        exists_fn=_present(19),
-        entity_registry_enabled_default=False,
-    ),
+    _measurement("reactive_power_import", 10, REACTIVE_POWER, UNIT_VAR),
+    _measurement("reactive_power_export", 11, REACTIVE_POWER, UNIT_VAR),
+    _measurement("apparent_power", 20, SensorDeviceClass.APPARENT_POWER, UnitOfApparentPower.VOLT_AMPERE),
+    _measurement("frequency", 19, SensorDeviceClass.FREQUENCY, UnitOfFrequency.HERTZ, precision=2),
     *_phase_sensors(),
     NesSensorDescription(
         key="power_outage_count",
