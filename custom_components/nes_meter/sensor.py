@@ -270,9 +270,12 @@ class NesMeterEntity(CoordinatorEntity[NesMeterCoordinator]):
 
     _attr_has_entity_name = True
 
-    def __init__(self, coordinator: NesMeterCoordinator, identity: MeterIdentity, key: str) -> None:
+    def __init__(
+        self, coordinator: NesMeterCoordinator, identity: MeterIdentity, description: SensorEntityDescription
+    ) -> None:
         super().__init__(coordinator)
-        self._attr_unique_id = f"{identity.utility_serial}_{key}"
+        self.entity_description = description
+        self._attr_unique_id = f"{identity.utility_serial}_{description.key}"
         self._attr_device_info = DeviceInfo(
             identifiers={(DOMAIN, identity.utility_serial)},
             manufacturer="NES/Echelon" if identity.manufacturer in ("NES", "ELON") else identity.manufacturer,
@@ -289,12 +292,6 @@ class NesMeterSensor(NesMeterEntity, SensorEntity):
 
     entity_description: NesSensorDescription
 
-    def __init__(
-        self, coordinator: NesMeterCoordinator, identity: MeterIdentity, description: NesSensorDescription
-    ) -> None:
-        super().__init__(coordinator, identity, description.key)
-        self.entity_description = description
-
     @property
     def native_value(self) -> float | datetime | str | None:
         return self.entity_description.value_fn(self.coordinator.data)
@@ -310,12 +307,6 @@ class NesLinkSensor(NesMeterEntity, SensorEntity):
     """Connection health; available even while the meter is not."""
 
     entity_description: NesLinkSensorDescription
-
-    def __init__(
-        self, coordinator: NesMeterCoordinator, identity: MeterIdentity, description: NesLinkSensorDescription
-    ) -> None:
-        super().__init__(coordinator, identity, description.key)
-        self.entity_description = description
 
     @property
     def available(self) -> bool:
