@@ -45,6 +45,7 @@ from .coordinator import build_client
 from .meter import (
     KEY_FORMATS,
     AuthenticationError,
+    InvalidPortError,
     KeyFormatError,
     MeterError,
     MeterIdentity,
@@ -89,8 +90,10 @@ def _error_for(err: MeterError) -> str:
         return "invalid_key_format"
     if isinstance(err, AuthenticationError):
         return "invalid_key"
+    if isinstance(err, InvalidPortError):
+        return "invalid_port"
     if isinstance(err, PortError):
-        return "invalid_port" if "supported" in str(err) or "absolute" in str(err) else "cannot_connect"
+        return "cannot_connect"
     if isinstance(err, NoResponseError):
         return "no_response"
     return "unknown"

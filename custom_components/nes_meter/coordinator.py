@@ -10,7 +10,7 @@ from typing import Any
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import CONF_PORT
 from homeassistant.core import HomeAssistant
-from homeassistant.exceptions import ConfigEntryAuthFailed
+from homeassistant.exceptions import ConfigEntryAuthFailed, HomeAssistantError
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 
 from .const import (
@@ -55,13 +55,17 @@ def build_client(data: dict[str, Any], options: dict[str, Any] | None = None) ->
     )
 
 
-def error_key(err: MeterError) -> str:
-    """The translation key that explains a library error to the user."""
+def ha_error(err: MeterError) -> HomeAssistantError:
+    """The Home Assistant error for a library error: reauth for a key, else a failed update."""
+    if isinstance(err, AuthenticationError):
+        return ConfigEntryAuthFailed(translation_domain=DOMAIN, translation_key="invalid_key")
     if isinstance(err, PortError):
-        return "cannot_connect"
-    if isinstance(err, NoResponseError):
-        return "no_response"
-    return "communication_error"
+        key = "cannot_connect"
+    elif isinstance(err, NoResponseError):
+        key = "no_response"
+    else:
+        key = "communication_error"
+    return UpdateFailed(translation_domain=DOMAIN, translation_key=key, translation_placeholders={"error": str(err)})
 
 
 class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
@@ -91,23 +95,16 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
 
     async def _async_setup(self) -> None:
         """Open the port and identify the meter; failures make setup retry later."""
-        await self._connect()
-
-    async def _connect(self) -> None:
         try:
-            if not self.client.is_open:
-                await self.client.open()
-            self.identity = await self.client.identify()
-        except AuthenticationError as err:
-            await self.client.close()
-            raise ConfigEntryAuthFailed(translation_domain=DOMAIN, translation_key="invalid_key") from err
+            await self._connect()
         except MeterError as err:
             await self.client.close()
-            raise UpdateFailed(
-                translation_domain=DOMAIN,
-                translation_key=error_key(err),
-                translation_placeholders={"error": str(err)},
-            ) from err
+            raise ha_error(err) from err
+
+    async def _connect(self) -> None:
+        if not self.client.is_open:
+            await self.client.open()
+        self.identity = await self.client.identify()
 
     async def _async_update_data(self) -> MeterSnapshot:
         now = time.monotonic()
@@ -121,20 +118,11 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
             if not self.client.is_open:
                 await self._connect()
             snapshot = await self.client.read_snapshot(hold_for=self.interval_seconds)
-        except AuthenticationError as err:
-            await self.client.close()
-            raise ConfigEntryAuthFailed(translation_domain=DOMAIN, translation_key="invalid_key") from err
-        except UpdateFailed:
-            self._schedule_retry()
-            raise
         except MeterError as err:
             await self.client.close()
-            self._schedule_retry()
-            raise UpdateFailed(
-                translation_domain=DOMAIN,
-                translation_key=error_key(err),
-                translation_placeholders={"error": str(err)},
-            ) from err
+            if not isinstance(err, AuthenticationError):
+                self._schedule_retry()
+            raise ha_error(err) from err
         self._failures = 0
         self._retry_at = 0.0
         return self.guard.apply(snapshot, time.monotonic())

@@ -28,6 +28,10 @@ class PortError(MeterError):
     """The serial port or URL cannot be opened or was lost (missing, busy, unplugged)."""
 
 
+class InvalidPortError(PortError, ValueError):
+    """The port text is neither a device path nor a supported URL scheme."""
+
+
 class NoResponseError(MeterError):
     """The port is open but the meter does not answer (wrong transport, probe, disabled port)."""
 

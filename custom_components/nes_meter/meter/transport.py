@@ -14,7 +14,7 @@ from typing import Final, Literal
 
 import serialx
 
-from .errors import PortError
+from .errors import InvalidPortError, PortError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -32,13 +32,13 @@ def validate_port(port: str) -> str:
     """Accept a device path or a ``socket://`` / ``rfc2217://`` URL, nothing else."""
     port = port.strip()
     if not port:
-        raise PortError("no port given")
+        raise InvalidPortError("no port given")
     if "://" in port:
         if not port.lower().startswith(ALLOWED_SCHEMES) or len(port.split("://", 1)[1]) == 0:
-            raise PortError("only device paths and socket:// or rfc2217:// URLs are supported")
+            raise InvalidPortError("only device paths and socket:// or rfc2217:// URLs are supported")
         return port
     if not port.startswith("/") and not port.upper().startswith("COM"):
-        raise PortError("a device path must be absolute, like /dev/serial/by-id/...")
+        raise InvalidPortError("a device path must be absolute, like /dev/serial/by-id/...")
     return port
 
 
