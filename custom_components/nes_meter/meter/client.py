@@ -50,11 +50,6 @@ class MeterIdentity:
     dimensions: tables.RegisterDimensions
     present_sources: tuple[int, ...]
 
-    @property
-    def phases(self) -> int:
-        """3 when the meter reports per-phase values for L2/L3, else 1."""
-        return 3 if {13, 16}.issubset(self.present_sources) else 1
-
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["present_sources"] = list(self.present_sources)

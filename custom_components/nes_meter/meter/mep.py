@@ -7,7 +7,6 @@ Pure functions over bytes; the asyncio session that drives them lives in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import enum
 import struct
 from typing import Final
@@ -120,15 +119,6 @@ def rc4_packet_cipher(base_key: bytes, request_digest: bytes) -> CipherContext:
         bytes(b ^ d for b, d in zip(base_key[:DIGEST_SIZE], request_digest, strict=True)) + base_key[DIGEST_SIZE:]
     )
     return Cipher(ARC4(packet_key), mode=None).encryptor()
-
-
-@dataclass(frozen=True, slots=True)
-class MepResponse:
-    """A decoded response frame whose digest has been checked (except code 0x0B)."""
-
-    code: int
-    data: bytes = b""
-    sequence: int | None = None
 
 
 def parse_response_body(body: bytes) -> tuple[int, bytes, int | None]:

@@ -25,13 +25,16 @@ from .transport import BYTE_TIME, LineTimeout, SerialLink
 
 _LOGGER = logging.getLogger(__name__)
 
-RESULT_MESSAGES = {
-    mep.MepResult.UNRECOGNIZED: "request not recognised",
-    mep.MepResult.UNSUPPORTED: "request not supported",
-    mep.MepResult.NO_PERMISSION: "no permission for this table with this key",
-    mep.MepResult.NOT_POSSIBLE: "operation not possible",
-    mep.MepResult.TABLE_OPERATION_NOT_POSSIBLE: "table operation not possible",
-    mep.MepResult.TLS_SESSION_REQUIRED: "the meter requires TLS on this port",
+RESULT_MESSAGES: dict[int, tuple[str, str]] = {
+    result: (result.name, message)
+    for result, message in (
+        (mep.MepResult.UNRECOGNIZED, "request not recognised"),
+        (mep.MepResult.UNSUPPORTED, "request not supported"),
+        (mep.MepResult.NO_PERMISSION, "no permission for this table with this key"),
+        (mep.MepResult.NOT_POSSIBLE, "operation not possible"),
+        (mep.MepResult.TABLE_OPERATION_NOT_POSSIBLE, "table operation not possible"),
+        (mep.MepResult.TLS_SESSION_REQUIRED, "the meter requires TLS on this port"),
+    )
 }
 
 
@@ -127,12 +130,8 @@ class MepSession:
                     if rejected >= 2:
                         raise AuthenticationError("the meter rejected the key")
                     continue
-                known = mep.MepResult(code) if code in set(mep.MepResult) else None
-                raise ResponseError(
-                    code,
-                    known.name if known else "unknown",
-                    RESULT_MESSAGES.get(known, "request failed") if known else "request failed",
-                )
+                name, message = RESULT_MESSAGES.get(code, ("unknown", "request failed"))
+                raise ResponseError(code, name, message)
             if failures >= self.timing.attempts:
                 raise NoResponseError("no valid reply from the meter on the MEP port")
             self.stats.retries += 1

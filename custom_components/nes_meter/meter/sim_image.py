@@ -94,7 +94,6 @@ class MeterImage:
         summations[5] = 14
         summations[6] = summations[0] + summations[1]
         summations[7] = max(0, summations[0] - summations[1])
-        summations[10] = 0
         struct.pack_into("<11i", self.tables[tables.BT23], 0, *summations)
         # Tier 0 carries everything (single-tariff meter); other tiers stay zero.
         struct.pack_into("<4i", self.tables[tables.BT23], 44, *summations[:4])

@@ -149,7 +149,6 @@ class SimulatedMeter:
         self._rng = random.Random(self.faults.seed)
         self._mep_sequence = self._rng.getrandbits(32)
         self._mep_last_request = 0.0
-        self._wires: set[_Wire] = set()
 
     # ---- shared helpers ----
 
@@ -187,7 +186,6 @@ class SimulatedMeter:
     # ---- MEP ----
 
     async def serve_mep(self, wire: _Wire) -> None:
-        key = self.key.mep_key
         alert_task = asyncio.create_task(self._alert_loop(wire)) if self.faults.alerts else None
         try:
             while not wire.closed:
@@ -271,7 +269,7 @@ class SimulatedMeter:
     async def serve_ir(
         self, wire: _Wire, *, channel_timeout: float = 6.0, max_packet: int = 1024, max_packets: int = 8
     ) -> None:
-        state = _IrState(packet_size=c1218.DEFAULT_PACKET_SIZE, packets=1)
+        state = _IrState()
         try:
             while not wire.closed:
                 try:
@@ -400,11 +398,7 @@ class SimulatedMeter:
 
     # ---- servers ----
 
-    def _wire_closed(self, wire: _Wire) -> None:
-        self._wires.discard(wire)
-
     async def _run(self, transport: str, wire: _Wire) -> None:
-        self._wires.add(wire)
         self.stats.connections += 1
         try:
             if transport == "mep":
@@ -413,7 +407,6 @@ class SimulatedMeter:
                 await self.serve_ir(wire)
         finally:
             wire.close()
-            self._wire_closed(wire)
 
     async def serve_tcp(self, transport: str, host: str = "127.0.0.1", port: int = 0) -> SimServer:
         """Listen on loopback TCP; every connection gets its own responder."""
@@ -491,8 +484,8 @@ class _IrLevel:
 
 @dataclass(slots=True)
 class _IrState:
-    packet_size: int
-    packets: int
+    packet_size: int = c1218.DEFAULT_PACKET_SIZE
+    packets: int = 1
     level: str = _IrLevel.BASE
     rx_toggle: bool | None = None
     tx_toggle: bool = False
@@ -509,9 +502,6 @@ class _IrState:
         self.fresh = True
         self.packet_size, self.packets = c1218.DEFAULT_PACKET_SIZE, 1
         self.negotiated = None
-
-    def __post_init__(self) -> None:
-        self.reset()
 
 
 class SimServer:

@@ -18,7 +18,6 @@ from .errors import DecodeError
 # Table identifiers (manufacturer tables are 0x0800 + n).
 BT00: Final = 0
 BT01: Final = 1
-BT03: Final = 3
 BT21: Final = 21
 BT22: Final = 22
 BT23: Final = 23
@@ -29,30 +28,6 @@ BT55: Final = 55
 ET03: Final = 0x0800 + 3
 ET11: Final = 0x0800 + 11
 ET13: Final = 0x0800 + 13
-
-TABLE_NAMES: Final = {
-    BT00: "BT00",
-    BT01: "BT01",
-    BT03: "BT03",
-    BT21: "BT21",
-    BT22: "BT22",
-    BT23: "BT23",
-    BT27: "BT27",
-    BT28: "BT28",
-    BT52: "BT52",
-    BT55: "BT55",
-    ET03: "ET03",
-    ET11: "ET11",
-    ET13: "ET13",
-}
-
-
-def table_name(table_id: int) -> str:
-    if table_id in TABLE_NAMES:
-        return TABLE_NAMES[table_id]
-    if table_id >= 0x0800:
-        return f"ET{table_id - 0x0800:02d}"
-    return f"BT{table_id:02d}"
 
 
 def _need(data: bytes, size: int, what: str) -> None:
