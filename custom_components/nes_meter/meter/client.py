@@ -94,6 +94,11 @@ class MeterClient:
     def is_open(self) -> bool:
         return self._link.is_open
 
+    @property
+    def bytes_exchanged(self) -> int:
+        """Bytes on the line in both directions since the client was created."""
+        return self._link.bytes_sent + self._link.bytes_received
+
     async def open(self) -> None:
         """Open the port and start the transport's session; closes again on failure."""
         await self._link.open()

@@ -10,7 +10,8 @@ injection driven by a seeded random generator.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
 import contextlib
 from dataclasses import dataclass, field
 import logging
@@ -19,7 +20,7 @@ import random
 import struct
 import time
 import tty
-from typing import Final
+from typing import Final, SupportsIndex
 
 from . import c1218, mep, tables
 from .errors import FrameError
@@ -33,6 +34,7 @@ OPEN_TABLES: Final = frozenset({tables.BT00, tables.BT01, tables.ET03})
 MEP_SEGMENT: Final = 117
 MEP_SEGMENT_GAP: Final = 0.025
 MEP_MIN_SPACING: Final = 0.1
+PACED_CHUNK: Final = 16  # bytes written at once when paced: small against the 50 ms inter-byte limit
 SEQUENCE_WINDOW: Final = 8
 
 
@@ -82,12 +84,49 @@ class SimStats:
     connections: int = 0
 
 
+class _TimedReader(asyncio.StreamReader):
+    """A stream reader that remembers when each received chunk arrived.
+
+    Paced reads start the 9600-baud clock at the arrival of their first byte, not at the
+    moment the simulator got round to reading it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._arrivals: deque[list[float]] = deque()  # [arrival time, bytes not yet read]
+
+    def feed_data(self, data: Iterable[SupportsIndex]) -> None:
+        data = bytes(data)
+        if data:
+            self._arrivals.append([asyncio.get_running_loop().time(), len(data)])
+        super().feed_data(data)
+
+    async def read_timed(self, size: int) -> tuple[bytes, float]:
+        """``size`` bytes and the arrival time of the first of them."""
+        data = await self.readexactly(size)
+        arrived = self._arrivals[0][0]
+        remaining = size
+        while remaining:
+            chunk = self._arrivals[0]
+            taken = min(remaining, int(chunk[1]))
+            chunk[1] -= taken
+            remaining -= taken
+            if not chunk[1]:
+                self._arrivals.popleft()
+        return data, arrived
+
+
 class _Wire:
-    """Reader + writer for one client connection, with optional 9600-baud pacing."""
+    """Reader + writer for one client connection, with optional 9600-baud pacing.
+
+    Paced, the wire keeps a model clock: when the last byte in either direction finished
+    crossing a 9600-baud line. Every wait targets an absolute time on that clock, so the
+    event loop's sleep overshoot does not add up over a conversation.
+    """
 
     def __init__(
         self,
-        reader: asyncio.StreamReader,
+        reader: _TimedReader,
         write: Callable[[bytes], object],
         close: Callable[[], object],
         *,
@@ -98,14 +137,36 @@ class _Wire:
         self._close = close
         self.pace = pace
         self.closed = False
+        self.line_time = 0.0  # loop time at which the line is next idle
+
+    async def hold_until(self, deadline: float) -> None:
+        """Keep the line quiet until ``deadline`` (loop time) and move the model clock there."""
+        loop = asyncio.get_running_loop()
+        self.line_time = max(self.line_time, loop.time(), deadline)
+        delay = self.line_time - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def pause(self, seconds: float) -> None:
+        """A pause on the line after the last byte, e.g. the meter's turnaround."""
+        await self.hold_until(self.line_time + seconds)
 
     async def read(self, size: int, timeout: float | None = None) -> bytes:
-        if timeout is None:
-            return await self.reader.readexactly(size)
+        """Read ``size`` bytes; paced, they count as arrived only after their wire time.
+
+        The client's writes land at once on a pty or socket, so the meter's view of a
+        request is delayed by what a 9600-baud line would take to carry it.
+        """
         async with asyncio.timeout(timeout):
-            return await self.reader.readexactly(size)
+            data, arrived = await self.reader.read_timed(size)
+        if self.pace:
+            await self.hold_until(max(self.line_time, arrived) + size * BYTE_TIME)
+        return data
 
     async def send(self, data: bytes, *, segment: int = 0, gap: float = 0.0, bytewise: bool = False) -> None:
+        """Write a reply; paced, each chunk is written when its last byte would arrive,
+        and a reply longer than ``segment`` pauses ``gap`` after each segment as the meter does.
+        """
         if bytewise:
             for byte in data:
                 self._write(bytes([byte]))
@@ -115,12 +176,14 @@ class _Wire:
             self._write(data)
             return
         step = segment or len(data)
-        for index in range(0, len(data), step):
-            chunk = data[index : index + step]
-            self._write(chunk)
-            await asyncio.sleep(len(chunk) * BYTE_TIME)
-            if segment and index + step < len(data):
-                await asyncio.sleep(gap)
+        for start in range(0, len(data), step):
+            piece = data[start : start + step]
+            if start:
+                await self.pause(gap)
+            for index in range(0, len(piece), PACED_CHUNK):
+                chunk = piece[index : index + PACED_CHUNK]
+                await self.pause(len(chunk) * BYTE_TIME)
+                self._write(chunk)
 
     def close(self) -> None:
         if not self.closed:
@@ -148,7 +211,8 @@ class SimulatedMeter:
         self.stats = SimStats()
         self._rng = random.Random(self.faults.seed)
         self._mep_sequence = self._rng.getrandbits(32)
-        self._mep_last_request = 0.0
+        self._mep_last_request = 0.0  # holds off alert markers
+        self._mep_last_served = 0.0  # paces requests
 
     # ---- shared helpers ----
 
@@ -169,7 +233,7 @@ class SimulatedMeter:
         if self._chance("delay", faults.delay):
             await asyncio.sleep(faults.delay_seconds)
         if self.turnaround:
-            await asyncio.sleep(self.turnaround)
+            await (wire.pause(self.turnaround) if wire.pace else asyncio.sleep(self.turnaround))
         if self._chance("corrupt", faults.corrupt):
             index = self._rng.randrange(len(data))
             data = data[:index] + bytes([data[index] ^ (1 << self._rng.randrange(8))]) + data[index + 1 :]
@@ -198,7 +262,7 @@ class SimulatedMeter:
                 except TimeoutError:
                     continue
                 if self.pace:
-                    await asyncio.sleep((2 + length) * BYTE_TIME)
+                    await self._throttle_mep(wire)
                 key = self.key.mep_key
                 self._mep_last_request = time.monotonic()
                 await self._answer_mep(wire, key, body)
@@ -209,6 +273,11 @@ class SimulatedMeter:
                 alert_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await alert_task
+
+    async def _throttle_mep(self, wire: _Wire) -> None:
+        """The guide: the meter serves no more than one MEP request every 100 ms."""
+        await wire.hold_until(self._mep_last_served + MEP_MIN_SPACING)
+        self._mep_last_served = wire.line_time
 
     async def _alert_loop(self, wire: _Wire) -> None:
         """An alert is repeated every second, held off 1 s after each received frame."""
@@ -289,8 +358,6 @@ class SimulatedMeter:
                     rest = await wire.read(length + 2, 1.0 + length * BYTE_TIME * 2)
                 except TimeoutError:
                     continue
-                if self.pace:
-                    await asyncio.sleep((8 + length) * BYTE_TIME)
                 frame = first + header + rest
                 try:
                     packet = c1218.decode_packet(frame)
@@ -418,6 +485,7 @@ class SimulatedMeter:
             assert task is not None
             tasks.add(task)
             writers.add(writer)
+            assert isinstance(reader, _TimedReader)
             try:
                 await self._run(transport, _Wire(reader, writer.write, writer.close, pace=self.pace))
             finally:
@@ -427,7 +495,8 @@ class SimulatedMeter:
                 with contextlib.suppress(ConnectionError, OSError):
                     await writer.wait_closed()
 
-        server = await asyncio.start_server(handle, host, port)
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: asyncio.StreamReaderProtocol(_TimedReader(), handle), host, port)
         bound = server.sockets[0].getsockname()
 
         async def close() -> None:
@@ -447,7 +516,7 @@ class SimulatedMeter:
         tty.setraw(master)
         os.set_blocking(master, False)
         loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
+        reader = _TimedReader()
         protocol = asyncio.StreamReaderProtocol(reader)
         read_transport, _ = await loop.connect_read_pipe(
             lambda: protocol, os.fdopen(master, "rb", buffering=0, closefd=False)

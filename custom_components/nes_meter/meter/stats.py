@@ -53,5 +53,8 @@ class FrameLog:
     def add(self, direction: str, frame: bytes) -> None:
         self._frames.append((time.time(), direction, frame.hex()))
 
+    def clear(self) -> None:
+        self._frames.clear()
+
     def as_list(self) -> list[dict[str, Any]]:
         return [{"time": stamp, "direction": direction, "hex": data} for stamp, direction, data in self._frames]
