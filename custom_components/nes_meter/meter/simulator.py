@@ -284,7 +284,10 @@ class SimulatedMeter:
         while not wire.closed:
             await asyncio.sleep(0.25)
             if time.monotonic() - self._mep_last_request >= 1.0:
-                await wire.send(mep.ALERT_MARKER)
+                try:
+                    await wire.send(mep.ALERT_MARKER)
+                except ConnectionError:
+                    return
                 self._mep_last_request = time.monotonic()
 
     async def _answer_mep(self, wire: _Wire, key: bytes, body: bytes) -> None:
@@ -486,8 +489,14 @@ class SimulatedMeter:
             tasks.add(task)
             writers.add(writer)
             assert isinstance(reader, _TimedReader)
+
+            def write(data: bytes) -> None:
+                if writer.transport.is_closing():
+                    raise ConnectionResetError("the client went away")
+                writer.write(data)
+
             try:
-                await self._run(transport, _Wire(reader, writer.write, writer.close, pace=self.pace))
+                await self._run(transport, _Wire(reader, write, writer.close, pace=self.pace))
             finally:
                 tasks.discard(task)
                 writers.discard(writer)

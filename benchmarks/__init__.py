@@ -1,0 +1,1 @@
+"""``scripts/bench``: poll-cycle latency against the wire limit, CPU, memory and scale."""
