@@ -284,3 +284,20 @@ async def test_options_change_reloads(hass: HomeAssistant, ir_server: SimServer)
     assert entry.state is ConfigEntryState.LOADED
     assert entry.runtime_data.update_interval == timedelta(seconds=30)
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_unchanged_values_are_not_written_again(
+    hass: HomeAssistant, meter: SimulatedMeter, mep_server: SimServer
+) -> None:
+    entry = await setup_entry(hass, mep_server, "mep")
+    await refresh(hass, entry)
+    export_before, power_before = hass.states.get(EXPORT), hass.states.get(POWER)
+    export_reported = export_before.last_reported  # HA updates this in place on every write
+
+    await refresh(hass, entry)
+    export_after, power_after = hass.states.get(EXPORT), hass.states.get(POWER)
+    assert export_after.state == export_before.state  # the simulated meter exports nothing
+    assert export_after.last_reported == export_reported  # so no write at all
+    assert power_after.state != power_before.state
+    assert power_after.last_updated > power_before.last_updated
+    assert await hass.config_entries.async_unload(entry.entry_id)

@@ -114,3 +114,25 @@ def test_rc4_is_symmetric(key: bytes, request_digest: bytes, request: bytes, rep
 def test_digest_rejects_empty_key() -> None:
     with pytest.raises(ValueError, match="empty"):
         mep.digest(b"", b"x")
+
+
+def _digest_bit_by_bit(key: bytes, message: bytes) -> bytes:
+    """Appendix A as written (one key bit per message byte), to check the table-driven digest."""
+    rounds = 6 if len(key) == 6 else len(key) + len(key) // 2
+    passes = max(1, -(-len(message) // (8 * rounds)))
+    state, carry = [0] * 8, 0
+    for step in range(passes * 8 * rounds):
+        key_bit = (key[(step // 8) % rounds % len(key)] >> (step % 8)) & 1
+        slot = 7 - step % 8
+        value = (~(state[slot] + slot)) & 0xFF
+        mixed = (
+            ((value << 1) | (value >> 7)) & 0xFF if key_bit else (256 - (((value >> 1) | (value << 7)) & 0xFF)) & 0xFF
+        )
+        carry = (carry + (message[step] if step < len(message) else 0) + mixed) & 0xFF
+        state[slot] = carry
+    return bytes(state)
+
+
+@given(st.binary(min_size=1, max_size=24), st.binary(max_size=600))
+def test_digest_matches_the_bit_by_bit_definition(key: bytes, message: bytes) -> None:
+    assert mep.digest(key, message) == _digest_bit_by_bit(key, message)

@@ -24,7 +24,7 @@ from homeassistant.const import (
     UnitOfPower,
     UnitOfTime,
 )
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.entity_platform import AddEntitiesCallback
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
@@ -265,7 +265,7 @@ async def async_setup_entry(
     async_add_entities(entities)
 
 
-class NesMeterEntity(CoordinatorEntity[NesMeterCoordinator]):
+class NesMeterEntity(CoordinatorEntity[NesMeterCoordinator], SensorEntity):
     """Common device and naming for every entity of one meter."""
 
     _attr_has_entity_name = True
@@ -285,9 +285,18 @@ class NesMeterEntity(CoordinatorEntity[NesMeterCoordinator]):
             hw_version=identity.hardware_version,
             name=f"NES {identity.model}",
         )
+        self._written: tuple[object, ...] | None = None
+
+    @callback
+    def _handle_coordinator_update(self) -> None:
+        """Write the state only when it changed: most registers stay put between polls."""
+        shown = (self.available, self.native_value, self.extra_state_attributes)
+        if shown != self._written:
+            self._written = shown
+            self.async_write_ha_state()
 
 
-class NesMeterSensor(NesMeterEntity, SensorEntity):
+class NesMeterSensor(NesMeterEntity):
     """A value from the meter's registers or present values."""
 
     entity_description: NesSensorDescription
@@ -303,7 +312,7 @@ class NesMeterSensor(NesMeterEntity, SensorEntity):
         return {"phase_sum_mismatch": self.coordinator.guard.phase_mismatch}
 
 
-class NesLinkSensor(NesMeterEntity, SensorEntity):
+class NesLinkSensor(NesMeterEntity):
     """Connection health; available even while the meter is not."""
 
     entity_description: NesLinkSensorDescription

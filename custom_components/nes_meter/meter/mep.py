@@ -8,6 +8,8 @@ Pure functions over bytes; the asyncio session that drives them lives in
 from __future__ import annotations
 
 import enum
+import functools
+import itertools
 import struct
 from typing import Final
 
@@ -56,28 +58,47 @@ def digest(key: bytes, message: bytes) -> bytes:
 
     Walks the key's bits 1.5 times per pass (``R = L + L // 2``, 24 bytes for a 16-byte
     key), one message byte per key bit; the message is zero padded to whole passes.
+    Each step's byte mixing depends only on the key, so it is looked up, not computed.
     """
     if not key:
         raise ValueError("digest key must not be empty")
-    key_len = len(key)
-    rounds = 6 if key_len == 6 else key_len + key_len // 2
-    bits_per_pass = 8 * rounds
-    passes = max(1, -(-len(message) // bits_per_pass))
-    state = [0] * DIGEST_SIZE
+    schedule = _digest_schedule(key)
+    passes = max(1, -(-len(message) // len(schedule)))
+    padded = message.ljust(passes * len(schedule), b"\0")
+    state = bytearray(DIGEST_SIZE)
     carry = 0
-    msg_len = len(message)
-    for step in range(passes * bits_per_pass):
-        key_byte = key[(step // 8) % rounds % key_len]
-        bit = step % 8
-        slot = 7 - bit
-        value = (~(state[slot] + slot)) & 0xFF
-        if (key_byte >> bit) & 1:
-            mixed = ((value << 1) | (value >> 7)) & 0xFF
-        else:
-            mixed = (256 - (((value >> 1) | (value << 7)) & 0xFF)) & 0xFF
-        carry = (carry + (message[step] if step < msg_len else 0) + mixed) & 0xFF
+    for byte, (slot, mix) in zip(padded, itertools.cycle(schedule)):
+        carry = (carry + byte + mix[state[slot]]) & 0xFF
         state[slot] = carry
     return bytes(state)
+
+
+def _mix_table(slot: int, key_bit: int) -> bytes:
+    """What a state byte contributes at ``slot`` when the key bit is ``key_bit``."""
+    table = bytearray(256)
+    for state_byte in range(256):
+        value = (~(state_byte + slot)) & 0xFF
+        if key_bit:
+            table[state_byte] = ((value << 1) | (value >> 7)) & 0xFF
+        else:
+            table[state_byte] = (256 - (((value >> 1) | (value << 7)) & 0xFF)) & 0xFF
+    return bytes(table)
+
+
+_MIX_TABLES: Final = tuple(tuple(_mix_table(slot, key_bit) for key_bit in (0, 1)) for slot in range(8))
+
+
+@functools.lru_cache(maxsize=8)
+def _digest_schedule(key: bytes) -> tuple[tuple[int, bytes], ...]:
+    """Per step of one pass: the state slot it updates and its mixing table."""
+    key_len = len(key)
+    rounds = 6 if key_len == 6 else key_len + key_len // 2
+    steps = []
+    for step in range(8 * rounds):
+        bit, slot = step % 8, 7 - step % 8
+        key_bit = (key[(step // 8) % key_len] >> bit) & 1
+        steps.append((slot, _MIX_TABLES[slot][key_bit]))
+    return tuple(steps)
 
 
 def request_message(apdu: bytes, sequence: int) -> bytes:
