@@ -31,7 +31,7 @@ from .transport import EnableLine, SerialLink
 _LOGGER = logging.getLogger(__name__)
 
 Transport = Literal["mep", "ir"]
-TRANSPORTS: Final = ("mep", "ir")
+TRANSPORTS: Final[tuple[Transport, ...]] = ("mep", "ir")
 ET03_SERIAL_SIZE: Final = 30
 BT01_SIZE: Final = 24
 CLOCK_READ_INTERVAL: Final = 60.0

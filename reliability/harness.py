@@ -1,0 +1,118 @@
+"""The polling loop shared by the fault matrix and the soak.
+
+It does what the coordinator does with a client, minus Home Assistant: poll, put the
+energy counters through the integration's own ``CounterGuard``, close the port on an
+error and open it again on the next poll. Every value that would be written is checked
+against the simulated meter's true registers, so a wrong number cannot go unnoticed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict, dataclass, field
+import os
+import time
+from typing import Any
+
+from custom_components.nes_meter.guard import CounterGuard
+from custom_components.nes_meter.meter import MeterClient, MeterError, MeterKey
+from custom_components.nes_meter.meter.c1218_session import C1218Timing
+from custom_components.nes_meter.meter.client import Transport
+from custom_components.nes_meter.meter.mep_session import MepTiming
+from custom_components.nes_meter.meter.sim_image import MeterImage
+from custom_components.nes_meter.meter.simulator import Faults, SimServer, SimulatedMeter
+
+KEY_TEXT = "a7941d85bce8a8fa2ab7"
+KEY = MeterKey.parse(KEY_TEXT)
+# The guide's timeouts scaled down 10x: the simulator answers at once, so only lost or
+# delayed replies ever wait, and thousands of faulty polls fit in minutes.
+FAST_MEP = MepTiming(response_timeout=0.05, byte_slack=0.05, min_spacing=0, enable_settle=0, enable_reset_off=0)
+FAST_IR = C1218Timing(ack_timeout=0.1, byte_slack=0.05, busy_delay=0.01)
+TIMEOUT = {"mep": FAST_MEP.response_timeout, "ir": FAST_IR.ack_timeout}
+ENERGY_SPEED = 60.0  # the simulated clock runs fast so counters move, below the guard's 250 kW limit
+
+
+@dataclass(slots=True)
+class Tally:
+    attempted: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    absorbed: int = 0  # polls that met a fault and still succeeded (retries inside the poll)
+    recovered: int = 0  # failed polls followed by a good one
+    wrong_values: int = 0  # written energy outside the meter's true register during the poll
+    decreases: int = 0  # written energy lower than the previous written value
+    guard_dropped: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def other_tasks() -> int:
+    return len(asyncio.all_tasks() - {asyncio.current_task()})
+
+
+class Poller:
+    """One client polling one simulated meter, with the coordinator's error handling."""
+
+    def __init__(self, meter: SimulatedMeter, url: str, transport: Transport, key: MeterKey = KEY) -> None:
+        self.meter = meter
+        self.client = MeterClient(url, transport, key, enable_line="none", mep_timing=FAST_MEP, ir_timing=FAST_IR)
+        self.guard = CounterGuard()
+        self.tally = Tally()
+        self._failing = False
+        self.first_written: float | None = None
+        self.written: float | None = None
+
+    async def poll(self) -> bool:
+        tally = self.tally
+        tally.attempted += 1
+        retries = self.client.stats.retries + self.client.stats.sequence_resyncs
+        self.meter.image.update()
+        truth_before = int(self.meter.image.import_wh)
+        try:
+            if not self.client.is_open:
+                await self.client.open()
+            snapshot = await self.client.read_snapshot(hold_for=2)
+        except MeterError as err:
+            await self.client.close()
+            tally.failed += 1
+            name = type(err).__name__
+            tally.errors[name] = tally.errors.get(name, 0) + 1
+            self._failing = True
+            return False
+        self.meter.image.update()
+        truth_after = int(self.meter.image.import_wh)
+        written = self.guard.apply(snapshot, time.monotonic()).energy_import_wh
+        tally.succeeded += 1
+        if self._failing:
+            tally.recovered += 1
+            self._failing = False
+        if self.client.stats.retries + self.client.stats.sequence_resyncs > retries:
+            tally.absorbed += 1
+        if written is not None:
+            held = written == self.written
+            if not held and not truth_before <= written <= truth_after:
+                tally.wrong_values += 1
+            if self.written is not None and written < self.written:
+                tally.decreases += 1
+            self.written = written
+            if self.first_written is None:
+                self.first_written = written
+        tally.guard_dropped = sum(self.guard.dropped.values())
+        return True
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def meter_with(faults: Faults) -> SimulatedMeter:
+    return SimulatedMeter(KEY, image=MeterImage(speed=ENERGY_SPEED), faults=faults)
+
+
+async def serve(meter: SimulatedMeter, transport: Transport, link: str, port: int = 0) -> SimServer:
+    return await (meter.serve_pty(transport) if link == "pty" else meter.serve_tcp(transport, port=port))

@@ -1,0 +1,59 @@
+"""The accelerated soak: many polls back to back against an unpaced simulated meter.
+
+Checks what a long-running installation needs: the energy written never decreases,
+memory does not grow, and no task or file descriptor is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from pathlib import Path
+import time
+from typing import Any
+
+from custom_components.nes_meter.meter.client import Transport
+from custom_components.nes_meter.meter.simulator import Faults
+
+from .harness import Poller, meter_with, open_fds, other_tasks, serve
+
+WARMUP = 2000  # polls before the memory baseline: caches, the frame ring, counters
+
+
+def rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def run(transport: Transport, polls: int) -> dict[str, Any]:
+    fds, tasks = open_fds(), other_tasks()
+    meter = meter_with(Faults())
+    server = await serve(meter, transport, "tcp")
+    poller = Poller(meter, server.url, transport)
+    started = time.perf_counter()
+    try:
+        for index in range(polls):
+            if index == WARMUP:
+                gc.collect()
+                baseline = rss_kib()
+            await poller.poll()
+    finally:
+        await poller.close()
+        await server.close()
+    elapsed = time.perf_counter() - started
+    gc.collect()
+    await asyncio.sleep(0.1)
+    return {
+        "polls": polls,
+        "succeeded": poller.tally.succeeded,
+        "seconds": round(elapsed, 1),
+        "polls_per_second": round(polls / elapsed),
+        "memory_growth_kib": rss_kib() - baseline,
+        "energy_decreases": poller.tally.decreases,
+        "wrong_values": poller.tally.wrong_values,
+        "energy_rise_wh": (poller.written or 0.0) - (poller.first_written or 0.0),
+        "leaked_fds": open_fds() - fds,
+        "leaked_tasks": other_tasks() - tasks,
+    }

@@ -1,0 +1,177 @@
+"""The key stays secret and the client stays read-only, whatever happens.
+
+One test drives every flow and error path at DEBUG level, on both transports, with the
+right key and with a wrong one, and then searches everything a user or a bug report could
+show (the log, error messages, diagnostics, entity states and attributes, entry titles,
+CLI output) for either key in every form the integration accepts or derives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from typing import Any
+
+from homeassistant import config_entries
+from homeassistant.const import CONF_PORT
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
+import pytest
+from pytest_homeassistant_custom_component.components.diagnostics import get_diagnostics_for_config_entry
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
+
+from custom_components.nes_meter.const import CONF_KEY, CONF_KEY_FORMAT, CONF_TRANSPORT, DOMAIN
+from custom_components.nes_meter.coordinator import NesMeterCoordinator
+from custom_components.nes_meter.meter import MeterClient, MeterKey, WriteRefusedError
+from custom_components.nes_meter.meter.mep_session import MepSession
+from custom_components.nes_meter.meter.simulator import Faults, SimServer, SimulatedMeter
+
+from .conftest import KEY, KEY_TEXT
+
+WRONG_KEY_TEXT = "Zq8!wrong-key-#2026x"
+WRONG_KEY = MeterKey.parse(WRONG_KEY_TEXT)
+
+
+def secret_forms(key: MeterKey) -> set[str]:
+    """Every way a key could leak: as typed, hex, decimal, the derived MEP key and password."""
+    forms = set(key.forms())
+    forms |= {form.encode().hex() for form in key.forms()}
+    for derived in (key.mep_key, key.password):
+        forms |= {derived.hex(), derived.hex().upper(), repr(derived), derived.decode("latin-1")}
+    forms |= {key.mep_key.decode("latin-1")[:12]}  # a long enough prefix of the MEP key text
+    return {form for form in forms if len(form.strip("\x00 ")) >= 8}
+
+
+def assert_secret_absent(text: str, where: str) -> None:
+    for key in (KEY, WRONG_KEY):
+        for form in secret_forms(key):
+            assert form not in text, f"a form of the key appears in {where}"
+
+
+async def _flow(hass: HomeAssistant, data: dict[str, Any]) -> dict[str, Any]:
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": config_entries.SOURCE_USER})
+    return dict(await hass.config_entries.flow.async_configure(result["flow_id"], data))
+
+
+async def _cli(*args: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "custom_components.nes_meter.meter",
+        "-v",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await process.communicate()
+    return output.decode(errors="replace")
+
+
+@pytest.mark.parametrize("transport", ["mep", "ir"])
+async def test_the_key_appears_nowhere(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    caplog: pytest.LogCaptureFixture,
+    transport: str,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    meter = SimulatedMeter(KEY)
+    server = await meter.serve_tcp(transport)
+    silent = await SimulatedMeter(KEY, faults=Faults(silent=True)).serve_tcp(transport)
+    shown: list[str] = []
+
+    def entry_input(port: str, key: str) -> dict[str, Any]:
+        return {CONF_PORT: port, CONF_TRANSPORT: transport, CONF_KEY: key, CONF_KEY_FORMAT: "auto"}
+
+    try:
+        # Config flow: every error, then success; the created entry's data holds the key by design.
+        for port, key in (
+            (server.url, WRONG_KEY_TEXT),
+            (silent.url, KEY_TEXT),
+            ("socket://127.0.0.1:9", KEY_TEXT),
+            ("http://127.0.0.1:1", KEY_TEXT),
+            (server.url, KEY_TEXT[:-1] + "\x01"),
+        ):
+            shown.append(json.dumps(await _flow(hass, entry_input(port, key)), default=str))
+        created = await _flow(hass, entry_input(server.url, KEY_TEXT))
+        assert created["type"] is FlowResultType.CREATE_ENTRY
+        entry = created["result"]
+        await hass.async_block_till_done()
+        coordinator: NesMeterCoordinator = entry.runtime_data
+        meter.faults = Faults(corrupt=0.2, garbage=0.2, alerts=True)
+        for _ in range(5):  # polls through injected faults: retries, bad frames, alert markers
+            await coordinator.async_refresh()
+        shown.append(json.dumps(await get_diagnostics_for_config_entry(hass, hass_client, entry), default=str))
+        shown.append(json.dumps([state.as_dict() for state in hass.states.async_all()], default=str))
+        shown.append(entry.title)
+
+        # The utility re-keys the meter: reauth with a wrong key first, then the right one.
+        meter.faults = Faults()
+        meter.change_key(WRONG_KEY)
+        coordinator._retry_at = 0  # past any backoff a faulty poll started
+        await coordinator.client.close()  # an optical session already logged on would carry on
+        await coordinator.async_refresh()
+        await hass.async_block_till_done()
+        flows = [
+            flow
+            for flow in hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+            if flow["context"]["source"] == config_entries.SOURCE_REAUTH
+        ]
+        assert flows
+        result = await hass.config_entries.flow.async_configure(
+            flows[0]["flow_id"], {CONF_KEY: KEY_TEXT, CONF_KEY_FORMAT: "auto"}
+        )
+        shown.append(json.dumps(result, default=str))
+        result = await hass.config_entries.flow.async_configure(
+            flows[0]["flow_id"], {CONF_KEY: WRONG_KEY_TEXT, CONF_KEY_FORMAT: "auto"}
+        )
+        assert result["reason"] == "reauth_successful"
+        await hass.async_block_till_done()
+        shown.append(json.dumps([state.as_dict() for state in hass.states.async_all()], default=str))
+
+        # The command line at -v, with the right key and a wrong one.
+        shown.append(await _cli("read", "--transport", transport, "--port", server.url, "--key", WRONG_KEY_TEXT))
+        shown.append(await _cli("read", "--transport", transport, "--port", server.url, "--key", KEY_TEXT))
+        assert await hass.config_entries.async_unload(entry.entry_id)
+    finally:
+        await server.close()
+        await silent.close()
+
+    assert "DEBUG" in caplog.text and "Traceback" not in caplog.text
+    assert_secret_absent(caplog.text, "the log")
+    for index, text in enumerate(shown):
+        assert_secret_absent(text, f"output {index}")
+    for record in caplog.records:
+        if record.exc_info and record.exc_info[1]:
+            assert_secret_absent(repr(record.exc_info[1]), "an exception")
+
+
+# Session control and reads: everything else a C12.18 meter offers can change it.
+C1218_ALLOWED = {0x20, 0x21, 0x30, 0x3F, 0x50, 0x51, 0x52, 0x60, 0x61, 0x70}
+MEP_ALLOWED = {0x30, 0x3F}
+
+
+@pytest.mark.parametrize("transport", ["mep", "ir"])
+async def test_no_service_but_reads_reaches_the_line(transport: str, meter: SimulatedMeter) -> None:
+    """Every request code outside the read-only set is refused before a byte is sent."""
+    server: SimServer = await meter.serve_tcp(transport)
+    client = MeterClient(server.url, transport, KEY)
+    try:
+        await client.open()
+        session = client._session
+        send = session.transact if isinstance(session, MepSession) else session._request
+        allowed = MEP_ALLOWED if transport == "mep" else C1218_ALLOWED
+        for code in range(256):
+            if code in allowed:
+                continue
+            sent = client.bytes_exchanged
+            request = bytes([code, 0x00, 0x07, 0x00, 0x00, 0x00, 0x00, 0x06])
+            with pytest.raises(WriteRefusedError):
+                await send(request)
+            assert client.bytes_exchanged == sent
+        assert meter.stats.requests <= 6  # only the session start reached the meter
+    finally:
+        await client.close()
+        await server.close()
