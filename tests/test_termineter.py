@@ -6,25 +6,12 @@ import asyncio
 import struct
 
 from c1218.connection import Connection
-import serial
 
+from benchmarks.termineter_cycle import SERIAL_SETTINGS
 from custom_components.nes_meter.meter import tables
 from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
 
 from .conftest import KEY_TEXT
-
-SERIAL_SETTINGS = {
-    "parity": serial.PARITY_NONE,
-    "baudrate": 9600,
-    "bytesize": serial.EIGHTBITS,
-    "xonxoff": False,
-    "interCharTimeout": None,
-    "rtscts": False,
-    "timeout": 1,
-    "stopbits": serial.STOPBITS_ONE,
-    "dsrdtr": False,
-    "writeTimeout": None,
-}
 
 
 def _termineter_reads(url: str) -> dict[int, bytes]:
