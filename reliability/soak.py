@@ -48,6 +48,9 @@ async def run(transport: Transport, polls: int) -> dict[str, Any]:
     return {
         "polls": polls,
         "succeeded": poller.tally.succeeded,
+        "errors": poller.tally.errors,
+        "client_retries": poller.client.stats.retries,
+        "client_errors": dict(poller.client.stats.errors),
         "seconds": round(elapsed, 1),
         "polls_per_second": round(polls / elapsed),
         "memory_growth_kib": rss_kib() - baseline,
