@@ -4,13 +4,14 @@
 //
 // Usage: node e2e/ui.mjs <home-assistant-url> <meter-url> <key> <screenshot-folder>
 
-import { mkdirSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 
 const [base, meterUrl, key, shots] = process.argv.slice(2);
 const clientId = `${base}/`;
 const user = { name: "E2E", username: "e2e", password: "nes-meter-e2e-check", language: "en" };
+rmSync(shots, { recursive: true, force: true }); // no stale screenshots from an earlier run
 mkdirSync(shots, { recursive: true });
 
 async function api(path, body, token, form = false) {
@@ -44,18 +45,30 @@ async function shot(page, name) {
 
 async function logIn(page) {
   await page.goto(base);
-  await page.getByRole("textbox", { name: /username/i }).fill(user.username);
+  const username = page.getByRole("textbox", { name: /username/i });
+  await username.waitFor({ timeout: 60_000 });
+  await page.waitForTimeout(1000); // the login form re-renders once after loading
+  await username.fill(user.username);
   await page.getByRole("textbox", { name: /password/i }).fill(user.password);
-  await page.getByRole("textbox", { name: /password/i }).press("Enter");
-  await page.waitForURL(/\/(lovelace|home|energy|map)/, { timeout: 60_000 });
+  await page.getByRole("button", { name: /log in/i }).click();
+  await page.waitForURL((url) => !url.pathname.startsWith("/auth/"), { timeout: 60_000 });
+  await page.getByText("Settings").first().waitFor({ timeout: 60_000 });
 }
 
 async function addIntegration(page) {
-  await page.goto(`${base}/config/integrations/dashboard/add?domain=nes_meter`);
-  const dialog = page.getByRole("dialog");
+  await page.goto(`${base}/config/integrations/dashboard`);
+  await page.getByText(/add integration/i).last().click();
+  await page.getByText("Select brand").waitFor();
+  await page.waitForTimeout(500);
+  await page.keyboard.type("NES Meter"); // the brand search has the focus
+  await page.getByText("NES Meter", { exact: true }).last().click();
+  const dialog = page; // HA's dialogs live in shadow roots; page-wide locators pierce them
   await dialog.getByText("Connect your NES meter").waitFor({ timeout: 60_000 });
   await shot(page, "01-config-flow");
-  await dialog.getByRole("combobox", { name: /serial port/i }).fill(meterUrl);
+  await dialog.getByRole("combobox", { name: /serial port/i }).click();
+  await page.keyboard.press("Control+A"); // the form preselects the first port found
+  await page.keyboard.type(meterUrl, { delay: 10 });
+  await dialog.getByText("Connect your NES meter").click(); // leave the field: keeps the typed value
   await dialog.getByRole("textbox", { name: /meter key/i }).fill(key);
   await shot(page, "02-config-flow-filled");
   await dialog.getByRole("button", { name: /submit/i }).click();
@@ -74,7 +87,7 @@ async function devicePage(page) {
 async function energyConfig(page) {
   await page.goto(`${base}/config/energy`);
   await page.getByRole("button", { name: /add consumption/i }).click();
-  const dialog = page.getByRole("dialog");
+  const dialog = page;
   const picker = dialog.getByRole("combobox").first();
   await picker.click();
   await picker.fill("NES");
