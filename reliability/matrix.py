@@ -37,10 +37,11 @@ def rate_faults(transport: Transport) -> dict[str, Faults]:
     if transport == "mep":
         faults["sequence_storm"] = Faults(sequence_storm=1)
         faults["alerts_and_drop"] = Faults(drop=1, alerts=True)
+        faults["alert_inside_reply"] = Faults(alert_inside=1)
     return faults
 
 
-RATED = ("drop", "corrupt", "garbage", "split", "delay", "sequence_storm", "disconnect")
+RATED = ("drop", "corrupt", "garbage", "split", "delay", "sequence_storm", "disconnect", "alert_inside")
 
 
 def _at_rate(faults: Faults, rate: float, seed: int) -> Faults:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 import json
+import time
 
 from homeassistant.components.sensor import SensorDeviceClass, SensorStateClass
 from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
@@ -16,7 +18,14 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, async_
 from pytest_homeassistant_custom_component.components.diagnostics import get_diagnostics_for_config_entry
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
-from custom_components.nes_meter.const import CONF_KEY, CONF_KEY_FORMAT, CONF_TRANSPORT, DOMAIN
+from custom_components.nes_meter.const import (
+    BACKOFF_MIN,
+    CONF_KEY,
+    CONF_KEY_FORMAT,
+    CONF_TRANSPORT,
+    DEFAULT_UPDATE_INTERVAL,
+    DOMAIN,
+)
 from custom_components.nes_meter.coordinator import NesMeterCoordinator
 from custom_components.nes_meter.meter import MeterKey
 from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
@@ -301,3 +310,26 @@ async def test_unchanged_values_are_not_written_again(
     assert power_after.state != power_before.state
     assert power_after.last_updated > power_before.last_updated
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_recovers_by_itself_within_the_backoff(hass: HomeAssistant, meter: SimulatedMeter) -> None:
+    """No forced retry: the scheduled polls reconnect once the backoff after the outage has run out."""
+    server = await meter.serve_tcp("mep")
+    port = int(server.url.rsplit(":", 1)[1])
+    entry = await setup_entry(hass, server, "mep")
+    await server.close()
+    await refresh(hass, entry)
+    assert hass.states.get(ENERGY).state == STATE_UNAVAILABLE
+
+    server = await meter.serve_tcp("mep", port=port)
+    back = time.monotonic()
+    try:
+        while hass.states.get(ENERGY).state == STATE_UNAVAILABLE:
+            assert time.monotonic() - back < BACKOFF_MIN + 2, "did not recover within the backoff"
+            async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=DEFAULT_UPDATE_INTERVAL + 1))
+            await hass.async_block_till_done(wait_background_tasks=True)
+            await asyncio.sleep(0.1)
+        assert time.monotonic() - back >= BACKOFF_MIN * 0.9  # it did wait for the backoff
+        assert await hass.config_entries.async_unload(entry.entry_id)
+    finally:
+        await server.close()

@@ -51,6 +51,7 @@ class Faults:
     sequence_storm: float = 0.0  # MEP: answer 0x0C with a fresh number
     disconnect: float = 0.0  # close the connection instead of answering
     alerts: bool = False  # MEP: send 00 00 markers while idle and before replies
+    alert_inside: float = 0.0  # MEP: a 00 00 marker inserted inside a reply
     silent: bool = False  # never answer anything
     nak_first: bool = False  # IR: NAK the first frame of every session
     seed: int | None = None
@@ -239,6 +240,9 @@ class SimulatedMeter:
             data = data[:index] + bytes([data[index] ^ (1 << self._rng.randrange(8))]) + data[index + 1 :]
         if self._chance("garbage", faults.garbage):
             data = bytes(self._rng.randrange(1, 256) for _ in range(self._rng.randint(1, 6))) + data
+        if self._chance("alert_inside", faults.alert_inside):
+            index = self._rng.randrange(1, len(data))
+            data = data[:index] + mep.ALERT_MARKER + data[index:]
         bytewise = self._chance("split", faults.split)
         self.stats.replies += 1
         await wire.send(data, segment=segment, gap=gap, bytewise=bytewise)
