@@ -148,6 +148,21 @@ async def test_the_key_appears_nowhere(
             assert_secret_absent(repr(record.exc_info[1]), "an exception")
 
 
+@pytest.mark.parametrize("transport", ["mep", "ir"])
+async def test_device_paths_log_no_payload(caplog: pytest.LogCaptureFixture, transport: str) -> None:
+    """On a tty, serialx logs the bytes it moves at DEBUG; the IR logon carries the password."""
+    caplog.set_level(logging.DEBUG)
+    meter = SimulatedMeter(KEY)
+    server = await meter.serve_pty(transport)
+    try:
+        async with MeterClient(server.url, transport, KEY, enable_line="none") as client:
+            await client.read_snapshot()
+    finally:
+        await server.close()
+    assert "bytes>" in caplog.text  # serialx did log, with the payload replaced by its length
+    assert_secret_absent(caplog.text, "the log")
+
+
 # Session control and reads: everything else a C12.18 meter offers can change it.
 C1218_ALLOWED = {0x20, 0x21, 0x30, 0x3F, 0x50, 0x51, 0x52, 0x60, 0x61, 0x70}
 MEP_ALLOWED = {0x30, 0x3F}

@@ -28,6 +28,33 @@ class LineTimeout(Exception):
     """Internal: nothing (or not enough) arrived before the deadline."""
 
 
+class _NoPayloadFilter(logging.Filter):
+    """Replaces raw bytes in serialx's DEBUG records by their length.
+
+    serialx logs every chunk it reads and writes, and a C12.18 security request carries
+    the password in clear: with debug logging on, the key would end up in the log.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(arg, bytes | bytearray) for arg in record.args):
+            record.args = tuple(
+                f"<{len(arg)} bytes>" if isinstance(arg, bytes | bytearray) else arg for arg in record.args
+            )
+        return True
+
+
+_NO_PAYLOAD: Final = _NoPayloadFilter()
+
+
+def _hide_serialx_payloads() -> None:
+    """Filters sit on the logger that creates a record, so every serialx logger gets one."""
+    for name in list(logging.root.manager.loggerDict):
+        if name == "serialx" or name.startswith("serialx."):
+            logger = logging.getLogger(name)
+            if _NO_PAYLOAD not in logger.filters:
+                logger.addFilter(_NO_PAYLOAD)
+
+
 def validate_port(port: str) -> str:
     """Accept a device path or a ``socket://`` / ``rfc2217://`` URL, nothing else."""
     port = port.strip()
@@ -108,6 +135,7 @@ class SerialLink:
         return self._transport is not None and not self._protocol.closed
 
     async def open(self) -> None:
+        _hide_serialx_payloads()  # serialx loads its platform modules lazily: sweep at every open
         loop = asyncio.get_running_loop()
         self._protocol = _BufferProtocol()
         try:
@@ -116,6 +144,7 @@ class SerialLink:
             )
         except (OSError, TimeoutError, serialx.SerialException, ValueError) as err:
             raise _port_error(self.port, err) from None
+        _hide_serialx_payloads()
         self._transport = transport
 
     async def set_enable(self, asserted: bool) -> bool:
