@@ -62,19 +62,19 @@ async function addIntegration(page) {
   await page.waitForTimeout(500);
   await page.keyboard.type("NES Meter"); // the brand search has the focus
   await page.getByText("NES Meter", { exact: true }).last().click();
-  const dialog = page; // HA's dialogs live in shadow roots; page-wide locators pierce them
-  await dialog.getByText("Connect your NES meter").waitFor({ timeout: 60_000 });
+  // HA's dialogs live in shadow roots: page-wide locators pierce them, role "dialog" does not.
+  await page.getByText("Connect your NES meter").waitFor({ timeout: 60_000 });
   await shot(page, "01-config-flow");
-  await dialog.getByRole("combobox", { name: /serial port/i }).click();
+  await page.getByRole("combobox", { name: /serial port/i }).click();
   await page.keyboard.press("Control+A"); // the form preselects the first port found
   await page.keyboard.type(meterUrl, { delay: 10 });
-  await dialog.getByText("Connect your NES meter").click(); // leave the field: keeps the typed value
-  await dialog.getByRole("textbox", { name: /meter key/i }).fill(key);
+  await page.getByText("Connect your NES meter").click(); // leave the field: keeps the typed value
+  await page.getByRole("textbox", { name: /meter key/i }).fill(key);
   await shot(page, "02-config-flow-filled");
-  await dialog.getByRole("button", { name: /submit/i }).click();
-  await dialog.getByText(/created configuration|success/i).first().waitFor({ timeout: 60_000 });
+  await page.getByRole("button", { name: /submit/i }).click();
+  await page.getByText(/created configuration|success/i).first().waitFor({ timeout: 60_000 });
   await shot(page, "03-config-flow-done");
-  await dialog.getByRole("button", { name: /finish/i }).click();
+  await page.getByRole("button", { name: /finish/i }).click();
 }
 
 async function devicePage(page) {
@@ -87,14 +87,13 @@ async function devicePage(page) {
 async function energyConfig(page) {
   await page.goto(`${base}/config/energy`);
   await page.getByRole("button", { name: /add consumption/i }).click();
-  const dialog = page;
-  const picker = dialog.getByRole("combobox").first();
+  const picker = page.getByRole("combobox").first();
   await picker.click();
   await picker.fill("NES");
   await page.getByRole("option", { name: /energy import/i }).first().waitFor({ timeout: 30_000 });
   await shot(page, "05-energy-picker");
   await page.getByRole("option", { name: /energy import/i }).first().click();
-  await dialog.getByRole("button", { name: /save/i }).click();
+  await page.getByRole("button", { name: /save/i }).click();
   await page.getByText(/energy import/i).first().waitFor({ timeout: 30_000 });
   await shot(page, "06-energy-configured");
 }
