@@ -28,6 +28,9 @@ class LineTimeout(Exception):
     """Internal: nothing (or not enough) arrived before the deadline."""
 
 
+_PAYLOAD_TYPES: Final = (bytes, bytearray, memoryview)
+
+
 class _NoPayloadFilter(logging.Filter):
     """Replaces raw bytes in serialx's DEBUG records by their length.
 
@@ -36,9 +39,9 @@ class _NoPayloadFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and any(isinstance(arg, bytes | bytearray) for arg in record.args):
+        if isinstance(record.args, tuple) and any(isinstance(arg, _PAYLOAD_TYPES) for arg in record.args):
             record.args = tuple(
-                f"<{len(arg)} bytes>" if isinstance(arg, bytes | bytearray) else arg for arg in record.args
+                f"<{len(arg)} bytes>" if isinstance(arg, _PAYLOAD_TYPES) else arg for arg in record.args
             )
         return True
 
