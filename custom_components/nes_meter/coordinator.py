@@ -94,11 +94,13 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
         return self.update_interval.total_seconds()
 
     async def _async_setup(self) -> None:
-        """Open the port and identify the meter; failures make setup retry later."""
+        """Open the port and identify the meter; failures make setup retry later.
+
+        The port is closed by ``async_setup_entry`` when the first refresh fails.
+        """
         try:
             await self._connect()
         except MeterError as err:
-            await self.client.close()
             raise ha_error(err) from err
 
     async def _connect(self) -> None:

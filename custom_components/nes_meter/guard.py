@@ -65,9 +65,10 @@ class CounterGuard:
             self.dropped[f"{name}:decrease"] += 1
             return previous
         hours = max(now - self.last_time[name], 1.0) / 3600
-        if value - previous > MAX_POWER_W * hours + 10:
+        plausible_rise = MAX_POWER_W * hours + 10
+        if value - previous > plausible_rise:
             seen_value, seen = self.pending.get(name, (value, 0))
-            seen = seen + 1 if abs(seen_value - value) <= MAX_POWER_W * hours + 10 else 1
+            seen = seen + 1 if abs(seen_value - value) <= plausible_rise else 1
             self.pending[name] = (value, seen)
             if seen < CONFIRMATIONS:
                 self.dropped[f"{name}:jump"] += 1

@@ -106,10 +106,15 @@ def request_message(apdu: bytes, sequence: int) -> bytes:
     return apdu + struct.pack(">I", sequence & 0xFFFFFFFF)
 
 
+def frame(body: bytes, body_digest: bytes) -> bytes:
+    """``LEN | body | DIGEST`` as on the wire; LEN counts the body and the digest."""
+    return struct.pack(">H", len(body) + DIGEST_SIZE) + body + body_digest
+
+
 def encode_request(apdu: bytes, sequence: int, key: bytes) -> bytes:
     """A complete plaintext request frame: ``LEN | APDU | SEQ | DIGEST``."""
     message = request_message(apdu, sequence)
-    return struct.pack(">H", len(message) + DIGEST_SIZE) + message + digest(key, message)
+    return frame(message, digest(key, message))
 
 
 def read_apdu(table_id: int, offset: int, count: int) -> bytes:

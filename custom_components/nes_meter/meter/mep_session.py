@@ -146,8 +146,7 @@ class MepSession:
         message = mep.request_message(apdu, sequence)
         request_digest = mep.digest(self._key, message)
         cipher = mep.rc4_packet_cipher(self._rc4_base, request_digest) if self._rc4_base else None
-        wire = cipher.update(message) if cipher else message
-        frame = struct.pack(">H", len(message) + mep.DIGEST_SIZE) + wire + request_digest
+        frame = mep.frame(cipher.update(message) if cipher else message, request_digest)
         if mep.ALERT_MARKER in self._link.discard():
             self._note_alert()
         self._link.write(frame)

@@ -303,7 +303,7 @@ class SimulatedMeter:
             message = cipher.update(message)
             if mep.digest(key, message) != request_digest:
                 self.stats.rejected_digest += 1
-                await self._reply(wire, struct.pack(">HB", 9, mep.MepResult.AUTHENTICATION_FAILURE) + bytes(8))
+                await self._reply(wire, mep.frame(bytes([mep.MepResult.AUTHENTICATION_FAILURE]), bytes(8)))
                 return
         apdu, (sequence,) = message[:-4], struct.unpack(">I", message[-4:])
         ahead = (sequence - self._mep_sequence) & 0xFFFFFFFF
@@ -315,8 +315,7 @@ class SimulatedMeter:
         else:
             self._mep_sequence = sequence
             reply = self._mep_service(apdu)
-        wire_body = cipher.update(reply) if cipher else reply
-        frame = struct.pack(">H", len(reply) + mep.DIGEST_SIZE) + wire_body + mep.digest(key, message + reply)
+        frame = mep.frame(cipher.update(reply) if cipher else reply, mep.digest(key, message + reply))
         await self._reply(wire, frame, segment=MEP_SEGMENT, gap=MEP_SEGMENT_GAP)
 
     def _mep_service(self, apdu: bytes) -> bytes:
