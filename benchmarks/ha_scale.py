@@ -70,11 +70,12 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _rss_mb(pid: int) -> float:
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process, from /proc."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+            return int(line.split()[1])
+    return 0
 
 
 def _fetches(log: Path, start: int = 0) -> list[tuple[str, float]]:
@@ -116,7 +117,7 @@ def _run(urls: list[str], window: float, timeout: float = 180.0) -> dict[str, An
                 "cpu_s_per_s": cpu / elapsed,
                 "updates": len(fetches),
                 "latencies": [seconds for _, seconds in fetches],
-                "rss_mb": _rss_mb(process.pid),
+                "rss_mb": rss_kib(process.pid) / 1024,
                 "elapsed": elapsed,
             }
         finally:

@@ -14,6 +14,7 @@ import os
 import time
 from typing import Any
 
+from benchmarks.wire import KEY
 from custom_components.nes_meter.guard import CounterGuard
 from custom_components.nes_meter.meter import MeterClient, MeterError, MeterKey
 from custom_components.nes_meter.meter.c1218_session import C1218Timing
@@ -22,8 +23,6 @@ from custom_components.nes_meter.meter.mep_session import MepTiming
 from custom_components.nes_meter.meter.sim_image import MeterImage
 from custom_components.nes_meter.meter.simulator import Faults, SimServer, SimulatedMeter
 
-KEY_TEXT = "a7941d85bce8a8fa2ab7"
-KEY = MeterKey.parse(KEY_TEXT)
 # The guide's timeouts scaled down 10x: the simulator answers at once, so only lost or
 # delayed replies ever wait, and thousands of faulty polls fit in minutes.
 FAST_MEP = MepTiming(response_timeout=0.05, byte_slack=0.05, min_spacing=0, enable_settle=0, enable_reset_off=0)

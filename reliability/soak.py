@@ -8,23 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from pathlib import Path
+import os
 import time
 from typing import Any
 
+from benchmarks.ha_scale import rss_kib
 from custom_components.nes_meter.meter.client import Transport
 from custom_components.nes_meter.meter.simulator import Faults
 
 from .harness import Poller, meter_with, open_fds, other_tasks, serve
 
 WARMUP = 2000  # polls before the memory baseline: caches, the frame ring, counters
-
-
-def rss_kib() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 async def run(transport: Transport, polls: int) -> dict[str, Any]:
@@ -37,7 +31,7 @@ async def run(transport: Transport, polls: int) -> dict[str, Any]:
         for index in range(polls):
             if index == WARMUP:
                 gc.collect()
-                baseline = rss_kib()
+                baseline = rss_kib(os.getpid())
             await poller.poll()
     finally:
         await poller.close()
@@ -53,7 +47,7 @@ async def run(transport: Transport, polls: int) -> dict[str, Any]:
         "client_errors": dict(poller.client.stats.errors),
         "seconds": round(elapsed, 1),
         "polls_per_second": round(polls / elapsed),
-        "memory_growth_kib": rss_kib() - baseline,
+        "memory_growth_kib": rss_kib(os.getpid()) - baseline,
         "energy_decreases": poller.tally.decreases,
         "wrong_values": poller.tally.wrong_values,
         "energy_rise_wh": (poller.written or 0.0) - (poller.first_written or 0.0),

@@ -79,31 +79,32 @@ def _percent(name: str) -> Callable[[MeterSnapshot], float | None]:
     return value
 
 
-def _energy(key: str, index: int, *, enabled: bool = True) -> NesSensorDescription:
+def _energy(key: str, index: int, *, reactive: bool = False) -> NesSensorDescription:
+    """A BT23 register; active energy is enabled for the Energy dashboard, reactive is opt-in."""
     return NesSensorDescription(
         key=key,
         translation_key=key,
-        device_class=SensorDeviceClass.ENERGY,
+        device_class=REACTIVE_ENERGY if reactive else SensorDeviceClass.ENERGY,
         state_class=SensorStateClass.TOTAL_INCREASING,
-        native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
+        native_unit_of_measurement=UNIT_KVARH if reactive else UnitOfEnergy.KILO_WATT_HOUR,
         suggested_display_precision=3,
-        value_fn=_kilo(f"{key}_wh"),
+        value_fn=_kilo(f"{key}_varh" if reactive else f"{key}_wh"),
         exists_fn=_summation(index),
-        entity_registry_enabled_default=enabled,
+        entity_registry_enabled_default=not reactive,
     )
 
 
-def _reactive_energy(key: str, index: int) -> NesSensorDescription:
+def _outage(key: str, field: str, index: int, **kwargs: Any) -> NesSensorDescription:
+    """A BT23 power-outage counter: diagnostic and opt-in."""
     return NesSensorDescription(
         key=key,
         translation_key=key,
-        device_class=REACTIVE_ENERGY,
         state_class=SensorStateClass.TOTAL_INCREASING,
-        native_unit_of_measurement=UNIT_KVARH,
-        suggested_display_precision=3,
-        value_fn=_kilo(f"{key}_varh"),
+        value_fn=_field(field),
         exists_fn=_summation(index),
+        entity_category=EntityCategory.DIAGNOSTIC,
         entity_registry_enabled_default=False,
+        **kwargs,
     )
 
 
@@ -172,8 +173,8 @@ def _phase_sensors() -> list[NesSensorDescription]:
 SENSORS: tuple[NesSensorDescription, ...] = (
     _energy("energy_import", 0),
     _energy("energy_export", 1),
-    _reactive_energy("reactive_energy_import", 2),
-    _reactive_energy("reactive_energy_export", 3),
+    _energy("reactive_energy_import", 2, reactive=True),
+    _energy("reactive_energy_export", 3, reactive=True),
     _power("power_import", 8),
     _power("power_export", 9),
     NesSensorDescription(
@@ -193,25 +194,13 @@ SENSORS: tuple[NesSensorDescription, ...] = (
     _measurement("apparent_power", 20, SensorDeviceClass.APPARENT_POWER, UnitOfApparentPower.VOLT_AMPERE),
     _measurement("frequency", 19, SensorDeviceClass.FREQUENCY, UnitOfFrequency.HERTZ, precision=2),
     *_phase_sensors(),
-    NesSensorDescription(
-        key="power_outage_count",
-        translation_key="power_outage_count",
-        state_class=SensorStateClass.TOTAL_INCREASING,
-        value_fn=_field("power_outage_count"),
-        exists_fn=_summation(5),
-        entity_category=EntityCategory.DIAGNOSTIC,
-        entity_registry_enabled_default=False,
-    ),
-    NesSensorDescription(
-        key="power_outage_duration",
-        translation_key="power_outage_duration",
+    _outage("power_outage_count", "power_outage_count", 5),
+    _outage(
+        "power_outage_duration",
+        "power_outage_seconds",
+        4,
         device_class=SensorDeviceClass.DURATION,
-        state_class=SensorStateClass.TOTAL_INCREASING,
         native_unit_of_measurement=UnitOfTime.SECONDS,
-        value_fn=_field("power_outage_seconds"),
-        exists_fn=_summation(4),
-        entity_category=EntityCategory.DIAGNOSTIC,
-        entity_registry_enabled_default=False,
     ),
     NesSensorDescription(
         key="meter_time",
