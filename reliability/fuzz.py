@@ -38,7 +38,7 @@ def _targets() -> list[tuple[str, Callable[[bytes], object]]]:
     targets: list[tuple[str, Callable[[bytes], object]]] = [
         ("c1218.decode_packet", c1218.decode_packet),
         ("c1218.parse_read", c1218.parse_read),
-        ("c1218.parse_negotiate", c1218.parse_negotiate),
+        ("c1218.parse_negotiate", lambda data: c1218.parse_negotiate(data, c1218.NegotiatedLink(64, 2))),
         ("mep.parse_response_body", mep.parse_response_body),
         ("tables.decode_bt00", tables.decode_bt00),
         ("tables.decode_bt01", tables.decode_bt01),
@@ -46,6 +46,8 @@ def _targets() -> list[tuple[str, Callable[[bytes], object]]]:
         ("tables.decode_bt52", tables.decode_bt52),
         ("tables.decode_bt55", tables.decode_bt55),
         ("tables.decode_et03", tables.decode_et03),
+        ("tables.decode_energy_register_unit", tables.decode_energy_register_unit),
+        ("tables.decode_mep_client_index", tables.decode_mep_client_index),
         ("tables.decode_bt22", lambda data: tables.decode_bt22(data, DIMS)),
         ("tables.decode_bt23", lambda data: tables.decode_bt23_summations(data, DIMS)),
         ("tables.decode_bt27", lambda data: tables.decode_bt27(data, DIMS)),

@@ -112,7 +112,7 @@ async def test_unexpected_error_is_unknown(hass: HomeAssistant, ir_server: SimSe
 
 
 async def test_protocol_error_is_unknown(hass: HomeAssistant, ir_server: SimServer, meter: SimulatedMeter) -> None:
-    meter.image.tables.pop(0x0803)  # no ET03: the meter answers "iar"
+    meter.image.refused.update({21: 0x05, 20: 0x05})  # no register layout at all: "iar"
     flow_id = await _start(hass)
     result = await hass.config_entries.flow.async_configure(flow_id, user_input(ir_server))
     assert result["errors"] == {"base": "unknown"}

@@ -27,7 +27,14 @@ def test_c1218_decode_packet(data: bytes) -> None:
 @given(RAW)
 def test_c1218_parsers(data: bytes) -> None:
     _only_meter_errors(c1218.parse_read, data)
-    _only_meter_errors(c1218.parse_negotiate, data)
+
+
+@given(RAW)
+def test_negotiate_never_fails_and_never_exceeds_what_was_asked(data: bytes) -> None:
+    asked = c1218.NegotiatedLink(64, 2)
+    link = c1218.parse_negotiate(b"\x00" + data, asked)
+    assert c1218.MIN_PACKET_SIZE <= link.packet_size <= asked.packet_size
+    assert 1 <= link.packets <= asked.packets
 
 
 @given(RAW)
@@ -44,6 +51,8 @@ def test_table_decoders(data: bytes) -> None:
         tables.decode_bt52,
         tables.decode_bt55,
         tables.decode_et03,
+        tables.decode_energy_register_unit,
+        tables.decode_mep_client_index,
     ):
         _only_meter_errors(decoder, data)
     for decoder in (tables.decode_bt22, tables.decode_bt23_summations, tables.decode_bt27, tables.decode_bt28):

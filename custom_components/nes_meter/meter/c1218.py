@@ -21,6 +21,7 @@ HEADER_SIZE: Final = 6  # STP, identity, control, seq-nbr, length(2)
 OVERHEAD: Final = HEADER_SIZE + 2  # plus CRC
 MAX_DATA: Final = 8183
 DEFAULT_PACKET_SIZE: Final = 64
+MIN_PACKET_SIZE: Final = 16  # room for a PSEM reply header after the link overhead
 CTRL_MULTI: Final = 0x80
 CTRL_FIRST: Final = 0x40
 CTRL_TOGGLE: Final = 0x20
@@ -222,12 +223,20 @@ class NegotiatedLink:
     packets: int
 
 
-def parse_negotiate(payload: bytes) -> NegotiatedLink:
-    if len(payload) < 4:
-        raise FrameError("negotiate reply too short")
-    size, packets = struct.unpack_from(">HB", payload, 1)
-    if size < 16 or packets < 1:
-        raise FrameError("negotiate reply out of range")
+def parse_negotiate(payload: bytes, asked: NegotiatedLink) -> NegotiatedLink:
+    """What to use after a Negotiate answered ``00``: never fails on the body.
+
+    NES meters are not documented to echo the values; a bare ``00``, a short body or an
+    offer we did not ask for all occur in C12.18 practice. Take the smaller of asked and
+    offered where the meter offered a usable value, else the link defaults.
+    """
+    size, packets = DEFAULT_PACKET_SIZE, 1
+    if len(payload) >= 3:
+        (offered,) = struct.unpack_from(">H", payload, 1)
+        if offered >= MIN_PACKET_SIZE:
+            size = min(offered, asked.packet_size)
+        if len(payload) >= 4 and payload[3] >= 1:
+            packets = min(payload[3], asked.packets)
     return NegotiatedLink(size, packets)
 
 

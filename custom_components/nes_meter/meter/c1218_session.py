@@ -15,7 +15,7 @@ import logging
 import struct
 
 from . import c1218
-from .errors import AuthenticationError, FrameError, NoResponseError, ResponseError
+from .errors import AuthenticationError, FrameError, NoResponseError, ResponseError, ShortReadError
 from .keys import MeterKey
 from .stats import FrameLog, LinkStats
 from .transport import BYTE_TIME, LineTimeout, SerialLink
@@ -31,8 +31,8 @@ class C1218Timing:
     ack_timeout: float = 2.0
     byte_slack: float = 0.5
     retries: int = 3
-    packet_size: int = 512
-    packets: int = 4
+    packet_size: int = 64  # what every NES-proven optical client negotiates
+    packets: int = 2
     channel_timeout: float = 6.0
     session_max: float = 540.0  # renew well before the 600 s optical D.O.S. timer
     busy_delay: float = 0.2
@@ -59,8 +59,12 @@ class C1218Session:
         self.frames = frames or FrameLog()
         self._user_id = user_id
         self._user = user
-        self._tx_toggle = False
-        self._rx_toggle: bool | None = None
+        self._tx_toggle = True  # toggle of the last frame sent: a session's first frame goes out with 0
+        self._last_rx: c1218.Packet | None = None  # last accepted packet, for telling retransmissions apart
+        self._rx_alternates: bool | None = None  # whether this meter's reply toggle alternates (learned)
+        self._sent_frame = b""  # what an echoing probe would hand back
+        self._echoing = False  # learned: this IR head hands back every byte we send
+        self._echo_byte: int | None = None  # an ACK/NAK of ours still to come back from such a head
         self.packet_size = c1218.DEFAULT_PACKET_SIZE
         self.packets = 1
         self._active = False
@@ -77,21 +81,11 @@ class C1218Session:
 
     async def start(self) -> None:
         """Identify, negotiate, logon, security. Raises ``AuthenticationError`` on a bad key."""
-        # The toggle keeps alternating across restarts: the meter does not know we
-        # restarted and would drop a new identify with a repeated toggle as a duplicate.
         self._active = False
-        self._rx_toggle = None
-        self.packet_size, self.packets = c1218.DEFAULT_PACKET_SIZE, 1
+        self._reset_link()
         self._link.discard()
         await self._identify()
-        try:
-            link = c1218.parse_negotiate(
-                await self._request(c1218.negotiate_request(self.timing.packet_size, self.timing.packets))
-            )
-            self.packet_size = min(link.packet_size, self.timing.packet_size)
-            self.packets = min(link.packets, self.timing.packets)
-        except ResponseError as err:
-            _LOGGER.debug("negotiate refused (%s); staying at %d bytes", err, self.packet_size)
+        await self._negotiate()
         await self._request(c1218.logon_request(self._user_id, self._user))
         try:
             await self._request(c1218.security_request(self._password))
@@ -104,11 +98,37 @@ class C1218Session:
         self._active = True
         self.stats.session_starts += 1
 
+    def _reset_link(self) -> None:
+        """A new session starts from the link's base state, as the NES-proven clients do."""
+        self._tx_toggle = True
+        self._last_rx = None
+        self.packet_size, self.packets = c1218.DEFAULT_PACKET_SIZE, 1
+
     async def _identify(self) -> None:
         try:
-            await self._request(c1218.identify_request())
+            try:
+                await self._request(c1218.identify_request())
+            except ResponseError as err:
+                if err.code != ISSS:
+                    raise
+                # A session left over from before a crash or an unplugged probe (held by
+                # Wait for up to 255 s): end it instead of waiting it out.
+                _LOGGER.debug("the meter is still in an earlier session; terminating it")
+                await self._request(c1218.simple_request(c1218.Service.TERMINATE))
+                self._reset_link()
+                await self._request(c1218.identify_request())
         except NoResponseError as err:
             raise NoResponseError(f"the meter does not answer on the optical port ({err})") from None
+
+    async def _negotiate(self) -> None:
+        asked = c1218.NegotiatedLink(self.timing.packet_size, self.timing.packets)
+        try:
+            reply = await self._request(c1218.negotiate_request(asked.packet_size, asked.packets))
+        except ResponseError as err:
+            _LOGGER.debug("negotiate refused (%s); staying at %d bytes", err, self.packet_size)
+            return
+        link = c1218.parse_negotiate(reply, asked)
+        self.packet_size, self.packets = link.packet_size, link.packets
 
     async def ensure_session(self) -> None:
         loop = asyncio.get_running_loop()
@@ -137,12 +157,13 @@ class C1218Session:
         if not self._active:
             return
         self._active = False
-        for request in (c1218.simple_request(c1218.Service.LOGOFF), c1218.simple_request(c1218.Service.TERMINATE)):
-            try:
+        try:
+            for request in (c1218.simple_request(c1218.Service.LOGOFF), c1218.simple_request(c1218.Service.TERMINATE)):
                 await self._request(request)
-            except (NoResponseError, FrameError, ResponseError, LineTimeout) as err:
-                _LOGGER.debug("closing the optical session: %s", err)
-                return
+        except (NoResponseError, FrameError, ResponseError, LineTimeout) as err:
+            _LOGGER.debug("closing the optical session: %s", err)
+        finally:
+            self._reset_link()
 
     async def read(self, table_id: int, offset: int, count: int) -> bytes:
         await self.ensure_session()
@@ -151,7 +172,7 @@ class C1218Session:
             size = min(self.max_read, count - len(out))
             data = await self._read_chunk(table_id, offset + len(out), size)
             if len(data) != size:
-                raise FrameError(f"asked for {size} bytes, got {len(data)}")
+                raise ShortReadError(f"asked for {size} bytes, got {len(data)}")
             out += data
         return bytes(out)
 
@@ -211,7 +232,9 @@ class C1218Session:
 
     async def _send(self, request: bytes) -> None:
         packets = c1218.split_packets(request, self.packet_size)
-        self._link.discard()  # late duplicates of the previous reply
+        stale = self._link.discard()  # late duplicates of the previous reply
+        if self._echo_byte is not None and self._echo_byte in stale:
+            self._echo_byte = None
         for control, sequence, data in packets:
             self._tx_toggle = not self._tx_toggle
             frame = c1218.encode_packet(data, toggle=self._tx_toggle, control=control, sequence=sequence)
@@ -227,6 +250,7 @@ class C1218Session:
             if attempt:
                 self.stats.retries += 1
             self._link.write(frame)
+            self._sent_frame = frame
             self.stats.frames_sent += 1
             self.frames.add("tx", shown)
             try:
@@ -242,25 +266,71 @@ class C1218Session:
         """True on ACK (or a reply frame whose ACK was lost), False on NAK."""
         timeout = self.timing.ack_timeout
         while True:
-            buffered = self._link.peek()
-            if buffered[:1] == bytes([c1218.STP]):
+            if self._link.peek()[:1] == bytes([c1218.STP]):
+                if await self._skip_echo():
+                    continue
                 return True  # the reply itself: its ACK went missing
             byte = (await self._link.read_exactly(1, timeout))[0]
+            if self._is_echoed_byte(byte):
+                continue
             if byte == c1218.ACK:
                 return True
             if byte == c1218.NAK:
                 return False
             if byte == c1218.STP:
                 self._link.unread(bytes([byte]))
-                return True
+                continue
             self.stats.error("stray_byte")
+
+    async def _skip_echo(self) -> bool:
+        """Drop our own frame coming back from an echoing IR head.
+
+        A meter never sends a frame identical to a request (its replies start with a
+        result code, requests with a service code), so a byte-exact copy is an echo.
+        """
+        frame = self._sent_frame
+        if not frame:
+            return False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + len(frame) * BYTE_TIME * 1.5 + self.timing.byte_slack
+        while True:  # wait only while what has arrived could still be our frame
+            buffered = self._link.peek()[: len(frame)]
+            if buffered != frame[: len(buffered)]:
+                return False
+            if len(buffered) == len(frame):
+                break
+            try:
+                await self._link.wait_for(len(buffered) + 1, deadline - loop.time())
+            except LineTimeout:
+                return False
+        await self._link.read_exactly(len(frame), 0)
+        self._sent_frame = b""
+        self._echoing = True
+        self.stats.echoes += 1
+        return True
+
+    def _is_echoed_byte(self, byte: int) -> bool:
+        if byte != self._echo_byte:
+            return False
+        self._echo_byte = None
+        self.stats.echoes += 1
+        return True
+
+    def _acknowledge(self, byte: int) -> None:
+        """ACK/NAK a packet; an echoing head hands the byte back, which is not the meter's."""
+        self._link.write(bytes([byte]))
+        self._sent_frame = b""
+        self._echo_byte = byte if self._echoing else None
 
     async def _receive_packet(self) -> c1218.Packet:
         """Read one good new packet: skip noise, NAK bad CRCs, drop duplicates."""
         naks = 0
         while True:
+            if self._link.peek()[:1] == bytes([c1218.STP]) and await self._skip_echo():
+                continue
             start = await self._link.read_exactly(1, self.timing.ack_timeout)
             if start[0] != c1218.STP:
+                self._is_echoed_byte(start[0])
                 continue
             try:
                 header = await self._link.read_exactly(5, 5 * BYTE_TIME + self.timing.byte_slack)
@@ -275,7 +345,7 @@ class C1218Session:
                     length + 2, (length + 2) * BYTE_TIME * 1.1 + self.timing.byte_slack
                 )
             except LineTimeout:
-                self._link.write(bytes([c1218.NAK]))
+                self._acknowledge(c1218.NAK)
                 continue
             frame = start + header + rest
             self.stats.frames_received += 1
@@ -287,14 +357,34 @@ class C1218Session:
                 naks += 1
                 if naks > self.timing.retries:
                     raise
-                self._link.write(bytes([c1218.NAK]))
+                self._acknowledge(c1218.NAK)
                 continue
-            self._link.write(bytes([c1218.ACK]))
-            if self._rx_toggle is not None and packet.toggle == self._rx_toggle:
+            self._acknowledge(c1218.ACK)
+            if self._is_retransmission(packet):
                 self.stats.error("duplicate")
                 continue
-            self._rx_toggle = packet.toggle
+            self._last_rx = packet
             return packet
+
+    def _is_retransmission(self, packet: c1218.Packet) -> bool:
+        """A repeat of the last accepted packet (its sender missed our ACK)?
+
+        Toggle alone cannot tell: some meters never alternate it, some mirror ours, and
+        two different replies can be byte-identical (``00`` to Logon and to Security).
+        A repeat is the same toggle *and* the same bytes, and only from a meter seen to
+        alternate its toggle; a meter that does not alternate gets every packet through,
+        as every NES-proven client does.
+        """
+        last = self._last_rx
+        if last is None:
+            return False
+        if packet.toggle != last.toggle:
+            self._rx_alternates = True
+            return False
+        if packet != last:
+            self._rx_alternates = False
+            return False
+        return self._rx_alternates is True
 
     async def _receive_payload(self) -> bytes:
         try:

@@ -6,6 +6,7 @@ tables (BT21, BT27), so a poll reads only the bytes that are decoded.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 import logging
@@ -14,16 +15,25 @@ from typing import Any, Final, Literal
 
 from . import tables
 from .c1218_session import C1218Session, C1218Timing
-from .errors import AuthenticationError, FrameError, MeterError, NoResponseError, ResponseError
+from .errors import (
+    AuthenticationError,
+    DecodeError,
+    FrameError,
+    MeterError,
+    NoResponseError,
+    ResponseError,
+    ShortReadError,
+)
 from .keys import MeterKey
 from .mep_session import MepSession, MepTiming
 from .snapshot import (
-    SUMMATIONS,
     MeterSnapshot,
-    apply_present_values,
-    apply_summations,
+    apply_values,
+    present_plan,
     present_sources,
-    present_value_count,
+    summation_plan,
+    summation_sources,
+    values_needed,
 )
 from .stats import FrameLog, LinkStats
 from .transport import EnableLine, SerialLink
@@ -34,12 +44,17 @@ Transport = Literal["mep", "ir"]
 TRANSPORTS: Final[tuple[Transport, ...]] = ("mep", "ir")
 ET03_SERIAL_SIZE: Final = 30
 BT01_SIZE: Final = 24
+BT00_SIZE: Final = 13
 CLOCK_READ_INTERVAL: Final = 60.0
+MEP_CLIENT_INDEX_OFFSET: Final = 142  # ET70.142 (Gen 4)
+# Errors that mean "this table is not there (for this key) or shorter than documented".
+ABSENT: Final = (ResponseError, ShortReadError, DecodeError)
+_warned_serial_fallback: set[str] = set()
 
 
 @dataclass(frozen=True, slots=True)
 class MeterIdentity:
-    """What the meter says about itself (BT01, ET03) and its register layout (BT21, BT27)."""
+    """What the meter says about itself (BT01, ET03) and its register layout (BT21/22/27, ET55)."""
 
     manufacturer: str
     model: str
@@ -49,10 +64,14 @@ class MeterIdentity:
     manufacturer_serial: str | None
     dimensions: tables.RegisterDimensions
     present_sources: tuple[int, ...]
+    summation_sources: tuple[int, ...] = ()
+    energy_unit: int = 1  # Wh (varh) per BT23 count: ET55's Energy Register Unit
+    mep_client: int = 1  # which MEP port this is (2 = the lower port of a Gen 4 meter)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["present_sources"] = list(self.present_sources)
+        data["summation_sources"] = list(self.summation_sources)
         return data
 
 
@@ -85,6 +104,8 @@ class MeterClient:
             self._session = C1218Session(self._link, key, timing=ir_timing, stats=self.stats, frames=self.frames)
         self.identity: MeterIdentity | None = None
         self._clock: tuple[datetime, float] | None = None  # (meter UTC time, monotonic when read)
+        self._alert_offset: int | None = None  # ET13 offset of our Alert Flags (ET11 read once)
+        self._absent: set[str] = set()  # optional tables this meter did not give us
 
     @property
     def port(self) -> str:
@@ -127,19 +148,46 @@ class MeterClient:
     async def read_table(self, table_id: int, offset: int, count: int) -> bytes:
         return await self._session.read(table_id, offset, count)
 
+    async def _optional[T](self, what: str, read: Callable[[], Awaitable[T]]) -> T | None:
+        """Read something a meter may refuse or lack: ``None`` then, said once at debug."""
+        try:
+            return await read()
+        except ABSENT as err:
+            if what not in self._absent:
+                self._absent.add(what)
+                _LOGGER.debug("%s not available (%s); carrying on without it", what, err)
+            return None
+
+    async def _decoded[T](self, table_id: int, offset: int, count: int, decode: Callable[[bytes], T]) -> T:
+        return decode(await self.read_table(table_id, offset, count))
+
     async def identify(self) -> MeterIdentity:
-        """Read BT01, ET03, BT21 and BT27 (once per connection)."""
+        """Learn the meter's formats and layout (once per connection).
+
+        Required: BT01 and BT21 (BT20 on firmware 2.x). Everything else has a documented
+        default a real meter may leave us with.
+        """
+        self._absent.clear()
+        self._alert_offset = None
+        config = await self._optional("BT00", lambda: self._decoded(tables.BT00, 0, BT00_SIZE, tables.decode_bt00))
+        if config is not None:
+            tables.check_data_format(config)
         info = tables.decode_bt01(await self.read_table(tables.BT01, 0, BT01_SIZE))
-        serial = tables.decode_et03(await self.read_table(tables.ET03, 0, ET03_SERIAL_SIZE))
-        dims = tables.decode_bt21(await self.read_table(tables.BT21, 0, 10))
-        selection: tuple[int, ...] | None = None
-        if dims.bt27_size:
-            try:
-                selection = tables.decode_bt27(
-                    await self.read_table(tables.BT27, 0, dims.bt27_size), dims
-                ).value_sources
-            except ResponseError as err:
-                _LOGGER.debug("BT27 not readable (%s); using the documented BT28 order", err)
+        serial = await self._optional(
+            "ET03", lambda: self._decoded(tables.ET03, 0, ET03_SERIAL_SIZE, tables.decode_et03)
+        ) or self._serial_fallback(info)
+        dims = await self._dimensions()
+        firmware_major = info.firmware_word >> 12
+        present = await self._optional(
+            "BT27",
+            lambda: self._decoded(tables.BT27, 0, dims.bt27_size, lambda data: tables.decode_bt27(data, dims)),
+        )
+        selected = await self._optional(
+            "BT22",
+            lambda: self._decoded(
+                tables.BT22, 0, dims.summations + dims.demands, lambda data: tables.decode_bt22(data, dims)
+            ),
+        )
         self.identity = MeterIdentity(
             manufacturer=info.manufacturer,
             model=info.model,
@@ -148,9 +196,51 @@ class MeterClient:
             utility_serial=serial,
             manufacturer_serial=info.manufacturer_serial,
             dimensions=dims,
-            present_sources=present_sources(dims, selection),
+            present_sources=present_sources(dims, present.value_sources if present and dims.bt27_size else None),
+            summation_sources=summation_sources(dims, selected.summation_sources if selected else None),
+            energy_unit=await self._energy_unit(info.firmware_word) or 1,
+            mep_client=(
+                await self._optional(
+                    "ET70",
+                    lambda: self._decoded(tables.ET70, MEP_CLIENT_INDEX_OFFSET, 1, tables.decode_mep_client_index),
+                )
+                if self.transport == "mep" and firmware_major >= 4
+                else None
+            )
+            or 1,
         )
         return self.identity
+
+    async def _dimensions(self) -> tables.RegisterDimensions:
+        """BT21; firmware 2.0/2.10 answers it with "inappropriate action": BT20 then (OPG p.19, p.53)."""
+        try:
+            return tables.decode_bt21(await self.read_table(tables.BT21, 0, 10))
+        except ResponseError as err:
+            _LOGGER.debug("BT21 refused (%s); reading BT20 as firmware 2.x meters need", err)
+            return tables.decode_bt21(await self.read_table(tables.BT20, 0, 10))
+
+    async def _energy_unit(self, firmware_word: int) -> int | None:
+        """ET55's Energy Register Unit; it exists from firmware 3.70 (guide p.207)."""
+        if firmware_word < 0x3700:
+            return 1
+        limits = await self._optional("BT20", lambda: self._decoded(tables.BT20, 0, 10, tables.decode_bt21))
+        if limits is None:
+            return None
+        offset = tables.energy_register_unit_offset(limits.tiers, firmware_word >> 12)
+        return await self._optional(
+            "ET55", lambda: self._decoded(tables.ET55, offset, 1, tables.decode_energy_register_unit)
+        )
+
+    @staticmethod
+    def _serial_fallback(info: tables.ManufacturerInfo) -> str:
+        """ET03 is the utility's to fill and starts as zeros: use BT01's serial then."""
+        if not info.manufacturer_serial:
+            raise DecodeError("the meter has neither a utility serial (ET03) nor a manufacturer serial (BT01)")
+        serial = f"mfg-{info.manufacturer_serial}"
+        if serial not in _warned_serial_fallback:
+            _warned_serial_fallback.add(serial)
+            _LOGGER.warning("the meter's utility serial (ET03) is blank; identifying it as %s from BT01", serial)
+        return serial
 
     async def read_snapshot(self, *, hold_for: float | None = None) -> MeterSnapshot:
         """Read energies (BT23), present values (BT28) and the clock (BT52).
@@ -161,15 +251,15 @@ class MeterClient:
         identity = self.identity or await self.identify()
         dims = identity.dimensions
         snapshot = MeterSnapshot()
-        summations = min(dims.summations, len(SUMMATIONS))
-        if summations:
-            data = await self.read_table(tables.BT23, 0, dims.summations_offset + 4 * summations)
-            apply_summations(snapshot, tables.decode_bt23_summations(data, dims, summations))
-        values = present_value_count(identity.present_sources)
-        if values:
-            data = await self.read_table(tables.BT28, 0, dims.present_values_offset + 4 * values)
-            apply_present_values(snapshot, tables.decode_bt28(data, dims, values), identity.present_sources)
-        snapshot.meter_time = await self._meter_time()
+        summations = summation_plan(identity.summation_sources, identity.energy_unit)
+        if count := values_needed(summations):
+            data = await self.read_table(tables.BT23, 0, dims.summations_offset + 4 * count)
+            apply_values(snapshot, tables.decode_bt23_summations(data, dims, count), summations)
+        present = present_plan(identity.present_sources)
+        if count := values_needed(present):
+            data = await self.read_table(tables.BT28, 0, dims.present_values_offset + 4 * count)
+            apply_values(snapshot, tables.decode_bt28(data, dims, count), present)
+        snapshot.meter_time = await self._optional("BT52", self._meter_time)
         if self._session.alert_pending:
             snapshot.alert_flags = await self._read_alert_flags()
         if hold_for is not None and isinstance(self._session, C1218Session):
@@ -188,15 +278,23 @@ class MeterClient:
         return meter_time + timedelta(seconds=round(now - read_at))
 
     async def _read_alert_flags(self) -> tuple[str, ...]:
-        """The guide's read-only reaction to alert markers: read and report the flags."""
+        """The guide's read-only reaction to alert markers: read and report the flags.
+
+        ET11 (the entry size) is read once per connection; the flags sit in this port's
+        entry (MEP1 or MEP2).
+        """
         self._session.alert_pending = False
-        try:
-            et11 = await self.read_table(tables.ET11, 0, 2)
-            flags = await self.read_table(tables.ET13, tables.alert_flags_offset(et11), 1)
-        except ResponseError as err:
-            _LOGGER.debug("alert flags not readable: %s", err)
-            return ()
-        return tables.decode_alert_flags(flags[0])
+        if self._alert_offset is None:
+            mep_client = self.identity.mep_client if self.identity else 1
+            self._alert_offset = await self._optional(
+                "ET11",
+                lambda: self._decoded(tables.ET11, 0, 2, lambda et11: tables.alert_flags_offset(et11, mep_client)),
+            )
+            if self._alert_offset is None:
+                return ()
+        offset = self._alert_offset
+        flags = await self._optional("ET13", lambda: self.read_table(tables.ET13, offset, 1))
+        return tables.decode_alert_flags(flags[0]) if flags else ()
 
     def diagnostics(self) -> dict[str, Any]:
         """Counters, dimensions and the last frames (security password already masked)."""

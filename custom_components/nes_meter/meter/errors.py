@@ -20,8 +20,16 @@ class FrameError(MeterError):
     """Bytes on the line do not form a valid frame (bad length, CRC, digest, layout)."""
 
 
+class ShortReadError(FrameError):
+    """A valid reply carried fewer table bytes than asked for (a table shorter than expected)."""
+
+
 class DecodeError(MeterError):
     """Table data is too short or inconsistent with the meter's dimension tables."""
+
+
+class UnsupportedMeterError(DecodeError):
+    """The meter's tables use formats this library does not decode (e.g. big-endian data)."""
 
 
 class PortError(MeterError):

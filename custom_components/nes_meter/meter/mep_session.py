@@ -1,7 +1,9 @@
 """The MEP request/response exchange over a ``SerialLink``.
 
-One outstanding request; sequence numbers are assigned at transmit time and never reused
-(a retry gets the next number, which the meter's window of 8 accepts); a verified 0x0C
+Sequence numbers are assigned at transmit time. After a timeout the identical packet is
+delivered once more (guide p.21), later retries take fresh numbers (the meter's window
+of 8 accepts them); a reply that verifies against any request still outstanding for the
+same read is accepted, so a slow meter's late answer is not thrown away. A verified 0x0C
 hands over the meter's number. Every reply's digest is checked: it is the only integrity
 check on the line. Timing follows the guide (p.20-21): 500 ms reply timeout, at most one
 request per 100 ms, 117-byte reply segments with 25 ms gaps.
@@ -10,15 +12,15 @@ request per 100 ms, 117-byte reply segments with 25 ms gaps.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 import logging
 import secrets
 import struct
 
-from cryptography.hazmat.primitives.ciphers import CipherContext
-
 from . import mep
-from .errors import AuthenticationError, FrameError, NoResponseError, ResponseError
+from .errors import AuthenticationError, FrameError, NoResponseError, ResponseError, ShortReadError
 from .keys import MeterKey
 from .stats import FrameLog, LinkStats
 from .transport import BYTE_TIME, LineTimeout, SerialLink
@@ -47,6 +49,24 @@ class MepTiming:
     enable_reset_off: float = 1.0
     attempts: int = 4
     timeouts_before_enable_reset: int = 2
+    max_response_timeout: float = 2.0  # how far a slow meter's observed latency may stretch the timeout
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """One transmitted request, kept to match (late) replies against it."""
+
+    message: bytes  # APDU + sequence, plaintext
+    digest: bytes
+    sent_at: float
+
+    def reply_body(self, rc4_base: bytes | None, body: bytes) -> bytes:
+        """The reply's plaintext: under RC4 the reply continues the request's keystream."""
+        if rc4_base is None:
+            return body
+        cipher = mep.rc4_packet_cipher(rc4_base, self.digest)
+        cipher.update(self.message)
+        return cipher.update(body)
 
 
 class MepSession:
@@ -71,6 +91,8 @@ class MepSession:
         self._next_sequence = secrets.randbits(32)
         self._last_tx = 0.0
         self._consecutive_timeouts = 0
+        self._response_timeout = self.timing.response_timeout
+        self._answered: deque[_Request] = deque(maxlen=4)  # earlier reads: their late replies are dropped
         self.alert_pending = False
 
     async def start(self) -> None:
@@ -89,7 +111,7 @@ class MepSession:
             size = min(mep.MAX_READ_DATA, count - len(out))
             chunk = await self.transact(mep.read_apdu(table_id, offset + len(out), size))
             if len(chunk) != size:
-                raise FrameError(f"asked for {size} bytes, got {len(chunk)}")
+                raise ShortReadError(f"asked for {size} bytes, got {len(chunk)}")
             out += chunk
         return bytes(out)
 
@@ -99,85 +121,124 @@ class MepSession:
         failures = 0
         rejected = 0
         resyncs = 0
-        while True:
-            try:
-                code, data, sequence = await self._exchange(apdu)
-            except LineTimeout:
-                self.stats.timeouts += 1
-                self.stats.error("timeout")
-                failures += 1
-                self._consecutive_timeouts += 1
-                if self._consecutive_timeouts % self.timing.timeouts_before_enable_reset == 0:
-                    await self._reset_enable()
-            except FrameError as err:
-                self.stats.error("bad_frame")
-                _LOGGER.debug("discarding MEP reply: %s", err)
-                failures += 1
-                await self._link.wait_quiet(0.05)
-            else:
-                self._consecutive_timeouts = 0
-                if code == mep.MepResult.OK:
-                    return data
-                self.stats.error(f"0x{code:02X}")
-                if code == mep.MepResult.INVALID_SEQUENCE and sequence is not None and resyncs < 3:
-                    resyncs += 1
-                    self.stats.sequence_resyncs += 1
-                    self._next_sequence = sequence
-                    continue
-                if code == mep.MepResult.AUTHENTICATION_FAILURE:
-                    # One 0x0B can be a corrupted request; two in a row is the key.
-                    rejected += 1
-                    if rejected >= 2:
-                        raise AuthenticationError("the meter rejected the key")
-                    continue
-                name, message = RESULT_MESSAGES.get(code, ("unknown", "request failed"))
-                raise ResponseError(code, name, message)
-            if failures >= self.timing.attempts:
-                raise NoResponseError("no valid reply from the meter on the MEP port")
-            self.stats.retries += 1
+        outstanding: list[_Request] = []  # this APDU's requests without a reply yet, oldest first
+        resend = False
+        try:
+            while True:
+                try:
+                    code, data, sequence = await self._exchange(apdu, outstanding, resend=resend)
+                except LineTimeout:
+                    self.stats.timeouts += 1
+                    self.stats.error("timeout")
+                    failures += 1
+                    resend = failures == 1  # the guide's first retry: the identical packet again
+                    self._consecutive_timeouts += 1
+                    if self._consecutive_timeouts % self.timing.timeouts_before_enable_reset == 0:
+                        await self._reset_enable()
+                except FrameError as err:
+                    self.stats.error("bad_frame")
+                    _LOGGER.debug("discarding MEP reply: %s", err)
+                    failures += 1
+                    resend = False
+                    await self._link.wait_quiet(0.05)
+                else:
+                    self._consecutive_timeouts = 0
+                    resend = False
+                    if code == mep.MepResult.OK:
+                        return data
+                    self.stats.error(f"0x{code:02X}")
+                    if code == mep.MepResult.INVALID_SEQUENCE and sequence is not None and resyncs < 3:
+                        resyncs += 1
+                        self.stats.sequence_resyncs += 1
+                        self._next_sequence = sequence
+                        continue
+                    if code == mep.MepResult.AUTHENTICATION_FAILURE:
+                        # One 0x0B can be a corrupted request; two in a row is the key.
+                        rejected += 1
+                        if rejected >= 2:
+                            raise AuthenticationError("the meter rejected the key")
+                        continue
+                    name, message = RESULT_MESSAGES.get(code, ("unknown", "request failed"))
+                    raise ResponseError(code, name, message)
+                if failures >= self.timing.attempts:
+                    raise NoResponseError("no valid reply from the meter on the MEP port")
+                self.stats.retries += 1
+        finally:
+            self._answered.extend(outstanding)
 
-    async def _exchange(self, apdu: bytes) -> tuple[int, bytes, int | None]:
+    async def _exchange(
+        self, apdu: bytes, outstanding: list[_Request], *, resend: bool
+    ) -> tuple[int, bytes, int | None]:
         loop = asyncio.get_running_loop()
         wait = self._last_tx + self.timing.min_spacing - loop.time()
         if wait > 0:
             await asyncio.sleep(wait)
-        sequence = self._next_sequence
-        self._next_sequence = (sequence + 1) & 0xFFFFFFFF
-        message = mep.request_message(apdu, sequence)
-        request_digest = mep.digest(self._key, message)
-        cipher = mep.rc4_packet_cipher(self._rc4_base, request_digest) if self._rc4_base else None
-        frame = mep.frame(cipher.update(message) if cipher else message, request_digest)
         if mep.ALERT_MARKER in self._link.discard():
             self._note_alert()
+        if resend and outstanding:
+            request = outstanding[-1]  # same bytes; its latency still counts from the first send
+        else:
+            sequence = self._next_sequence
+            self._next_sequence = (sequence + 1) & 0xFFFFFFFF
+            message = mep.request_message(apdu, sequence)
+            request = _Request(message, mep.digest(self._key, message), loop.time())
+            outstanding[:] = [*outstanding[-1:], request]  # a late reply may answer the previous one
+        body = request.message
+        if self._rc4_base is not None:
+            body = mep.rc4_packet_cipher(self._rc4_base, request.digest).update(body)
+        frame = mep.frame(body, request.digest)
         self._link.write(frame)
         self._last_tx = loop.time()
         self.stats.frames_sent += 1
         self.frames.add("tx", frame)
-        return await self._receive(message, cipher, len(frame))
+        return await self._receive(outstanding, len(frame))
 
-    async def _receive(self, request: bytes, cipher: CipherContext | None, sent: int) -> tuple[int, bytes, int | None]:
-        timeout = self.timing.response_timeout + sent * BYTE_TIME
-        header = await self._link.read_exactly(2, timeout)
-        while header == mep.ALERT_MARKER:
-            self._note_alert()
-            header = await self._link.read_exactly(2, self.timing.response_timeout)
-        (length,) = struct.unpack(">H", header)
-        if not mep.DIGEST_SIZE + 1 <= length <= mep.MAX_MESSAGE:
-            raise FrameError(f"implausible reply length {length}")
-        payload = await self._link.read_exactly(
-            length, length * BYTE_TIME * 1.1 + self.timing.byte_slack + length // 117 * 0.025
-        )
-        self.stats.frames_received += 1
-        self.frames.add("rx", header + payload)
-        body, received_digest = payload[: -mep.DIGEST_SIZE], payload[-mep.DIGEST_SIZE :]
-        if body == bytes([mep.MepResult.AUTHENTICATION_FAILURE]):
-            # Sent in clear and unverifiable: the meter accepted neither key.
-            return mep.MepResult.AUTHENTICATION_FAILURE, b"", None
-        if cipher is not None:
-            body = cipher.update(body)
-        if mep.digest(self._key, request + body) != received_digest:
-            raise FrameError("reply digest mismatch (corrupted or foreign frame)")
-        return mep.parse_response_body(body)
+    async def _receive(self, outstanding: list[_Request], sent: int) -> tuple[int, bytes, int | None]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._response_timeout + sent * BYTE_TIME
+        while True:
+            header = await self._link.read_exactly(2, max(0.0, deadline - loop.time()))
+            while header == mep.ALERT_MARKER:
+                self._note_alert()
+                header = await self._link.read_exactly(2, self.timing.response_timeout)
+            (length,) = struct.unpack(">H", header)
+            if not 1 <= length <= mep.MAX_MESSAGE:
+                raise FrameError(f"implausible reply length {length}")
+            payload = await self._link.read_exactly(
+                length, length * BYTE_TIME * 1.1 + self.timing.byte_slack + length // 117 * 0.025
+            )
+            self.stats.frames_received += 1
+            self.frames.add("rx", header + payload)
+            if payload[0] == mep.MepResult.AUTHENTICATION_FAILURE and length <= mep.DIGEST_SIZE + 1:
+                # Sent in clear, with or without (unverifiable) digest bytes: the meter
+                # accepted neither the key nor, so it cannot sign its answer.
+                return mep.MepResult.AUTHENTICATION_FAILURE, b"", None
+            if length < mep.DIGEST_SIZE + 1:
+                raise FrameError(f"implausible reply length {length}")
+            body, received_digest = payload[: -mep.DIGEST_SIZE], payload[-mep.DIGEST_SIZE :]
+            request = self._verified_by(outstanding, body, received_digest)
+            if request is not None:
+                self._learn_latency(loop.time() - request.sent_at)
+                return mep.parse_response_body(request.reply_body(self._rc4_base, body))
+            if self._verified_by(self._answered, body, received_digest) is None:
+                raise FrameError("reply digest mismatch (corrupted or foreign frame)")
+            self.stats.error("late_reply")  # an earlier read's answer, already served: keep listening
+
+    def _verified_by(self, requests: Iterable[_Request], body: bytes, received: bytes) -> _Request | None:
+        """The request (newest first) whose digest over request||reply matches ``received``."""
+        for request in reversed(list(requests)):
+            if mep.digest(self._key, request.message + request.reply_body(self._rc4_base, body)) == received:
+                return request
+        return None
+
+    def _learn_latency(self, latency: float) -> None:
+        """A reply that came after the timeout: wait that long (and a quarter) from now on."""
+        if latency <= self._response_timeout:
+            return
+        stretched = min(self.timing.max_response_timeout, latency * 1.25)
+        if stretched > self._response_timeout:
+            _LOGGER.debug("the meter answers after %.2f s; waiting up to %.2f s", latency, stretched)
+            self._response_timeout = stretched
 
     def _note_alert(self) -> None:
         """An unsolicited 00 00: the meter has an alert pending (guide p.17)."""

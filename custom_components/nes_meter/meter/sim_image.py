@@ -3,7 +3,9 @@
 BT28 starts as the public MEP dump of a 3-phase fw 3.7x meter (55 present values), BT23
 and the identity tables as the optical captures (11 summations, 4 tiers). Values then
 evolve: power follows a slow deterministic curve and the energy registers integrate it,
-so energy rises consistently with power.
+so energy rises consistently with power. BT23 and BT28 are written from the image's own
+BT21/BT22/BT27 (by source id, like a meter), so a meter variant only changes those and
+the model's CT ratio and energy register unit.
 """
 
 from __future__ import annotations
@@ -32,16 +34,36 @@ BT00_IMAGE: Final = bytes.fromhex(
 )
 BT01_IMAGE: Final = bytes.fromhex("4e4553203833333334202020300038d50000001234567890")
 BT21_IMAGE: Final = bytes.fromhex("030c000b000000040037")
+BT20_IMAGE: Final = bytes.fromhex("030c000b000000040054")  # limits: 4 tiers, up to 84 present values
 ET11_IMAGE: Final = bytes.fromhex("05422405060502010300")
 DEFAULT_SERIAL: Final = "5712345678"
 PHASE_SHARE: Final = (321 / 432, 59 / 432, 52 / 432)
+ET55_SIZE: Final = 260
+CAPTURED_PRESENT: Final = dict(zip(STANDARD_PRESENT_ORDER, struct.unpack_from("<55i", CAPTURED_BT28), strict=False))
+# Summation sources that count energy, stored in units of the energy register unit.
+ENERGY_SUMMATIONS: Final = frozenset({0, 1, 2, 3, 6, 7, 11, 12, 13, 14})
 
 
 class MeterImage:
-    """Table bytes by table id, with live values derived from a simple load model."""
+    """Table bytes by table id, with live values derived from a simple load model.
 
-    def __init__(self, *, utility_serial: str = DEFAULT_SERIAL, start: float | None = None, speed: float = 1.0) -> None:
+    ``ct_ratio`` models a CT meter: BT28's raw sources read low by the ratio, the
+    post-ratio sources (81-84, 191-199) and BT23 carry the true values (guide p.207, p.215).
+    ``energy_unit`` is ET55's Energy Register Unit: BT23 counts units of it.
+    """
+
+    def __init__(
+        self,
+        *,
+        utility_serial: str = DEFAULT_SERIAL,
+        start: float | None = None,
+        speed: float = 1.0,
+        ct_ratio: int = 1,
+        energy_unit: int = 1,
+    ) -> None:
         self.speed = speed
+        self.ct_ratio = ct_ratio
+        self.energy_unit = energy_unit
         self._t0 = time.monotonic() if start is None else start
         self._last = self._t0
         self.import_wh = float(struct.unpack_from("<i", CAPTURED_BT23_HEAD, 0)[0])
@@ -49,10 +71,12 @@ class MeterImage:
         self.reactive_import_varh = 12_000.0
         self.reactive_export_varh = 30_000.0
         self.alert_flags = 0
+        self.refused: dict[int, int] = {}  # table id -> the error code a read gets (C12.18 code)
         et03 = utility_serial.encode("ascii")[:29].ljust(143, b"\x00")
         self.tables: dict[int, bytearray] = {
             tables.BT00: bytearray(BT00_IMAGE),
             tables.BT01: bytearray(BT01_IMAGE),
+            tables.BT20: bytearray(BT20_IMAGE),
             tables.BT21: bytearray(BT21_IMAGE),
             tables.BT22: bytearray(bytes(range(11))),
             tables.BT23: bytearray(220),
@@ -62,8 +86,33 @@ class MeterImage:
             tables.ET03: bytearray(et03),
             tables.ET11: bytearray(ET11_IMAGE),
             tables.ET13: bytearray(6 * 66),
+            tables.ET55: bytearray(ET55_SIZE),
         }
+        self.write_energy_unit()
         self.update(self._t0)
+
+    @property
+    def dimensions(self) -> tables.RegisterDimensions:
+        """BT21 as it stands (BT20 on a meter without BT21)."""
+        return tables.RegisterDimensions(*self.tables.get(tables.BT21, self.tables[tables.BT20])[:10])
+
+    def set_layout(self, bt21: bytes, *, value_sources: tuple[int, ...], demand_sources: tuple[int, ...] = ()) -> None:
+        """Give the meter another register layout (BT21, BT27) and size BT23/BT28 to it."""
+        self.tables[tables.BT21] = bytearray(bt21)
+        dims = self.dimensions
+        assert len(value_sources) == dims.present_values
+        assert len(demand_sources) == dims.present_demands
+        self.tables[tables.BT27] = bytearray(bytes(demand_sources) + bytes(value_sources))
+        self.tables[tables.BT22] = bytearray(bytes(range(dims.summations)) + bytes(88 + d for d in range(dims.demands)))
+        self.tables[tables.BT23] = bytearray(dims.bt23_size)
+        self.tables[tables.BT28] = bytearray(dims.bt28_size)
+        self.update()
+
+    def write_energy_unit(self) -> None:
+        limits = tables.RegisterDimensions(*self.tables[tables.BT20][:10])
+        firmware_major = self.tables[tables.BT01][14] >> 4
+        offset = tables.energy_register_unit_offset(limits.tiers, firmware_major)
+        self.tables[tables.ET55][offset] = self.energy_unit
 
     def power_w(self, elapsed: float) -> tuple[float, float]:
         """(import, export) W: a day-like curve compressed to a 10-minute period."""
@@ -84,42 +133,75 @@ class MeterImage:
         self._write_bt28(p_import, p_export)
         self._write_bt52()
 
-    def _write_bt23(self) -> None:
-        summations = [0] * 11
-        summations[0] = int(self.import_wh)
-        summations[1] = int(self.export_wh)
-        summations[2] = int(self.reactive_import_varh)
-        summations[3] = int(self.reactive_export_varh)
-        summations[4] = 3608
-        summations[5] = 14
-        summations[6] = summations[0] + summations[1]
-        summations[7] = max(0, summations[0] - summations[1])
-        struct.pack_into("<11i", self.tables[tables.BT23], 0, *summations)
-        # Tier 0 carries everything (single-tariff meter); other tiers stay zero.
-        struct.pack_into("<4i", self.tables[tables.BT23], 44, *summations[:4])
+    def _summation(self, source: int) -> int:
+        energies = {
+            0: self.import_wh,
+            1: self.export_wh,
+            2: self.reactive_import_varh,
+            3: self.reactive_export_varh,
+            6: self.import_wh + self.export_wh,
+            7: max(0.0, self.import_wh - self.export_wh),
+        }
+        if source in ENERGY_SUMMATIONS:
+            return int(energies.get(source, 0.0)) // self.energy_unit
+        return {4: 3608, 5: 14}.get(source, 0)
 
-    def _write_bt28(self, p_import: float, p_export: float) -> None:
-        values = list(struct.unpack_from("<55i", CAPTURED_BT28, 0))
-        volts = values[7:10]
+    def _write_bt23(self) -> None:
+        dims = self.dimensions
+        table = self.tables[tables.BT23]
+        sources = bytes(self.tables.get(tables.BT22, range(dims.summations)))[: dims.summations]
+        total = [self._summation(source) for source in sources]
+        start = dims.summations_offset
+        if start:
+            table[0] = 3  # demand resets so far
+        block = dims.register_block_size
+        struct.pack_into(f"<{len(total)}i", table, start, *total)
+        # Demand and coincident records follow the summations: filled with a pattern so a
+        # decoder that miscounts the layout reads nonsense instead of plausible zeros.
+        tail = block - 4 * len(total)
+        table[start + 4 * len(total) : start + block] = bytes([0xA5]) * tail
+        if dims.tiers:
+            # Tier 0 carries everything (single-tariff meter); other tiers stay zero.
+            tier0 = [value if source in ENERGY_SUMMATIONS else 0 for value, source in zip(total, sources, strict=True)]
+            struct.pack_into(f"<{len(tier0)}i", table, start + block, *tier0)
+
+    def _present_values(self, p_import: float, p_export: float) -> dict[int, int]:
+        """Present value by source id: the captured meter, moved by the load model."""
+        values = dict(CAPTURED_PRESENT)
+        volts = [values[15], values[16], values[17]]
         phase_import = [round(p_import * share) for share in PHASE_SHARE]
         phase_export = [round(p_export * share) for share in PHASE_SHARE]
         total_import, total_export = sum(phase_import), sum(phase_export)
         currents = [
             round(1e6 * (pi + pe) / v / 0.95) for pi, pe, v in zip(phase_import, phase_export, volts, strict=True)
         ]
-        values[0], values[1] = total_import, total_export
-        values[18], values[19] = total_import, total_export
-        values[4:7] = currents
-        values[12] = round(sum(c * v for c, v in zip(currents, volts, strict=True)) / 1e6)
-        values[26:29] = phase_import
-        values[29:32] = phase_export
-        values[32:35] = phase_import
-        values[35:38] = phase_export
-        values[38:41] = currents
-        values[47], values[48] = total_import, total_export
-        values[49:52] = phase_import
-        values[52:55] = phase_export
-        struct.pack_into("<55i", self.tables[tables.BT28], 0, *values)
+        ratio = self.ct_ratio
+
+        def raw(value: int) -> int:
+            return round(value / ratio)
+
+        values.update({8: raw(total_import), 9: raw(total_export), 81: total_import, 82: total_export})
+        values.update(zip((12, 13, 14), map(raw, currents), strict=True))
+        values.update(zip((197, 198, 199), currents, strict=True))
+        values[20] = raw(round(sum(c * v for c, v in zip(currents, volts, strict=True)) / 1e6))
+        values.update(zip((185, 186, 187, 188, 189, 190), map(raw, phase_import + phase_export), strict=True))
+        values.update(zip((191, 192, 193, 194, 195, 196), phase_import + phase_export, strict=True))
+        values.update({208: raw(total_import), 209: raw(total_export)})
+        values.update(zip((210, 211, 212, 213, 214, 215), map(raw, phase_import + phase_export), strict=True))
+        return values
+
+    def _write_bt28(self, p_import: float, p_export: float) -> None:
+        dims = self.dimensions
+        values = self._present_values(p_import, p_export)
+        selection = bytes(self.tables.get(tables.BT27, STANDARD_PRESENT_ORDER[: dims.present_values]))
+        table = self.tables[tables.BT28]
+        record = dims.present_values_offset // max(1, dims.present_demands)
+        for index in range(dims.present_demands):  # [time remaining] + demand value
+            table[index * record : (index + 1) * record] = bytes(record - 4) + struct.pack("<i", 1000 + index)
+        sources = selection[dims.present_demands : dims.present_demands + dims.present_values]
+        struct.pack_into(
+            f"<{len(sources)}i", table, dims.present_values_offset, *(values.get(source, 0) for source in sources)
+        )
 
     def _write_bt52(self) -> None:
         now = datetime.now(UTC)
@@ -129,8 +211,12 @@ class MeterImage:
         )
 
     def set_alert_flags(self, flags: int) -> None:
+        """Raise alert conditions for the MEP client on this port (ET70.142 names it on Gen 4)."""
         self.alert_flags = flags
-        self.tables[tables.ET13][4 * 66 + 8] = flags
+        et70 = self.tables.get(tables.ET70)
+        mep_client = tables.decode_mep_client_index(bytes(et70[142:143])) if et70 else 1
+        offset = tables.alert_flags_offset(bytes(self.tables[tables.ET11][:2]), mep_client)
+        self.tables[tables.ET13][offset] = flags
 
     def read(self, table_id: int, offset: int, count: int) -> bytes | None:
         """Table bytes; past the end zero-filled like NES meters; None if no such table."""

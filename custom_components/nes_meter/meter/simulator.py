@@ -10,7 +10,7 @@ injection driven by a seeded random generator.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable
 import contextlib
 from dataclasses import dataclass, field
@@ -26,6 +26,7 @@ from . import c1218, mep, tables
 from .errors import FrameError
 from .keys import MeterKey
 from .sim_image import MeterImage
+from .sim_variants import apply_table_variants, parse_variants
 from .transport import BYTE_TIME
 
 _LOGGER = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ MEP_SEGMENT_GAP: Final = 0.025
 MEP_MIN_SPACING: Final = 0.1
 PACED_CHUNK: Final = 16  # bytes written at once when paced: small against the 50 ms inter-byte limit
 SEQUENCE_WINDOW: Final = 8
+SLOW_REPLY: Final = 0.7  # the slow-reply variant's latency: past the guide's 500 ms timeout
 
 
 @dataclass(slots=True)
@@ -54,6 +56,7 @@ class Faults:
     alert_inside: float = 0.0  # MEP: a 00 00 marker inserted inside a reply
     silent: bool = False  # never answer anything
     nak_first: bool = False  # IR: NAK the first frame of every session
+    repeat: float = 0.0  # IR: a reply packet sent twice, as if our ACK had been missed
     seed: int | None = None
 
     @classmethod
@@ -83,6 +86,7 @@ class SimStats:
     sequence_errors: int = 0
     faults: dict[str, int] = field(default_factory=dict)
     connections: int = 0
+    table_reads: Counter[int] = field(default_factory=Counter)  # table id -> reads served
 
 
 class _TimedReader(asyncio.StreamReader):
@@ -132,11 +136,13 @@ class _Wire:
         close: Callable[[], object],
         *,
         pace: bool,
+        echo: bool = False,
     ) -> None:
         self.reader = reader
         self._write = write
         self._close = close
         self.pace = pace
+        self.echo = echo  # an IR head that hands every byte back to its sender
         self.closed = False
         self.line_time = 0.0  # loop time at which the line is next idle
 
@@ -160,6 +166,8 @@ class _Wire:
         """
         async with asyncio.timeout(timeout):
             data, arrived = await self.reader.read_timed(size)
+        if self.echo:
+            self._write(data)
         if self.pace:
             await self.hold_until(max(self.line_time, arrived) + size * BYTE_TIME)
         return data
@@ -203,12 +211,17 @@ class SimulatedMeter:
         faults: Faults | None = None,
         pace: bool = False,
         turnaround: float = 0.0,
+        variants: Iterable[str] | str = (),
+        reply_latency: float | None = None,
     ) -> None:
         self.key = key
+        self.variants = parse_variants(variants)
         self.image = image or MeterImage()
+        apply_table_variants(self.image, self.variants)
         self.faults = faults or Faults()
         self.pace = pace
         self.turnaround = turnaround
+        self.reply_latency = SLOW_REPLY if reply_latency is None and "slow-reply" in self.variants else reply_latency
         self.stats = SimStats()
         self._rng = random.Random(self.faults.seed)
         self._mep_sequence = self._rng.getrandbits(32)
@@ -235,6 +248,8 @@ class SimulatedMeter:
             await asyncio.sleep(faults.delay_seconds)
         if self.turnaround:
             await (wire.pause(self.turnaround) if wire.pace else asyncio.sleep(self.turnaround))
+        if self.reply_latency:
+            await asyncio.sleep(self.reply_latency)
         if self._chance("corrupt", faults.corrupt):
             index = self._rng.randrange(len(data))
             data = data[:index] + bytes([data[index] ^ (1 << self._rng.randrange(8))]) + data[index + 1 :]
@@ -303,7 +318,10 @@ class SimulatedMeter:
             message = cipher.update(message)
             if mep.digest(key, message) != request_digest:
                 self.stats.rejected_digest += 1
-                await self._reply(wire, mep.frame(bytes([mep.MepResult.AUTHENTICATION_FAILURE]), bytes(8)))
+                rejection = bytes([mep.MepResult.AUTHENTICATION_FAILURE])
+                # Unsigned either way: the meter found no key that fits.
+                short = "short-0b" in self.variants
+                await self._reply(wire, b"\x00\x01" + rejection if short else mep.frame(rejection, bytes(8)))
                 return
         apdu, (sequence,) = message[:-4], struct.unpack(">I", message[-4:])
         ahead = (sequence - self._mep_sequence) & 0xFFFFFFFF
@@ -324,8 +342,10 @@ class SimulatedMeter:
             table_id = struct.unpack_from(">H", apdu, 1)[0]
             offset = int.from_bytes(apdu[3:6], "big")
             count = struct.unpack_from(">H", apdu, 6)[0]
-        elif code == mep.MepCode.FULL_READ and len(apdu) == 5:
-            table_id, count = struct.unpack_from(">HH", apdu, 1)
+        elif code == mep.MepCode.FULL_READ and len(apdu) in (3, 5):
+            # Table 2.7 has a length field, but peers proven on real meters send
+            # ``30 TTTT`` alone too; the meter answers with the whole table either way.
+            (table_id,) = struct.unpack_from(">H", apdu, 1)
             offset = 0
             count = self.image.size(table_id) or 0
         elif code in (mep.MepCode.FULL_WRITE, mep.MepCode.PARTIAL_WRITE):
@@ -334,6 +354,9 @@ class SimulatedMeter:
             return bytes([mep.MepResult.UNRECOGNIZED])
         if count > mep.MAX_READ_DATA:
             return bytes([mep.MepResult.TABLE_OPERATION_NOT_POSSIBLE])
+        if table_id in self.image.refused:
+            return bytes([self.image.refused[table_id]])
+        self.stats.table_reads[table_id] += 1
         data = self.image.read(table_id, offset, count)
         if data is None:
             return bytes([mep.MepResult.TABLE_OPERATION_NOT_POSSIBLE])
@@ -345,6 +368,8 @@ class SimulatedMeter:
         self, wire: _Wire, *, channel_timeout: float = 6.0, max_packet: int = 1024, max_packets: int = 8
     ) -> None:
         state = _IrState()
+        if "leftover-session" in self.variants:
+            state.level = _IrLevel.AUTHORISED  # a client crashed mid-session; Wait holds it
         try:
             while not wire.closed:
                 try:
@@ -378,10 +403,11 @@ class SimulatedMeter:
                 if self.faults.silent:
                     continue
                 await wire.send(bytes([c1218.ACK]))
-                if state.rx_toggle is not None and packet.toggle == state.rx_toggle and state.last_reply:
+                if frame == state.last_request and state.last_reply:
                     await self._send_ir_payload(wire, state, state.last_reply)  # our reply was lost
                     continue
-                state.rx_toggle = packet.toggle
+                state.last_request = frame
+                state.request_toggle = packet.toggle
                 self.stats.requests += 1
                 reply = self._ir_service(state, packet.data, max_packet, max_packets)
                 state.last_reply = reply
@@ -393,10 +419,15 @@ class SimulatedMeter:
 
     async def _send_ir_payload(self, wire: _Wire, state: _IrState, payload: bytes) -> None:
         for control, sequence, data in c1218.split_packets(payload, state.packet_size):
-            state.tx_toggle = not state.tx_toggle
+            if "mirror-toggle" in self.variants:
+                state.tx_toggle = state.request_toggle
+            elif "fixed-toggle" not in self.variants:
+                state.tx_toggle = not state.tx_toggle
             frame = c1218.encode_packet(data, toggle=state.tx_toggle, control=control, sequence=sequence)
             state.last_frame, state.resends = frame, 0
             await self._reply(wire, frame)
+            if self._chance("repeat", self.faults.repeat):
+                await self._reply(wire, frame)
             if control & c1218.CTRL_MULTI and sequence > 0 and not await self._await_ir_ack(wire, frame):
                 return
 
@@ -418,6 +449,8 @@ class SimulatedMeter:
     def _ir_service(self, state: _IrState, request: bytes, max_packet: int, max_packets: int) -> bytes:
         service = request[0] if request else 0
         if service == c1218.Service.IDENTIFY:
+            if state.level in (_IrLevel.SESSION, _IrLevel.AUTHORISED):
+                return b"\x0a"  # C12.18: Identify is only valid in the base state
             state.reset()
             state.level = _IrLevel.IDENTIFIED
             return bytes([0, 0, 1, 0, 0])
@@ -429,6 +462,9 @@ class SimulatedMeter:
         if service in (c1218.Service.NEGOTIATE, c1218.Service.NEGOTIATE_BAUD) and len(request) >= 4:
             size, packets = struct.unpack_from(">HB", request, 1)
             state.negotiated = (max(64, min(size, max_packet)), max(1, min(packets, max_packets)))
+            if "bare-negotiate" in self.variants:
+                state.negotiated = (c1218.DEFAULT_PACKET_SIZE, 1)  # nothing said: the defaults stay
+                return b"\x00"
             baud = request[4:5] or b""
             return b"\x00" + struct.pack(">HB", *state.negotiated) + baud
         if service == c1218.Service.LOGON:
@@ -461,10 +497,13 @@ class SimulatedMeter:
             count = struct.unpack_from(">H", request, 6)[0]
         else:
             offset, count = 0, self.image.size(table_id) or 0
+        if table_id in self.image.refused:
+            return bytes([self.image.refused[table_id]])
         if self.image.size(table_id) is None:
             return b"\x05"
         if table_id not in OPEN_TABLES and state.level is not _IrLevel.AUTHORISED:
             return b"\x03"
+        self.stats.table_reads[table_id] += 1
         data = self.image.read(table_id, offset, count)
         assert data is not None
         return c1218.read_response(data)
@@ -480,6 +519,11 @@ class SimulatedMeter:
                 await self.serve_ir(wire)
         finally:
             wire.close()
+
+    def _wire(
+        self, reader: _TimedReader, write: Callable[[bytes], object], close: Callable[[], object], transport: str
+    ) -> _Wire:
+        return _Wire(reader, write, close, pace=self.pace, echo=transport == "ir" and "echo" in self.variants)
 
     async def serve_tcp(self, transport: str, host: str = "127.0.0.1", port: int = 0) -> SimServer:
         """Listen on loopback TCP; every connection gets its own responder."""
@@ -499,7 +543,7 @@ class SimulatedMeter:
                 writer.write(data)
 
             try:
-                await self._run(transport, _Wire(reader, write, writer.close, pace=self.pace))
+                await self._run(transport, self._wire(reader, write, writer.close, transport))
             finally:
                 tasks.discard(task)
                 writers.discard(writer)
@@ -538,7 +582,7 @@ class SimulatedMeter:
             with contextlib.suppress(BlockingIOError, OSError):
                 os.write(master, data)
 
-        wire = _Wire(reader, write, lambda: None, pace=self.pace)
+        wire = self._wire(reader, write, lambda: None, transport)
         task = asyncio.create_task(self._run(transport, wire))
         path = os.ttyname(slave)
 
@@ -568,8 +612,9 @@ class _IrState:
     packet_size: int = c1218.DEFAULT_PACKET_SIZE
     packets: int = 1
     level: str = _IrLevel.BASE
-    rx_toggle: bool | None = None
+    request_toggle: bool = False
     tx_toggle: bool = False
+    last_request: bytes = b""  # a repeat of it (same toggle and bytes) is a retransmission
     last_reply: bytes = b""
     last_frame: bytes = b""
     resends: int = 0
@@ -578,7 +623,7 @@ class _IrState:
 
     def reset(self) -> None:
         self.level = _IrLevel.BASE
-        self.rx_toggle = None
+        self.last_request = b""
         self.last_reply = b""
         self.fresh = True
         self.packet_size, self.packets = c1218.DEFAULT_PACKET_SIZE, 1

@@ -44,6 +44,25 @@ PRESENT_SOURCES: Final[dict[int, tuple[str, float]]] = {
     232: ("current_neutral_a", 1e-3),
 }
 
+# Sources that already include the CT/VT ratios (guide p.215-217, source table p.204-205).
+# BT28 values do not, unless stated: on a CT meter 8-14 and 185-190 are low by the
+# ratio, so these take precedence over their raw twins whenever BT27 lists them.
+POST_RATIO_SOURCES: Final[dict[int, tuple[str, float]]] = {
+    81: ("power_import_w", 1),
+    82: ("power_export_w", 1),
+    83: ("reactive_power_import_var", 1),
+    84: ("reactive_power_export_var", 1),
+    191: ("power_import_l1_w", 1),
+    192: ("power_import_l2_w", 1),
+    193: ("power_import_l3_w", 1),
+    194: ("power_export_l1_w", 1),
+    195: ("power_export_l2_w", 1),
+    196: ("power_export_l3_w", 1),
+    197: ("current_l1_a", 1e-3),
+    198: ("current_l2_a", 1e-3),
+    199: ("current_l3_a", 1e-3),
+}
+
 # BT28 index -> source id for meters whose BT27 cannot be read (guide p.215-220).
 STANDARD_PRESENT_ORDER: Final[tuple[int, ...]] = (
     *range(8, 26),  # 0-17: totals, currents, voltages, PF, frequency, VA, sin phi
@@ -54,15 +73,19 @@ STANDARD_PRESENT_ORDER: Final[tuple[int, ...]] = (
     *range(216, 245),  # 55-83: apparent power, neutral current, averages, angles, per-phase var
 )
 
-# BT23 summation index -> (field, scale); order fixed by BT22 (guide p.208-210).
-SUMMATIONS: Final[tuple[tuple[str, float], ...]] = (
-    ("energy_import_wh", 1),
-    ("energy_export_wh", 1),
-    ("reactive_energy_import_varh", 1),
-    ("reactive_energy_export_varh", 1),
-    ("power_outage_seconds", 1),
-    ("power_outage_count", 1),
-)
+# BT22 summation source id -> (field, counts energy); energies are in units of the
+# meter's Energy Register Unit (ET55, 1/10/100 Wh or varh; guide p.207, p.157-158).
+SUMMATION_SOURCES: Final[dict[int, tuple[str, bool]]] = {
+    0: ("energy_import_wh", True),
+    1: ("energy_export_wh", True),
+    2: ("reactive_energy_import_varh", True),
+    3: ("reactive_energy_export_varh", True),
+    4: ("power_outage_seconds", False),
+    5: ("power_outage_count", False),
+}
+
+# What a decoded value is: (index in the table's value array, snapshot field, scale).
+ValuePlan = tuple[tuple[int, str, float], ...]
 
 
 @dataclass(slots=True)
@@ -132,20 +155,46 @@ def present_sources(dims: RegisterDimensions, selection: tuple[int, ...] | None)
     return STANDARD_PRESENT_ORDER[: dims.present_values]
 
 
-def present_value_count(sources: tuple[int, ...]) -> int:
-    """How many leading BT28 values to read to cover every value we decode."""
-    wanted = [index for index, source in enumerate(sources) if source in PRESENT_SOURCES]
-    return max(wanted) + 1 if wanted else 0
+def summation_sources(dims: RegisterDimensions, selection: tuple[int, ...] | None) -> tuple[int, ...]:
+    """Source id per BT23 summation: BT22 when it was read, else the guide's fixed order."""
+    if selection is not None and len(selection) >= dims.summations:
+        return selection[: dims.summations]
+    return tuple(range(dims.summations))
 
 
-def apply_present_values(snapshot: MeterSnapshot, values: tuple[int, ...], sources: tuple[int, ...]) -> None:
-    for raw, source in zip(values, sources, strict=False):
-        mapped = PRESENT_SOURCES.get(source)
+def present_plan(sources: tuple[int, ...]) -> ValuePlan:
+    """Which BT28 value feeds each field; a post-ratio source wins over its raw twin."""
+    chosen: dict[str, tuple[int, float, bool]] = {}
+    for index, source in enumerate(sources):
+        post_ratio = source in POST_RATIO_SOURCES
+        mapped = POST_RATIO_SOURCES.get(source) or PRESENT_SOURCES.get(source)
+        if mapped is None:
+            continue
+        name, scale = mapped
+        current = chosen.get(name)
+        if current is None or (post_ratio and not current[2]):
+            chosen[name] = (index, scale, post_ratio)
+    return tuple(sorted((index, name, scale) for name, (index, scale, _post) in chosen.items()))
+
+
+def summation_plan(sources: tuple[int, ...], energy_unit: int = 1) -> ValuePlan:
+    """Which BT23 summation feeds each field, with the energy register unit applied."""
+    plan = []
+    for index, source in enumerate(sources):
+        mapped = SUMMATION_SOURCES.get(source)
         if mapped is not None:
-            name, scale = mapped
+            name, is_energy = mapped
+            plan.append((index, name, float(energy_unit) if is_energy else 1.0))
+    return tuple(plan)
+
+
+def values_needed(plan: ValuePlan) -> int:
+    """How many leading values to read to cover the plan."""
+    return max((index for index, _name, _scale in plan), default=-1) + 1
+
+
+def apply_values(snapshot: MeterSnapshot, values: tuple[int, ...], plan: ValuePlan) -> None:
+    for index, name, scale in plan:
+        if index < len(values):
+            raw = values[index]
             setattr(snapshot, name, raw * scale if scale != 1 else raw)
-
-
-def apply_summations(snapshot: MeterSnapshot, values: tuple[int, ...]) -> None:
-    for raw, (name, _scale) in zip(values, SUMMATIONS, strict=False):
-        setattr(snapshot, name, raw)

@@ -22,6 +22,7 @@ class LinkStats:
     sequence_resyncs: int = 0
     session_starts: int = 0
     enable_resets: int = 0
+    echoes: int = 0  # our own bytes handed back by an echoing IR head, dropped
     errors: Counter[str] = field(default_factory=Counter)
     last_error: str | None = None
 
@@ -39,6 +40,7 @@ class LinkStats:
             "sequence_resyncs": self.sequence_resyncs,
             "session_starts": self.session_starts,
             "enable_resets": self.enable_resets,
+            "echoes": self.echoes,
             "errors": dict(self.errors),
             "last_error": self.last_error,
         }

@@ -13,11 +13,12 @@ from datetime import UTC, datetime
 import struct
 from typing import Final
 
-from .errors import DecodeError
+from .errors import DecodeError, UnsupportedMeterError
 
 # Table identifiers (manufacturer tables are 0x0800 + n).
 BT00: Final = 0
 BT01: Final = 1
+BT20: Final = 20
 BT21: Final = 21
 BT22: Final = 22
 BT23: Final = 23
@@ -28,6 +29,10 @@ BT55: Final = 55
 ET03: Final = 0x0800 + 3
 ET11: Final = 0x0800 + 11
 ET13: Final = 0x0800 + 13
+ET55: Final = 0x0800 + 55
+ET70: Final = 0x0800 + 70
+
+NI_FORMAT_INT32: Final = 8
 
 
 def _need(data: bytes, size: int, what: str) -> None:
@@ -58,6 +63,15 @@ class GeneralConfig:
     nameplate_type: int
     std_version: int
     std_revision: int
+
+
+def check_data_format(config: GeneralConfig) -> None:
+    """Refuse a meter whose numbers the decoders would misread (they assume LE INT32)."""
+    if not config.little_endian:
+        raise UnsupportedMeterError("the meter reports big-endian table data (BT00); only little-endian is supported")
+    for name, value in (("NI_FORMAT1", config.ni_format1), ("NI_FORMAT2", config.ni_format2)):
+        if value != NI_FORMAT_INT32:
+            raise UnsupportedMeterError(f"the meter reports {name} = {value} (BT00); only INT32 (8) is supported")
 
 
 def decode_bt00(data: bytes) -> GeneralConfig:
@@ -174,6 +188,7 @@ class RegisterDimensions:
 
 
 def decode_bt21(data: bytes) -> RegisterDimensions:
+    """BT21, or BT20 (same layout) on firmware 2.x meters that have no BT21."""
     _need(data, 10, "BT21")
     dims = RegisterDimensions(*data[:10])
     if dims.summations == 0 and dims.present_values == 0:
@@ -284,6 +299,33 @@ ET13_ALERT_FLAG_NAMES: Final = {
     3: "mbus_change",
     4: "delta_data_alert",
 }
+
+
+def energy_register_unit_offset(max_tiers: int, firmware_major: int) -> int:
+    """ET55 offset of the Energy Register Unit: A + 39 with A after the step-tariff array.
+
+    A = 146 + 4 * (BT20.7 - 1) on firmware 3.x, 147 + ... on 4.x (guide p.155-158).
+    """
+    base = 147 if firmware_major >= 4 else 146
+    return base + 4 * max(0, max_tiers - 1) + 39
+
+
+ENERGY_REGISTER_UNITS: Final = (1, 10, 100)
+
+
+def decode_energy_register_unit(data: bytes) -> int:
+    """ET55.A+39: Wh/varh per register count; 0 (never set) means 1."""
+    _need(data, 1, "ET55")
+    unit = data[0] or 1
+    if unit not in ENERGY_REGISTER_UNITS:
+        raise DecodeError(f"ET55 energy register unit {unit} is not 1, 10 or 100")
+    return unit
+
+
+def decode_mep_client_index(data: bytes) -> int:
+    """ET70.142, Gen 4: 1 when this port is MEP1, 2 when MEP2 (guide p.173-174)."""
+    _need(data, 1, "ET70")
+    return 2 if data[0] == 2 else 1
 
 
 def alert_flags_offset(et11: bytes, mep_client: int = 1) -> int:

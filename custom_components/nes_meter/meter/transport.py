@@ -190,8 +190,8 @@ class SerialLink:
         self._protocol.buffer.clear()
         return dropped
 
-    async def read_exactly(self, size: int, timeout: float) -> bytes:
-        """Wait until ``size`` bytes are buffered, at most ``timeout`` seconds."""
+    async def wait_for(self, size: int, timeout: float) -> None:
+        """Wait until ``size`` bytes are buffered (left there), at most ``timeout`` seconds."""
         proto = self._protocol
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -204,6 +204,11 @@ class SerialLink:
                 await proto.wait(remaining)
             except TimeoutError:
                 raise LineTimeout from None
+
+    async def read_exactly(self, size: int, timeout: float) -> bytes:
+        """Wait until ``size`` bytes are buffered, at most ``timeout`` seconds, and take them."""
+        await self.wait_for(size, timeout)
+        proto = self._protocol
         data = bytes(proto.buffer[:size])
         del proto.buffer[:size]
         self.bytes_received += size
