@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import base64
+import logging
 import ssl
 import struct
 
 import pytest
 
-from custom_components.nes_meter.meter import mep, tls
+from custom_components.nes_meter.meter import mep, tables, tls
 from custom_components.nes_meter.meter.errors import (
+    AuthenticationError,
+    FrameError,
+    NoResponseError,
+    ResponseError,
     TlsError,
 )
 from custom_components.nes_meter.meter.keys import MeterKey
+from custom_components.nes_meter.meter.mep_session import MepSession, MepTiming
+from custom_components.nes_meter.meter.simulator import Faults, SimServer, SimulatedMeter
 from custom_components.nes_meter.meter.tls import ContentType, KeyId, PskIdentity, TlsCode
 from custom_components.nes_meter.meter.tls_client import TlsClient
-from custom_components.nes_meter.meter.tls_server import MepTlsPort, TlsServer, meter_psk_lookup
+from custom_components.nes_meter.meter.tls_server import MepTlsPort, TlsServer, TlsSimulatedMeter, meter_psk_lookup
+from custom_components.nes_meter.meter.tls_session import MepTlsSession, TlsTiming
+from custom_components.nes_meter.meter.transport import SerialLink
 
 from .conftest import KEY, load_vectors
 
@@ -39,6 +49,8 @@ EXAMPLE_KEY_BLOCK = bytes.fromhex(
     "7aab3cc0"  # client salt
     "594fa850"  # server salt
 )
+FAST = TlsTiming(response_timeout=0.2, handshake_timeout=0.4, min_spacing=0.02, enable_settle=0, enable_reset_off=0)
+FAST_MEP = MepTiming(response_timeout=0.2, enable_settle=0, enable_reset_off=0)
 
 
 def body(name: str) -> bytes:
@@ -366,6 +378,247 @@ def test_openssls_client_against_our_server() -> None:
     assert server.open(outgoing.read()) == b"hello meter"
     incoming.write(server.seal(b"hello client"))
     assert client.read() == b"hello client"
+
+
+# ---- over the line: SerialLink + simulator ----
+
+
+async def _session(server: SimServer, key: MeterKey = KEY, **kwargs: object) -> tuple[SerialLink, MepTlsSession]:
+    link = SerialLink(server.url, enable_line="none")
+    await link.open()
+    session = MepTlsSession(link, key, timing=FAST, **kwargs)  # type: ignore[arg-type]
+    return link, session
+
+
+@pytest.mark.parametrize("listen", ["tcp", "pty"])
+async def test_round_trip_reads_tables(listen: str) -> None:
+    meter = TlsSimulatedMeter(KEY)
+    server = await (meter.serve_tcp("mep") if listen == "tcp" else meter.serve_pty("mep"))
+    link, session = await _session(server)
+    try:
+        await session.start()
+        assert session.established
+        bt01 = await session.read(tables.BT01, 0, 24)
+        et03 = await session.read(tables.ET03, 0, 30)
+        bt28 = await session.read(tables.BT28, 0, 220)
+        await session.stop()
+    finally:
+        await link.close()
+        await server.close()
+    assert bt01 == meter.image.read(tables.BT01, 0, 24)
+    assert et03 == meter.image.read(tables.ET03, 0, 30)
+    assert len(bt28) == 220
+    assert session.stats.session_starts == 1 and session.stats.retries == 0
+    assert meter.tls_port.handshakes == 1 and not meter.tls_port.active  # terminated
+    assert meter.stats.rejected_digest == 0
+
+
+async def test_reads_larger_than_one_record_are_chunked() -> None:
+    meter = TlsSimulatedMeter(KEY)
+    meter.image.tables[0x0899] = bytearray(bytes(range(256)) * 4)
+    async with await meter.serve_tcp("mep") as server:
+        link, session = await _session(server)
+        try:
+            await session.start()
+            data = await session.read(0x0899, 10, 1000)
+        finally:
+            await link.close()
+    assert data == bytes(meter.image.tables[0x0899][10:1010])
+    assert session.stats.frames_sent == 2 + 3  # handshake + ceil(1000 / 443) reads
+    assert tls.MAX_TLS_READ_DATA == 443
+
+
+async def test_plain_and_rc4_clients_are_refused_with_an_error_that_names_tls() -> None:
+    meter = TlsSimulatedMeter(KEY)
+    async with await meter.serve_tcp("mep") as server:
+        for encrypt in (False, True):
+            link = SerialLink(server.url, enable_line="none")
+            await link.open()
+            try:
+                with pytest.raises(ResponseError, match="requires TLS") as info:
+                    await MepSession(link, KEY, encrypt=encrypt, timing=FAST_MEP).read(tables.BT01, 0, 24)
+            finally:
+                await link.close()
+            assert info.value.code == 0x0A
+    assert meter.refused_digest_messages == 2
+
+
+async def test_rc4_is_refused_while_a_tls_session_exists_then_accepted_after_terminate() -> None:
+    meter = TlsSimulatedMeter(KEY, require_tls=False)
+    async with await meter.serve_tcp("mep") as server:
+        link = SerialLink(server.url, enable_line="none")
+        await link.open()
+        try:
+            plain = MepSession(link, KEY, timing=FAST_MEP)
+            assert await plain.read(tables.BT01, 0, 4) == b"NES "
+            session = MepTlsSession(link, KEY, timing=FAST)
+            await session.start()
+            with pytest.raises(ResponseError, match="requires TLS"):
+                await plain.read(tables.BT01, 0, 4)
+            await session.stop()
+            assert await plain.read(tables.BT01, 0, 4) == b"NES "
+        finally:
+            await link.close()
+
+
+async def test_a_meter_without_tls_gets_a_clear_error() -> None:
+    meter = SimulatedMeter(KEY)
+    async with await meter.serve_tcp("mep") as server:
+        link, session = await _session(server)
+        try:
+            with pytest.raises(TlsError, match="does not speak MEP TLS"):
+                await session.start()
+        finally:
+            await link.close()
+
+
+@pytest.mark.parametrize(
+    ("client_key", "key_id"),
+    [(MeterKey(b"another key 12345678"), KeyId.MBK), (KEY, KeyId.MAK)],
+    ids=["wrong-key", "no-mak"],
+)
+async def test_wrong_key_or_key_id_is_an_authentication_error(client_key: MeterKey, key_id: KeyId) -> None:
+    meter = TlsSimulatedMeter(KEY)
+    async with await meter.serve_tcp("mep") as server:
+        link, session = await _session(server, client_key, key_id=key_id)
+        try:
+            with pytest.raises(AuthenticationError, match="TLS"):
+                await session.start()
+        finally:
+            await link.close()
+    assert meter.tls_port.tls_errors == 3
+
+
+async def test_mak_sessions() -> None:
+    mak = MeterKey(b"advanced-key-0123456")
+    meter = TlsSimulatedMeter(KEY, mak=mak)
+    async with await meter.serve_tcp("mep") as server:
+        link, session = await _session(server, mak, key_id=KeyId.MAK, client_id=100)
+        try:
+            await session.start()
+            assert await session.read(tables.BT01, 0, 4) == b"NES "
+        finally:
+            await link.close()
+
+
+async def test_a_lost_session_is_renegotiated_by_a_new_handshake() -> None:
+    meter = TlsSimulatedMeter(KEY)
+    async with await meter.serve_tcp("mep") as server:
+        link, session = await _session(server)
+        try:
+            await session.start()
+            meter.tls_port.handle(bytes([TlsCode.TERMINATE, 0]))  # e.g. the meter restarted
+            assert await session.read(tables.BT01, 0, 4) == b"NES "
+        finally:
+            await link.close()
+    assert session.stats.session_starts == 2
+    assert session.stats.errors["tls_session_lost"] == 1
+
+
+async def test_silent_meter_is_no_response() -> None:
+    meter = TlsSimulatedMeter(KEY, faults=Faults(silent=True))
+    async with await meter.serve_tcp("mep") as server:
+        link, session = await _session(server)
+        try:
+            with pytest.raises(NoResponseError):
+                await session.start()
+        finally:
+            await link.close()
+
+
+async def test_write_services_never_leave_the_client() -> None:
+    meter = TlsSimulatedMeter(KEY)
+    async with await meter.serve_tcp("mep") as server:
+        link, session = await _session(server)
+        try:
+            await session.start()
+            with pytest.raises(Exception, match="only table read"):
+                await session.transact(bytes.fromhex("4f0832 00001e 0001 01"))
+        finally:
+            await link.close()
+
+
+STATIC_READS = ((tables.BT00, 0, 40), (tables.BT01, 0, 24), (tables.BT21, 0, 10), (tables.ET03, 0, 30))
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_fault_matrix_gives_no_wrong_values(seed: int) -> None:
+    """Drops, corruption, garbage, split replies and markers inside replies: retries, never wrong data."""
+    faults = Faults(drop=0.04, corrupt=0.06, garbage=0.03, split=0.05, alert_inside=0.03, seed=seed)
+    meter = TlsSimulatedMeter(KEY, faults=faults)
+    ok = wrong = failed = 0
+    async with await meter.serve_tcp("mep") as server:
+        link, session = await _session(server)
+        try:
+            for index in range(40):
+                table_id, offset, count = STATIC_READS[index % len(STATIC_READS)]
+                try:
+                    data = await session.read(table_id, offset, count)
+                except (NoResponseError, FrameError, TlsError):
+                    failed += 1
+                    continue
+                if data == meter.image.read(table_id, offset, count):
+                    ok += 1
+                else:
+                    wrong += 1
+        finally:
+            await link.close()
+    print(f"seed {seed}: ok {ok} failed {failed} wrong {wrong}", session.stats.as_dict(), meter.stats.faults)
+    assert wrong == 0
+    assert ok >= 36 and failed <= 4
+    assert session.stats.retries > 0 and session.stats.session_starts > 1
+    assert sum(meter.stats.faults.values()) >= 5
+
+
+# ---- secrets ----
+
+
+async def test_no_key_or_derived_secret_in_logs_frames_or_reprs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    meter = TlsSimulatedMeter(KEY, faults=Faults(corrupt=0.2, seed=5))
+    async with await meter.serve_tcp("mep") as server:
+        link, session = await _session(server)
+        try:
+            await session.start()
+            await session.read(tables.BT01, 0, 24)
+            client = session._tls
+            texts = [repr(session), repr(client), repr(meter.tls_port._server)]
+            frames = session.frames.as_list()
+        finally:
+            await link.close()
+        bad_link, bad = await _session(server, MeterKey(b"another key 12345678"))
+        try:
+            with pytest.raises(AuthenticationError):
+                await bad.start()
+        finally:
+            await bad_link.close()
+    # Reconstruct the last session's secrets from its public handshake frames.
+    hello = next(bytes.fromhex(f["hex"]) for f in reversed(frames) if f["hex"][4:6] == "58")
+    reply = next(
+        bytes.fromhex(f["hex"])
+        for f in reversed(frames)
+        if f["direction"] == "rx" and f["hex"][6:12] == "160303" and f["hex"][16:18] == "02"
+    )
+    client_random, server_random = hello[14:46], reply[14:46]
+    master = tls.master_secret(tls.psk_premaster(KEY.mep_key), client_random, server_random)
+    keys = tls.TrafficKeys(master, client_random, server_random)
+    secrets = [KEY.mep_key, tls.psk_premaster(KEY.mep_key), master, keys.client_key, keys.server_key]
+    forms = [form for secret in secrets for form in _forms(secret)] + list(KEY.forms())
+    haystack = "\n".join([caplog.text, *texts, *(f["hex"] for f in frames), *(f["hex"] for f in bad.frames.as_list())])
+    for form in forms:
+        assert form not in haystack
+    for salt in (keys.client_salt, keys.server_salt):  # 4 bytes may occur by chance in ciphertext, not in text
+        assert salt.hex() not in caplog.text
+
+
+def _forms(secret: bytes) -> list[str]:
+    return [
+        secret.hex(),
+        secret.hex().upper(),
+        secret.decode("latin-1"),
+        base64.b64encode(secret).decode(),
+        repr(secret),
+    ]
 
 
 def test_the_largest_tls_read_fits_one_mep_message() -> None:
