@@ -82,6 +82,7 @@ class MepTlsSession:
         self.stats = stats or LinkStats()
         self.frames = frames or FrameLog()
         self._tls: TlsClient | None = None
+        self._meter_session = False  # a 58 went out: the meter may hold a (half-made) session
         self._last_tx = 0.0
         self._consecutive_timeouts = 0
         self.alert_pending = False
@@ -102,9 +103,10 @@ class MepTlsSession:
 
     async def stop(self) -> None:
         """TLS_TERMINATE, best effort: the meter then accepts a new handshake (or RC4)."""
-        if self._tls is None:
+        if not self._meter_session:
             return
         self._tls = None
+        self._meter_session = False
         try:
             await self._round_trip(TlsCode.TERMINATE, TERMINATE_DATA, self.timing.response_timeout)
         except (LineTimeout, FrameError, TlsError) as err:
@@ -143,6 +145,7 @@ class MepTlsSession:
                 code, data, _ = mep.parse_response_body(await self._table(apdu))
             except LineTimeout:
                 self._tls = None
+                last_error = None  # the error raised in the end names the last failure
                 self.stats.timeouts += 1
                 self.stats.error("timeout")
                 self._consecutive_timeouts += 1
@@ -183,6 +186,7 @@ class MepTlsSession:
         """Two round trips. The result byte is outside TLS: the records decide, the byte only
         explains a failure (a damaged byte on an authentic reply costs nothing)."""
         client = TlsClient(self._psk, self._identity)
+        self._meter_session = True
         result, records = await self._round_trip(
             TlsCode.HANDSHAKE, client.client_hello(), self.timing.handshake_timeout
         )
