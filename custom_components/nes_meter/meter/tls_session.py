@@ -34,7 +34,7 @@ from .transport import BYTE_TIME, LineTimeout, SerialLink
 
 _LOGGER = logging.getLogger(__name__)
 
-DEFAULT_CLIENT_ID = 0x4E53  # "NS" little-endian on the wire; the meter records it in its events (guide p.18)
+DEFAULT_CLIENT_ID = 0x534E  # "NS" on the wire (LSB first); the meter records it in its events (guide p.18)
 TERMINATE_DATA = b"\x00"  # the guide: at least one byte, content irrelevant
 # A refused key exchange is what a wrong key looks like, but also what a damaged ServerHello
 # causes (nothing authenticates it before the Finished, so both sides hash different
