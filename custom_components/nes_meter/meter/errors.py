@@ -59,3 +59,18 @@ class ResponseError(MeterError):
 
 class WriteRefusedError(MeterError):
     """A write service was requested; this client is strictly read-only."""
+
+
+class TlsError(MeterError):
+    """MEP TLS mode failed: a malformed or unexpected TLS message, an alert, a failed check.
+
+    ``alert`` is the TLS alert description that fits the failure (sent or received).
+    """
+
+    def __init__(self, message: str, *, alert: int | None = None) -> None:
+        super().__init__(message)
+        self.alert = alert
+
+
+class TlsRequiredError(ResponseError):
+    """The meter refuses plain and RC4 messages on this port: it is configured to require TLS."""
