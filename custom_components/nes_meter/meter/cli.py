@@ -14,6 +14,7 @@ from typing import Any
 from .client import TRANSPORTS, MeterClient, probe_transport
 from .errors import AuthenticationError, MeterError
 from .keys import KEY_FORMATS, MeterKey
+from .sim_variants import VARIANTS
 from .simulator import Faults, SimulatedMeter
 
 
@@ -41,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--serial", default="5712345678", help="utility serial number (ET03)")
     sim.add_argument("--faults", default="", help="e.g. drop=0.01,corrupt=0.01,alerts,seed=1")
     sim.add_argument("--pace", action="store_true", help="9600-baud wire timing")
+    sim.add_argument(
+        "--variant",
+        default="",
+        help="comma-separated meter variants: " + ", ".join(f"{name} ({what})" for name, what in VARIANTS.items()),
+    )
 
     probe = sub.add_parser("probe", help="tell which transport answers on a port")
     probe.add_argument("--port", required=True)
@@ -78,6 +84,7 @@ async def _simulate(args: argparse.Namespace) -> int:
         image=MeterImage(utility_serial=args.serial),
         faults=Faults.parse(args.faults),
         pace=args.pace,
+        variants=args.variant,
     )
     if args.listen == "pty":
         server = await meter.serve_pty(args.transport)
