@@ -11,7 +11,7 @@ from homeassistant.components.sensor import SensorDeviceClass, SensorStateClass
 from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
 from homeassistant.const import CONF_PORT, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import device_registry as dr, entity_registry as er
+from homeassistant.helpers import entity_registry as er
 from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
@@ -30,6 +30,7 @@ from custom_components.nes_meter.coordinator import NesMeterCoordinator
 from custom_components.nes_meter.meter import MeterKey
 from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
 
+from .compat import get_device
 from .conftest import KEY, KEY_TEXT, SERIAL
 
 ENERGY = "sensor.nes_83334_energy_import"
@@ -64,7 +65,7 @@ async def test_setup_creates_device_and_sensors(hass: HomeAssistant, meter: Simu
         entry = await setup_entry(hass, server, transport)
         assert entry.state is ConfigEntryState.LOADED
 
-        device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, SERIAL)})
+        device = get_device(hass, entry, (DOMAIN, SERIAL))
         assert device is not None
         assert (device.manufacturer, device.model, device.sw_version, device.serial_number) == (
             "NES/Echelon",
