@@ -43,7 +43,7 @@ def _failures(result: dict[str, Any]) -> list[str]:
             problems.append("fault matrix: a wrong energy value was written")
         if result["matrix"]["leaked_fds"] > 0 or result["matrix"]["leaked_tasks"] > 0:
             problems.append("fault matrix: leaked descriptors or tasks")
-    for transport, run in result.get("soak", {}).items():
+    for transport, run in {**result.get("soak", {}), **result.get("soak_variants", {})}.items():
         if run["energy_decreases"] or run["wrong_values"]:
             problems.append(f"soak {transport}: a wrong energy value was written")
         if run["memory_growth_kib"] >= 1024:
@@ -61,6 +61,14 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         result["matrix"] = await matrix.run(args.polls)
     if args.what in ("soak", "all"):
         result["soak"] = {transport: await soak.run(transport, args.soak_polls) for transport in TRANSPORTS}
+        result["soak_variants"] = {
+            # a slow meter spends 1.6 timeouts per read: a tenth of the polls takes as long
+            f"{transport}:{variant}": await soak.run(
+                transport, args.variant_soak_polls // (10 if variant == "slow-reply" else 1), variant
+            )
+            for transport in TRANSPORTS
+            for variant in matrix.variants_for(transport)
+        }
     if args.what in ("fuzz", "all"):
         result["fuzz"] = fuzz.run(args.fuzz_inputs)
     return result
@@ -71,13 +79,14 @@ def main() -> int:
     parser.add_argument("what", nargs="?", choices=("matrix", "soak", "fuzz", "all"), default="all")
     parser.add_argument("--polls", type=int, default=500, help="polls per fault-matrix cell")
     parser.add_argument("--soak-polls", type=int, default=100_000, help="polls per transport")
+    parser.add_argument("--variant-soak-polls", type=int, default=5_000, help="polls per meter variant and transport")
     parser.add_argument("--fuzz-inputs", type=int, default=1_000_000)
     parser.add_argument("--json", action="store_true", help="end with one JSON line of all figures")
     args = parser.parse_args()
     result = asyncio.run(_run(args))
     if "matrix" in result:
         print("\n".join(_matrix_table(result["matrix"])))
-    for transport, run in result.get("soak", {}).items():
+    for transport, run in {**result.get("soak", {}), **result.get("soak_variants", {})}.items():
         print(f"soak {transport}: {json.dumps(run)}")
     if "fuzz" in result:
         print(f"fuzz: {json.dumps(result['fuzz'])}")

@@ -71,8 +71,9 @@ class Poller:
         tally = self.tally
         tally.attempted += 1
         retries = self.client.stats.retries + self.client.stats.sequence_resyncs
+        unit = self.meter.image.energy_unit  # the meter counts whole units of it (ET55)
         self.meter.image.update()
-        truth_before = int(self.meter.image.import_wh)
+        truth_before = int(self.meter.image.import_wh) // unit * unit
         try:
             if not self.client.is_open:
                 await self.client.open()
@@ -85,7 +86,7 @@ class Poller:
             self._failing = True
             return False
         self.meter.image.update()
-        truth_after = int(self.meter.image.import_wh)
+        truth_after = int(self.meter.image.import_wh) // unit * unit
         written = self.guard.apply(snapshot, time.monotonic()).energy_import_wh
         tally.succeeded += 1
         if self._failing:
@@ -109,8 +110,15 @@ class Poller:
         await self.client.close()
 
 
-def meter_with(faults: Faults) -> SimulatedMeter:
-    return SimulatedMeter(KEY, image=MeterImage(speed=ENERGY_SPEED), faults=faults)
+def meter_with(faults: Faults, variant: str | None = None) -> SimulatedMeter:
+    """A fast-running meter; ``slow-reply`` answers 1.6 timeouts late, as the variant does at full scale."""
+    return SimulatedMeter(
+        KEY,
+        image=MeterImage(speed=ENERGY_SPEED),
+        faults=faults,
+        variants=variant or (),
+        reply_latency=FAST_MEP.response_timeout * 1.6 if variant == "slow-reply" else None,
+    )
 
 
 async def serve(meter: SimulatedMeter, transport: Transport, link: str, port: int = 0) -> SimServer:

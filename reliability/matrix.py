@@ -15,6 +15,7 @@ from typing import Any
 
 from custom_components.nes_meter.meter import MeterKey
 from custom_components.nes_meter.meter.client import Transport
+from custom_components.nes_meter.meter.sim_variants import REFUSED, VARIANTS, applies
 from custom_components.nes_meter.meter.simulator import Faults
 
 from .harness import TIMEOUT, Poller, meter_with, open_fds, other_tasks, serve
@@ -38,10 +39,18 @@ def rate_faults(transport: Transport) -> dict[str, Faults]:
         faults["sequence_storm"] = Faults(sequence_storm=1)
         faults["alerts_and_drop"] = Faults(drop=1, alerts=True)
         faults["alert_inside_reply"] = Faults(alert_inside=1)
+    else:
+        faults["repeated_reply"] = Faults(repeat=1)
     return faults
 
 
-RATED = ("drop", "corrupt", "garbage", "split", "delay", "sequence_storm", "disconnect", "alert_inside")
+RATED = ("drop", "corrupt", "garbage", "split", "delay", "sequence_storm", "disconnect", "alert_inside", "repeat")
+LINE_FAULTS = Faults(drop=0.1, corrupt=0.1, garbage=0.1, split=0.1, seed=13)
+
+
+def variants_for(transport: Transport) -> list[str]:
+    """Every meter variant the client must read (not the ones it must refuse)."""
+    return [name for name in VARIANTS if name not in REFUSED and applies(name, transport)]
 
 
 def _at_rate(faults: Faults, rate: float, seed: int) -> Faults:
@@ -53,8 +62,10 @@ def _at_rate(faults: Faults, rate: float, seed: int) -> Faults:
     return scaled
 
 
-async def run_cell(transport: Transport, link: str, faults: Faults, polls: int) -> dict[str, Any]:
-    meter = meter_with(faults)
+async def run_cell(
+    transport: Transport, link: str, faults: Faults, polls: int, variant: str | None = None
+) -> dict[str, Any]:
+    meter = meter_with(faults, variant)
     server = await serve(meter, transport, link)
     poller = Poller(meter, server.url, transport)
     started = time.perf_counter()
@@ -71,8 +82,8 @@ async def run_cell(transport: Transport, link: str, faults: Faults, polls: int) 
     }
 
 
-async def run_wrong_key(transport: Transport) -> dict[str, Any]:
-    meter = meter_with(Faults())
+async def run_wrong_key(transport: Transport, variant: str | None = None) -> dict[str, Any]:
+    meter = meter_with(Faults(), variant)
     server = await serve(meter, transport, "tcp")
     poller = Poller(meter, server.url, transport, key=MeterKey.parse("0000000000000000000X"))
     try:
@@ -152,6 +163,12 @@ async def run(polls: int) -> dict[str, Any]:
             polls,
         )
         cells["wrong_key"] = await run_wrong_key(transport)
+        if transport == "mep":
+            cells["wrong_key_short_0b"] = await run_wrong_key(transport, "short-0b")
+        for variant in variants_for(transport):
+            cells[f"{variant}+mixed@10%"] = await run_cell(
+                transport, "tcp", replace(LINE_FAULTS), polls, variant=variant
+            )
         cells["silence"] = await run_silence(transport)
         cells["vanish_tcp"] = await run_vanish(transport, "tcp")
         cells["vanish_pty"] = await run_vanish(transport, "pty")

@@ -21,15 +21,15 @@ from .harness import Poller, meter_with, open_fds, other_tasks, serve
 WARMUP = 2000  # polls before the memory baseline: caches, the frame ring, counters
 
 
-async def run(transport: Transport, polls: int) -> dict[str, Any]:
+async def run(transport: Transport, polls: int, variant: str | None = None) -> dict[str, Any]:
     fds, tasks = open_fds(), other_tasks()
-    meter = meter_with(Faults())
+    meter = meter_with(Faults(), variant)
     server = await serve(meter, transport, "tcp")
     poller = Poller(meter, server.url, transport)
     started = time.perf_counter()
     try:
         for index in range(polls):
-            if index == WARMUP:
+            if index == min(WARMUP, polls // 2):
                 gc.collect()
                 baseline = rss_kib(os.getpid())
             await poller.poll()

@@ -21,6 +21,7 @@ from custom_components.nes_meter.meter import (
 )
 from custom_components.nes_meter.meter.c1218_session import C1218Timing
 from custom_components.nes_meter.meter.mep_session import MepTiming
+from custom_components.nes_meter.meter.sim_image import MeterImage
 from custom_components.nes_meter.meter.simulator import Faults, SimServer, SimulatedMeter
 
 from .conftest import KEY, SERIAL
@@ -36,7 +37,9 @@ def client_for(server: SimServer, transport: str, key: MeterKey = KEY, **kwargs:
 @pytest.mark.parametrize("transport", ["mep", "ir"])
 @pytest.mark.parametrize("listen", ["tcp", "pty"])
 async def test_reads_identity_and_snapshot(transport: str, listen: str) -> None:
-    meter = SimulatedMeter(KEY)
+    # Frozen load model: BT28 comes in several reads, and total and per-phase power must
+    # come from the same instant for the sum check below.
+    meter = SimulatedMeter(KEY, image=MeterImage(speed=0))
     server = await (meter.serve_tcp(transport) if listen == "tcp" else meter.serve_pty(transport))
     try:
         async with client_for(server, transport) as client:

@@ -37,6 +37,8 @@ VARIANTS: Final[dict[str, str]] = {
 }
 IR_ONLY: Final = frozenset({"fixed-toggle", "mirror-toggle", "bare-negotiate", "leftover-session", "echo", "fw2"})
 MEP_ONLY: Final = frozenset({"short-0b", "slow-reply"})
+# Meters the client must refuse rather than read.
+REFUSED: Final = frozenset({"big-endian-bt00"})
 
 ET70_SIZE: Final = 160
 CT_RATIO: Final = 40  # 200/5
@@ -51,6 +53,11 @@ SINGLE_PHASE_SOURCES: Final = (
     8, 9, 10, 11, 12, 15, 18, 19, 20, 23, 81, 82, 83, 84, 104, 105, 106, 107,
     185, 188, 191, 194, 197, 202, 205, 208, 209, 210, 213,
 )  # fmt: skip
+
+
+def applies(variant: str, transport: str) -> bool:
+    """Whether a variant is about this transport (link quirks belong to one port)."""
+    return variant not in (MEP_ONLY if transport == "ir" else IR_ONLY)
 
 
 def parse_variants(names: Iterable[str] | str) -> frozenset[str]:
