@@ -11,6 +11,7 @@ import signal
 import sys
 from typing import Any
 
+from . import trace
 from .client import TRANSPORTS, MeterClient, probe_transport
 from .errors import AuthenticationError, MeterError
 from .keys import KEY_FORMATS, MeterKey
@@ -33,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     read.add_argument("--encrypt", action="store_true", help="MEP: RC4-encrypt requests")
     read.add_argument("--enable-line", choices=("rts", "dtr", "none"), default="rts", help="MEP ENABLE line")
     read.add_argument("--json", action="store_true", help="one JSON object")
+    read.add_argument("--trace", metavar="FILE", help="also write a trace of the session to FILE (key material masked)")
 
     sim = sub.add_parser("simulate", help="serve a simulated meter until stopped")
     sim.add_argument("--transport", choices=TRANSPORTS, required=True)
@@ -56,15 +58,34 @@ def _parser() -> argparse.ArgumentParser:
 async def _read(args: argparse.Namespace) -> int:
     key = MeterKey.parse(args.key, args.key_format)
     client = MeterClient(args.port, args.transport, key, encrypt=args.encrypt, enable_line=args.enable_line)
+    if args.trace:
+        return await _read_traced(client, args)
     async with client:
         identity = await client.identify()
         snapshot = await client.read_snapshot()
+    _print_reading(args, identity.as_dict(), snapshot.as_dict())
+    return 0
+
+
+async def _read_traced(client: MeterClient, args: argparse.Namespace) -> int:
+    doc = await trace.record_reading(client)
+    trace.save(args.trace, doc)
+    print(f"trace written to {args.trace}", file=sys.stderr)
+    if "error" in doc:
+        print(f"error: {doc['error']}", file=sys.stderr)
+        return 3 if doc["error"].startswith(AuthenticationError.__name__) else 1
+    result = doc["result"]
+    _print_reading(args, result["identity"], result["snapshot"])
+    return 0
+
+
+def _print_reading(args: argparse.Namespace, identity: dict[str, Any], snapshot: dict[str, Any]) -> None:
     result: dict[str, Any] = {
-        "utility_serial": identity.utility_serial,
-        "manufacturer": identity.manufacturer,
-        "model": identity.model,
-        "firmware": identity.firmware_version,
-        **snapshot.as_dict(),
+        "utility_serial": identity["utility_serial"],
+        "manufacturer": identity["manufacturer"],
+        "model": identity["model"],
+        "firmware": identity["firmware_version"],
+        **snapshot,
     }
     if args.json:
         print(json.dumps(result))
@@ -73,7 +94,6 @@ async def _read(args: argparse.Namespace) -> int:
         for name, value in result.items():
             if value is not None and value != []:
                 print(f"{name:<{width}}  {value}")
-    return 0
 
 
 async def _simulate(args: argparse.Namespace) -> int:
