@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     read.add_argument("--trace", metavar="FILE", help="also write a trace of the session to FILE (key material masked)")
 
     sim = sub.add_parser("simulate", help="serve a simulated meter until stopped")
-    sim.add_argument("--transport", choices=TRANSPORTS, required=True)
+    sim.add_argument("--transport", choices=TRANSPORTS, help="required unless --replay gives it")
     sim.add_argument("--listen", default="tcp://127.0.0.1:0", help="tcp://127.0.0.1:PORT or pty")
     sim.add_argument("--key", required=True)
     sim.add_argument("--key-format", choices=KEY_FORMATS, default="auto")
@@ -49,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
         default="",
         help="comma-separated meter variants: " + ", ".join(f"{name} ({what})" for name, what in VARIANTS.items()),
     )
+
+    sim.add_argument("--replay", metavar="FILE", help="serve the meter a trace shows (read --trace), signed with --key")
 
     probe = sub.add_parser("probe", help="tell which transport answers on a port")
     probe.add_argument("--port", required=True)
@@ -99,13 +101,20 @@ def _print_reading(args: argparse.Namespace, identity: dict[str, Any], snapshot:
 async def _simulate(args: argparse.Namespace) -> int:
     from .sim_image import MeterImage
 
-    meter = SimulatedMeter(
-        MeterKey.parse(args.key, args.key_format),
-        image=MeterImage(utility_serial=args.serial),
-        faults=Faults.parse(args.faults),
-        pace=args.pace,
-        variants=args.variant,
-    )
+    meter: SimulatedMeter
+    if args.replay:
+        meter = _replayed(args)
+    elif args.transport is None:
+        print("--transport is required (or --replay FILE)", file=sys.stderr)
+        return 2
+    else:
+        meter = SimulatedMeter(
+            MeterKey.parse(args.key, args.key_format),
+            image=MeterImage(utility_serial=args.serial),
+            faults=Faults.parse(args.faults),
+            pace=args.pace,
+            variants=args.variant,
+        )
     if args.listen == "pty":
         server = await meter.serve_pty(args.transport)
     elif args.listen.startswith("tcp://"):
@@ -126,6 +135,24 @@ async def _simulate(args: argparse.Namespace) -> int:
     await stop.wait()
     await server.close()
     return 0
+
+
+def _replayed(args: argparse.Namespace) -> SimulatedMeter:
+    from .sim_replay import ReplayedMeter, analyse
+
+    doc = trace.load(args.replay)
+    if args.transport not in (None, doc["transport"]):
+        raise ValueError(f"the trace is of the {doc['transport']} port, not {args.transport}")
+    args.transport = doc["transport"]
+    replay = analyse(doc)
+    print(f"replaying {args.replay}: {json.dumps(replay.summary())}", flush=True)
+    return ReplayedMeter(
+        replay,
+        MeterKey.parse(args.key, args.key_format),
+        faults=Faults.parse(args.faults),
+        pace=args.pace,
+        variants=args.variant,
+    )
 
 
 async def _probe(args: argparse.Namespace) -> int:
