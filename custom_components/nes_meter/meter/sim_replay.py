@@ -242,8 +242,13 @@ def _toggle_variant(toggles: list[tuple[bool, bool]]) -> set[str]:
 
 
 def _latency(frames: list[Frame]) -> float:
-    """Median time from a request to the first frame of its reply, less their wire time."""
-    samples = []
+    """Median time from a request to its reply, less the wire time if the line had one.
+
+    Frames are stamped when written and when fully received: over a 9600-baud line every
+    exchange takes at least the wire time of both frames, which is then not the meter's.
+    A trace made over loopback (the simulator) shows exchanges faster than that.
+    """
+    samples: list[tuple[float, float]] = []  # (request to reply, wire time of both)
     sent: tuple[float, int] | None = None
     for t, direction, data, _entry in frames:
         if t is None:
@@ -251,9 +256,12 @@ def _latency(frames: list[Frame]) -> float:
         elif direction == "tx":
             sent = (t, len(data))
         elif sent is not None:
-            samples.append(t - sent[0] - (sent[1] + len(data)) * BYTE_TIME)
+            samples.append((t - sent[0], (sent[1] + len(data)) * BYTE_TIME))
             sent = None
-    latency = statistics.median(samples) if samples else 0.0
+    if not samples:
+        return 0.0
+    on_a_line = all(elapsed >= 0.9 * wire for elapsed, wire in samples)
+    latency = statistics.median(elapsed - wire if on_a_line else elapsed for elapsed, wire in samples)
     return latency if latency >= MIN_LATENCY else 0.0
 
 
