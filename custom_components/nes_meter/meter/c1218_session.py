@@ -246,11 +246,8 @@ class C1218Session:
             await self._send_frame(frame, masked=c1218.mask_security(data) != data)
 
     async def _send_frame(self, frame: bytes, *, masked: bool) -> None:
-        shown = (
-            frame[: c1218.HEADER_SIZE + 1] + b"\xff" * (len(frame) - c1218.HEADER_SIZE - 3) + frame[-2:]
-            if masked
-            else frame
-        )
+        # The password and the CRC computed over it.
+        shown = frame[: c1218.HEADER_SIZE + 1] + b"\xff" * (len(frame) - c1218.HEADER_SIZE - 1) if masked else frame
         for attempt in range(self.timing.retries + 1):
             if attempt:
                 self.stats.retries += 1
