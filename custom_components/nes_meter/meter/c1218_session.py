@@ -13,12 +13,16 @@ import asyncio
 from dataclasses import dataclass
 import logging
 import struct
+from typing import TYPE_CHECKING
 
 from . import c1218
 from .errors import AuthenticationError, FrameError, NoResponseError, ResponseError, ShortReadError
 from .keys import MeterKey
 from .stats import FrameLog, LinkStats
 from .transport import BYTE_TIME, LineTimeout, SerialLink
+
+if TYPE_CHECKING:
+    from .trace import Trace
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -71,6 +75,7 @@ class C1218Session:
         self._started_at = 0.0
         self._alive_until = 0.0
         self.alert_pending = False
+        self.trace: Trace | None = None  # set while a trace records (trace.py)
 
     # ---- session ----
 
@@ -241,11 +246,8 @@ class C1218Session:
             await self._send_frame(frame, masked=c1218.mask_security(data) != data)
 
     async def _send_frame(self, frame: bytes, *, masked: bool) -> None:
-        shown = (
-            frame[: c1218.HEADER_SIZE + 1] + b"\xff" * (len(frame) - c1218.HEADER_SIZE - 3) + frame[-2:]
-            if masked
-            else frame
-        )
+        # The password and the CRC computed over it.
+        shown = frame[: c1218.HEADER_SIZE + 1] + b"\xff" * (len(frame) - c1218.HEADER_SIZE - 1) if masked else frame
         for attempt in range(self.timing.retries + 1):
             if attempt:
                 self.stats.retries += 1
@@ -253,6 +255,8 @@ class C1218Session:
             self._sent_frame = frame
             self.stats.frames_sent += 1
             self.frames.add("tx", shown)
+            if self.trace is not None:
+                self.trace.ir_frame("tx", frame, masked=masked)
             try:
                 if await self._await_ack():
                     return
@@ -350,6 +354,8 @@ class C1218Session:
             frame = start + header + rest
             self.stats.frames_received += 1
             self.frames.add("rx", frame)
+            if self.trace is not None:
+                self.trace.ir_frame("rx", frame)
             try:
                 packet = c1218.decode_packet(frame)
             except FrameError:

@@ -11,6 +11,7 @@ import signal
 import sys
 from typing import Any
 
+from . import trace
 from .client import TRANSPORTS, MeterClient, probe_transport
 from .errors import AuthenticationError, MeterError
 from .keys import KEY_FORMATS, MeterKey
@@ -33,9 +34,10 @@ def _parser() -> argparse.ArgumentParser:
     read.add_argument("--encrypt", action="store_true", help="MEP: RC4-encrypt requests")
     read.add_argument("--enable-line", choices=("rts", "dtr", "none"), default="rts", help="MEP ENABLE line")
     read.add_argument("--json", action="store_true", help="one JSON object")
+    read.add_argument("--trace", metavar="FILE", help="also write a trace of the session to FILE (key material masked)")
 
     sim = sub.add_parser("simulate", help="serve a simulated meter until stopped")
-    sim.add_argument("--transport", choices=TRANSPORTS, required=True)
+    sim.add_argument("--transport", choices=TRANSPORTS, help="required unless --replay gives it")
     sim.add_argument("--listen", default="tcp://127.0.0.1:0", help="tcp://127.0.0.1:PORT or pty")
     sim.add_argument("--key", required=True)
     sim.add_argument("--key-format", choices=KEY_FORMATS, default="auto")
@@ -48,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated meter variants: " + ", ".join(f"{name} ({what})" for name, what in VARIANTS.items()),
     )
 
+    sim.add_argument("--replay", metavar="FILE", help="serve the meter a trace shows (read --trace), signed with --key")
+
     probe = sub.add_parser("probe", help="tell which transport answers on a port")
     probe.add_argument("--port", required=True)
     return parser
@@ -56,15 +60,34 @@ def _parser() -> argparse.ArgumentParser:
 async def _read(args: argparse.Namespace) -> int:
     key = MeterKey.parse(args.key, args.key_format)
     client = MeterClient(args.port, args.transport, key, encrypt=args.encrypt, enable_line=args.enable_line)
+    if args.trace:
+        return await _read_traced(client, args)
     async with client:
         identity = await client.identify()
         snapshot = await client.read_snapshot()
+    _print_reading(args, identity.as_dict(), snapshot.as_dict())
+    return 0
+
+
+async def _read_traced(client: MeterClient, args: argparse.Namespace) -> int:
+    doc = await trace.record_reading(client)
+    trace.save(args.trace, doc)
+    print(f"trace written to {args.trace}", file=sys.stderr)
+    if "error" in doc:
+        print(f"error: {doc['error']}", file=sys.stderr)
+        return 3 if doc["error"].startswith(AuthenticationError.__name__) else 1
+    result = doc["result"]
+    _print_reading(args, result["identity"], result["snapshot"])
+    return 0
+
+
+def _print_reading(args: argparse.Namespace, identity: dict[str, Any], snapshot: dict[str, Any]) -> None:
     result: dict[str, Any] = {
-        "utility_serial": identity.utility_serial,
-        "manufacturer": identity.manufacturer,
-        "model": identity.model,
-        "firmware": identity.firmware_version,
-        **snapshot.as_dict(),
+        "utility_serial": identity["utility_serial"],
+        "manufacturer": identity["manufacturer"],
+        "model": identity["model"],
+        "firmware": identity["firmware_version"],
+        **snapshot,
     }
     if args.json:
         print(json.dumps(result))
@@ -73,19 +96,25 @@ async def _read(args: argparse.Namespace) -> int:
         for name, value in result.items():
             if value is not None and value != []:
                 print(f"{name:<{width}}  {value}")
-    return 0
 
 
 async def _simulate(args: argparse.Namespace) -> int:
     from .sim_image import MeterImage
 
-    meter = SimulatedMeter(
-        MeterKey.parse(args.key, args.key_format),
-        image=MeterImage(utility_serial=args.serial),
-        faults=Faults.parse(args.faults),
-        pace=args.pace,
-        variants=args.variant,
-    )
+    meter: SimulatedMeter
+    if args.replay:
+        meter = _replayed(args)
+    elif args.transport is None:
+        print("--transport is required (or --replay FILE)", file=sys.stderr)
+        return 2
+    else:
+        meter = SimulatedMeter(
+            MeterKey.parse(args.key, args.key_format),
+            image=MeterImage(utility_serial=args.serial),
+            faults=Faults.parse(args.faults),
+            pace=args.pace,
+            variants=args.variant,
+        )
     if args.listen == "pty":
         server = await meter.serve_pty(args.transport)
     elif args.listen.startswith("tcp://"):
@@ -106,6 +135,24 @@ async def _simulate(args: argparse.Namespace) -> int:
     await stop.wait()
     await server.close()
     return 0
+
+
+def _replayed(args: argparse.Namespace) -> SimulatedMeter:
+    from .sim_replay import ReplayedMeter, analyse
+
+    doc = trace.load(args.replay)
+    if args.transport not in (None, doc["transport"]):
+        raise ValueError(f"the trace is of the {doc['transport']} port, not {args.transport}")
+    args.transport = doc["transport"]
+    replay = analyse(doc)
+    print(f"replaying {args.replay}: {json.dumps(replay.summary())}", flush=True)
+    return ReplayedMeter(
+        replay,
+        MeterKey.parse(args.key, args.key_format),
+        faults=Faults.parse(args.faults),
+        pace=args.pace,
+        variants=args.variant,
+    )
 
 
 async def _probe(args: argparse.Namespace) -> int:

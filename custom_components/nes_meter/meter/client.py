@@ -36,6 +36,7 @@ from .snapshot import (
     values_needed,
 )
 from .stats import FrameLog, LinkStats
+from .trace import Trace
 from .transport import EnableLine, SerialLink
 
 _LOGGER = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ class MeterClient:
         self._clock: tuple[datetime, float] | None = None  # (meter UTC time, monotonic when read)
         self._alert_offset: int | None = None  # ET13 offset of our Alert Flags (ET11 read once)
         self._absent: set[str] = set()  # optional tables this meter did not give us
+        self.trace: Trace | None = None  # the running trace (start_trace), if any
 
     @property
     def port(self) -> str:
@@ -295,6 +297,24 @@ class MeterClient:
         offset = self._alert_offset
         flags = await self._optional("ET13", lambda: self.read_table(tables.ET13, offset, 1))
         return tables.decode_alert_flags(flags[0]) if flags else ()
+
+    def start_trace(self, *, max_frames: int | None = None) -> Trace:
+        """Record every frame from now on, with the key material masked (see ``trace.py``).
+
+        ``trace.record_reading(client)`` traces a whole reading from a fresh session.
+        """
+        if self.trace is not None:
+            self.trace.detach(self._session)
+        self.trace = Trace(self.transport, port=self.port, max_frames=max_frames)
+        self.trace.attach(self._session)
+        return self.trace
+
+    def stop_trace(self) -> Trace | None:
+        """Stop recording; the trace (``trace.document()`` for its contents)."""
+        trace, self.trace = self.trace, None
+        if trace is not None:
+            trace.detach(self._session)
+        return trace
 
     def diagnostics(self) -> dict[str, Any]:
         """Counters, dimensions and the last frames (security password already masked)."""

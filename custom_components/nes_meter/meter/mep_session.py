@@ -18,12 +18,16 @@ from dataclasses import dataclass
 import logging
 import secrets
 import struct
+from typing import TYPE_CHECKING
 
 from . import mep
 from .errors import AuthenticationError, FrameError, NoResponseError, ResponseError, ShortReadError
 from .keys import MeterKey
 from .stats import FrameLog, LinkStats
 from .transport import BYTE_TIME, LineTimeout, SerialLink
+
+if TYPE_CHECKING:
+    from .trace import Trace
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -94,6 +98,11 @@ class MepSession:
         self._response_timeout = self.timing.response_timeout
         self._answered: deque[_Request] = deque(maxlen=4)  # earlier reads: their late replies are dropped
         self.alert_pending = False
+        self.trace: Trace | None = None  # set while a trace records (trace.py)
+
+    @property
+    def encrypted(self) -> bool:
+        return self._rc4_base is not None
 
     async def start(self) -> None:
         """Assert ENABLE (it powers the meter-side interface), let it settle, flush."""
@@ -191,6 +200,8 @@ class MepSession:
         self._last_tx = loop.time()
         self.stats.frames_sent += 1
         self.frames.add("tx", frame)
+        if self.trace is not None:
+            self.trace.mep_request(request.message)
         return await self._receive(outstanding, len(frame))
 
     async def _receive(self, outstanding: list[_Request], sent: int) -> tuple[int, bytes, int | None]:
@@ -209,6 +220,8 @@ class MepSession:
             )
             self.stats.frames_received += 1
             self.frames.add("rx", header + payload)
+            if self.trace is not None:
+                self.trace.mep_reply(header + payload, self._plaintext(outstanding, payload))
             if payload[0] == mep.MepResult.AUTHENTICATION_FAILURE and length <= mep.DIGEST_SIZE + 1:
                 # Sent in clear, with or without (unverifiable) digest bytes: the meter
                 # accepted neither the key nor, so it cannot sign its answer.
@@ -223,6 +236,18 @@ class MepSession:
             if self._verified_by(self._answered, body, received_digest) is None:
                 raise FrameError("reply digest mismatch (corrupted or foreign frame)")
             self.stats.error("late_reply")  # an earlier read's answer, already served: keep listening
+
+    def _plaintext(self, outstanding: list[_Request], payload: bytes) -> bytes | None:
+        """A reply's body without its digest, decrypted; ``None`` if that is impossible (for traces)."""
+        if payload[0] == mep.MepResult.AUTHENTICATION_FAILURE and len(payload) <= mep.DIGEST_SIZE + 1:
+            return payload[:1]  # sent in clear
+        if len(payload) <= mep.DIGEST_SIZE:
+            return None if self._rc4_base else payload
+        body, received = payload[: -mep.DIGEST_SIZE], payload[-mep.DIGEST_SIZE :]
+        if self._rc4_base is None:
+            return body
+        request = self._verified_by([*self._answered, *outstanding], body, received)
+        return None if request is None else request.reply_body(self._rc4_base, body)
 
     def _verified_by(self, requests: Iterable[_Request], body: bytes, received: bytes) -> _Request | None:
         """The request (newest first) whose digest over request||reply matches ``received``."""
