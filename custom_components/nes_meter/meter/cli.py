@@ -34,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     read.add_argument("--enable-line", choices=("rts", "dtr", "none"), default="rts", help="MEP ENABLE line")
     read.add_argument("--json", action="store_true", help="one JSON object")
 
+    history = sub.add_parser("history", help="print the load profile since a time", parents=[read], add_help=False)
+    history.add_argument("--since", required=True, help="ISO 8601 time (UTC if no offset given)")
+
     sim = sub.add_parser("simulate", help="serve a simulated meter until stopped")
     sim.add_argument("--transport", choices=TRANSPORTS, required=True)
     sim.add_argument("--listen", default="tcp://127.0.0.1:0", help="tcp://127.0.0.1:PORT or pty")
@@ -42,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--serial", default="5712345678", help="utility serial number (ET03)")
     sim.add_argument("--faults", default="", help="e.g. drop=0.01,corrupt=0.01,alerts,seed=1")
     sim.add_argument("--pace", action="store_true", help="9600-baud wire timing")
+    sim.add_argument("--history-days", type=int, default=7, help="days of load profile the meter holds")
     sim.add_argument(
         "--variant",
         default="",
@@ -76,12 +80,18 @@ async def _read(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _history(args: argparse.Namespace) -> int:
+    from .load_profile_cli import history
+
+    return await history(args)
+
+
 async def _simulate(args: argparse.Namespace) -> int:
     from .sim_image import MeterImage
 
     meter = SimulatedMeter(
         MeterKey.parse(args.key, args.key_format),
-        image=MeterImage(utility_serial=args.serial),
+        image=MeterImage(utility_serial=args.serial, history_days=args.history_days),
         faults=Faults.parse(args.faults),
         pace=args.pace,
         variants=args.variant,
@@ -119,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    handler = {"read": _read, "simulate": _simulate, "probe": _probe}[args.command]
+    handler = {"read": _read, "history": _history, "simulate": _simulate, "probe": _probe}[args.command]
     try:
         return asyncio.run(handler(args))
     except AuthenticationError as err:
