@@ -451,16 +451,20 @@ class LoadProfileReader:
         self._report()
         return data
 
-    async def _layout(self) -> LoadProfileLayout | None:
+    async def _layout(self) -> AsyncIterator[LoadProfileLayout | None]:
+        """None after each read but the last; then the layout."""
         cached: LoadProfileLayout | None = getattr(self._client, "load_profile_layout", None)
         if cached is not None and cached.data_set == self.data_set:
-            return cached
+            yield cached
+            return
         n = self.data_set
         bt61 = await self._read(tables.BT61, 0, BT61_HEADER + BT61_SET * (n + 1))
         end_readings, config = decode_bt61(bt61, n)
         counts = tuple(decode_bt61(bt61, k)[1].channels for k in range(n + 1))
+        yield None
         bt62 = await self._read(tables.BT62, 0, sum(3 * c + 1 for c in counts))
         sources = decode_bt62(bt62, counts, n)
+        yield None
         layout = compute_layout(config, end_readings=end_readings)
         try:
             et21 = await self._read(tables.ET21, ET21_ELEMENT * n, ET21_HEAD)
@@ -473,7 +477,7 @@ class LoadProfileReader:
             layout = from_et21
         result = LoadProfileLayout(n, config, sources, layout)
         self._client.load_profile_layout = result
-        return result
+        yield result
 
     def _unavailable(self, why: str) -> None:
         self.result.available = False
@@ -486,8 +490,12 @@ class LoadProfileReader:
         return decode_bt63(await self._read(tables.BT63, BT63_SET * self.data_set, BT63_SET), 0)
 
     async def _run(self) -> AsyncIterator[list[LoadProfileInterval]]:
+        lp: LoadProfileLayout | None = None
         try:
-            lp = await self._layout()
+            async for item in self._layout():
+                if item is None:
+                    yield []
+                lp = item
             yield []
             status = await self._status()
         except ABSENT as err:
