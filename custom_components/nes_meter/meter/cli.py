@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     read.add_argument("--json", action="store_true", help="one JSON object")
     read.add_argument("--trace", metavar="FILE", help="also write a trace of the session to FILE (key material masked)")
 
+    history = sub.add_parser("history", help="print the load profile since a time", parents=[read], add_help=False)
+    history.add_argument("--since", required=True, help="ISO 8601 time (UTC if no offset given)")
+
     sim = sub.add_parser("simulate", help="serve a simulated meter until stopped")
     sim.add_argument("--transport", choices=TRANSPORTS, help="required unless --replay gives it")
     sim.add_argument("--listen", default="tcp://127.0.0.1:0", help="tcp://127.0.0.1:PORT or pty")
@@ -44,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--serial", default="5712345678", help="utility serial number (ET03)")
     sim.add_argument("--faults", default="", help="e.g. drop=0.01,corrupt=0.01,alerts,seed=1")
     sim.add_argument("--pace", action="store_true", help="9600-baud wire timing")
+    sim.add_argument("--history-days", type=int, default=7, help="days of load profile the meter holds")
     sim.add_argument(
         "--variant",
         default="",
@@ -98,6 +102,12 @@ def _print_reading(args: argparse.Namespace, identity: dict[str, Any], snapshot:
                 print(f"{name:<{width}}  {value}")
 
 
+async def _history(args: argparse.Namespace) -> int:
+    from .load_profile_cli import history
+
+    return await history(args)
+
+
 async def _simulate(args: argparse.Namespace) -> int:
     from .sim_image import MeterImage
 
@@ -110,7 +120,7 @@ async def _simulate(args: argparse.Namespace) -> int:
     else:
         meter = SimulatedMeter(
             MeterKey.parse(args.key, args.key_format),
-            image=MeterImage(utility_serial=args.serial),
+            image=MeterImage(utility_serial=args.serial, history_days=args.history_days),
             faults=Faults.parse(args.faults),
             pace=args.pace,
             variants=args.variant,
@@ -166,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    handler = {"read": _read, "simulate": _simulate, "probe": _probe}[args.command]
+    handler = {"read": _read, "history": _history, "simulate": _simulate, "probe": _probe}[args.command]
     try:
         return asyncio.run(handler(args))
     except AuthenticationError as err:

@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Any, Final, Literal
 
-from . import tables
+from . import mep, tables
 from .c1218_session import C1218Session, C1218Timing
 from .errors import (
     AuthenticationError,
@@ -25,6 +25,7 @@ from .errors import (
     ShortReadError,
 )
 from .keys import MeterKey
+from .load_profile import LoadProfile, LoadProfileLayout, LoadProfileReader, ProgressCallback
 from .mep_session import MepSession, MepTiming
 from .snapshot import (
     MeterSnapshot,
@@ -108,6 +109,8 @@ class MeterClient:
         self._alert_offset: int | None = None  # ET13 offset of our Alert Flags (ET11 read once)
         self._absent: set[str] = set()  # optional tables this meter did not give us
         self.trace: Trace | None = None  # the running trace (start_trace), if any
+        self.load_profile_layout: LoadProfileLayout | None = None  # load_profile.py caches it here
+        self.load_profile_said: set[str] = set()  # why there is no load profile, logged once
 
     @property
     def port(self) -> str:
@@ -149,6 +152,23 @@ class MeterClient:
 
     async def read_table(self, table_id: int, offset: int, count: int) -> bytes:
         return await self._session.read(table_id, offset, count)
+
+    @property
+    def max_read_size(self) -> int:
+        """The largest table read one request/reply carries on this transport."""
+        return self._session.max_read if isinstance(self._session, C1218Session) else mep.MAX_READ_DATA
+
+    async def read_load_profile(
+        self, since: datetime | None = None, *, progress: ProgressCallback | None = None
+    ) -> LoadProfile:
+        """The load-profile intervals ending after ``since`` (see ``load_profile.py``)."""
+        return await LoadProfileReader(self, since, progress=progress).run()
+
+    def load_profile_reader(
+        self, since: datetime | None = None, *, progress: ProgressCallback | None = None
+    ) -> LoadProfileReader:
+        """The same, one table read per ``step()``, to interleave with live polls."""
+        return LoadProfileReader(self, since, progress=progress)
 
     async def _optional[T](self, what: str, read: Callable[[], Awaitable[T]]) -> T | None:
         """Read something a meter may refuse or lack: ``None`` then, said once at debug."""

@@ -17,6 +17,7 @@ import time
 from typing import Final
 
 from . import tables
+from .sim_load_profile import TABLE_IDS as LOAD_PROFILE_TABLES, SimLoadProfile
 from .snapshot import STANDARD_PRESENT_ORDER
 
 # Real captured replies (see protocol/mep_vectors.json and protocol/ir_vectors.json).
@@ -60,6 +61,7 @@ class MeterImage:
         speed: float = 1.0,
         ct_ratio: int = 1,
         energy_unit: int = 1,
+        history_days: int = 7,
     ) -> None:
         self.speed = speed
         self.ct_ratio = ct_ratio
@@ -88,6 +90,7 @@ class MeterImage:
             tables.ET13: bytearray(6 * 66),
             tables.ET55: bytearray(ET55_SIZE),
         }
+        self.load_profile = SimLoadProfile(self, history_days=history_days)  # its tables come on first read
         self.write_energy_unit()
         self.update(self._t0)
 
@@ -132,6 +135,12 @@ class MeterImage:
         self._write_bt23()
         self._write_bt28(p_import, p_export)
         self._write_bt52()
+        self.load_profile.advance((now - self._t0) * self.speed)
+
+    def skip(self, seconds: float) -> None:
+        """Let ``seconds`` of model time pass at once at the next update."""
+        self._t0 -= seconds / self.speed
+        self._last -= seconds / self.speed
 
     def _summation(self, source: int) -> int:
         energies = {
@@ -220,6 +229,8 @@ class MeterImage:
 
     def read(self, table_id: int, offset: int, count: int) -> bytes | None:
         """Table bytes; past the end zero-filled like NES meters; None if no such table."""
+        if table_id in LOAD_PROFILE_TABLES:
+            self.load_profile.before_read(table_id)
         table = self.tables.get(table_id)
         if table is None:
             return None
@@ -229,5 +240,7 @@ class MeterImage:
         return data.ljust(count, b"\x00")
 
     def size(self, table_id: int) -> int | None:
+        if table_id in LOAD_PROFILE_TABLES:
+            self.load_profile.ensure()
         table = self.tables.get(table_id)
         return None if table is None else len(table)

@@ -13,6 +13,7 @@ from typing import Final
 
 from . import tables
 from .sim_image import MeterImage
+from .sim_load_profile import VARIANTS as LOAD_PROFILE_VARIANTS
 from .snapshot import STANDARD_PRESENT_ORDER
 
 VARIANTS: Final[dict[str, str]] = {
@@ -34,6 +35,7 @@ VARIANTS: Final[dict[str, str]] = {
     "single-phase": "a single-phase meter: BT27 lists L1 sources only",
     "mep2": "Gen 4: the client sits on the lower MEP port (ET70.142 = 2, alert flags in entry 5)",
     "big-endian-bt00": "BT00 says big-endian data (must be refused)",
+    **LOAD_PROFILE_VARIANTS,
 }
 IR_ONLY: Final = frozenset({"fixed-toggle", "mirror-toggle", "bare-negotiate", "leftover-session", "echo", "fw2"})
 MEP_ONLY: Final = frozenset({"short-0b", "slow-reply"})
@@ -102,4 +104,5 @@ def apply_table_variants(image: MeterImage, variants: frozenset[str]) -> None:
         image.write_energy_unit()
     if "big-endian-bt00" in variants:
         image.tables[tables.BT00][0] |= 0x01
+    image.load_profile.configure(variants)
     image.update()

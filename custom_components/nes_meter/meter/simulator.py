@@ -32,6 +32,7 @@ from .transport import BYTE_TIME
 _LOGGER = logging.getLogger(__name__)
 
 OPEN_TABLES: Final = frozenset({tables.BT00, tables.BT01, tables.ET03})
+IR_READ_KEY_REFUSED: Final = frozenset({tables.ET21})  # MK/PK only, not the read key (O p.38)
 MEP_SEGMENT: Final = 117
 MEP_SEGMENT_GAP: Final = 0.025
 MEP_MIN_SPACING: Final = 0.1
@@ -501,7 +502,7 @@ class SimulatedMeter:
             return bytes([self.image.refused[table_id]])
         if self.image.size(table_id) is None:
             return b"\x05"
-        if table_id not in OPEN_TABLES and state.level is not _IrLevel.AUTHORISED:
+        if (table_id not in OPEN_TABLES and state.level is not _IrLevel.AUTHORISED) or table_id in IR_READ_KEY_REFUSED:
             return b"\x03"
         self.stats.table_reads[table_id] += 1
         data = self.image.read(table_id, offset, count)

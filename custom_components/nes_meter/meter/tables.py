@@ -26,9 +26,14 @@ BT27: Final = 27
 BT28: Final = 28
 BT52: Final = 52
 BT55: Final = 55
+BT61: Final = 61  # load profile: actual dimensions
+BT62: Final = 62  # load profile: channel sources
+BT63: Final = 63  # load profile: status
+BT64: Final = 64  # load profile data, data set 1 (BT65-BT67: sets 2-4)
 ET03: Final = 0x0800 + 3
 ET11: Final = 0x0800 + 11
 ET13: Final = 0x0800 + 13
+ET21: Final = 0x0800 + 21  # load profile internal configuration
 ET55: Final = 0x0800 + 55
 ET70: Final = 0x0800 + 70
 
