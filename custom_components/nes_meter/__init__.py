@@ -25,11 +25,13 @@ async def async_setup_entry(hass: HomeAssistant, entry: NesMeterConfigEntry) -> 
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: NesMeterConfigEntry) -> bool:
-    """Close the port; the coordinator's timers stop with the entry."""
-    unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
-    if unloaded:
-        await entry.runtime_data.async_shutdown()
-    return unloaded
+    """Remove the entities; the port closes after this.
+
+    The coordinator registered its own ``async_shutdown`` (which stops its timers and
+    closes the port) with ``entry.async_on_unload`` when it was created, so unloading
+    needs nothing from ``runtime_data`` and works for any entry that reached LOADED.
+    """
+    return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
 
 
 async def _async_options_updated(hass: HomeAssistant, entry: NesMeterConfigEntry) -> None:
