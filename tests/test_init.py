@@ -7,6 +7,7 @@ from datetime import timedelta
 import json
 import time
 
+from freezegun.api import FrozenDateTimeFactory
 from homeassistant.components.sensor import SensorDeviceClass, SensorStateClass
 from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
 from homeassistant.const import CONF_PORT, STATE_UNAVAILABLE
@@ -295,20 +296,25 @@ async def test_options_change_reloads(hass: HomeAssistant, ir_server: SimServer)
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
-async def test_unchanged_values_are_not_written_again(
-    hass: HomeAssistant, meter: SimulatedMeter, mep_server: SimServer
+@pytest.mark.freeze_time(tick=True)
+async def test_every_update_is_written(
+    hass: HomeAssistant, meter: SimulatedMeter, mep_server: SimServer, freezer: FrozenDateTimeFactory
 ) -> None:
+    """An unchanged value is still reported: Derivative, Integration and "last seen" rely on it."""
     entry = await setup_entry(hass, mep_server, "mep")
-    await refresh(hass, entry)
-    export_before, power_before = hass.states.get(EXPORT), hass.states.get(POWER)
-    export_reported = export_before.last_reported  # HA updates this in place on every write
+    export_before = hass.states.get(EXPORT)
+    assert export_before is not None
+    reported, changed = export_before.last_reported, export_before.last_changed
 
-    await refresh(hass, entry)
-    export_after, power_after = hass.states.get(EXPORT), hass.states.get(POWER)
-    assert export_after.state == export_before.state  # the simulated meter exports nothing
-    assert export_after.last_reported == export_reported  # so no write at all
-    assert power_after.state != power_before.state
-    assert power_after.last_updated > power_before.last_updated
+    for _ in range(2):
+        freezer.tick(timedelta(seconds=DEFAULT_UPDATE_INTERVAL))
+        await refresh(hass, entry)
+        export_after = hass.states.get(EXPORT)
+        assert export_after is not None
+        assert export_after.state == export_before.state  # the simulated meter exports nothing
+        assert export_after.last_changed == changed
+        assert export_after.last_reported > reported  # written anyway
+        reported = export_after.last_reported
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 

@@ -24,13 +24,11 @@ from homeassistant.const import (
     UnitOfPower,
     UnitOfTime,
 )
-from homeassistant.core import HomeAssistant, callback
-from homeassistant.helpers.device_registry import DeviceInfo
-from homeassistant.helpers.entity_platform import AddEntitiesCallback
-from homeassistant.helpers.update_coordinator import CoordinatorEntity
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .const import DOMAIN
 from .coordinator import NesMeterConfigEntry, NesMeterCoordinator
+from .entity import NesMeterEntity
 from .meter import MeterIdentity, MeterSnapshot
 
 PARALLEL_UPDATES = 0
@@ -241,7 +239,7 @@ LINK_SENSORS: tuple[NesLinkSensorDescription, ...] = (
 async def async_setup_entry(
     hass: HomeAssistant,
     entry: NesMeterConfigEntry,
-    async_add_entities: AddEntitiesCallback,
+    async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Create the sensors this meter's dimension tables say it has."""
     coordinator = entry.runtime_data
@@ -254,38 +252,7 @@ async def async_setup_entry(
     async_add_entities(entities)
 
 
-class NesMeterEntity(CoordinatorEntity[NesMeterCoordinator], SensorEntity):
-    """Common device and naming for every entity of one meter."""
-
-    _attr_has_entity_name = True
-
-    def __init__(
-        self, coordinator: NesMeterCoordinator, identity: MeterIdentity, description: SensorEntityDescription
-    ) -> None:
-        super().__init__(coordinator)
-        self.entity_description = description
-        self._attr_unique_id = f"{identity.utility_serial}_{description.key}"
-        self._attr_device_info = DeviceInfo(
-            identifiers={(DOMAIN, identity.utility_serial)},
-            manufacturer="NES/Echelon" if identity.manufacturer in ("NES", "ELON") else identity.manufacturer,
-            model=identity.model,
-            serial_number=identity.utility_serial,
-            sw_version=identity.firmware_version,
-            hw_version=identity.hardware_version,
-            name=f"NES {identity.model}",
-        )
-        self._written: tuple[object, ...] | None = None
-
-    @callback
-    def _handle_coordinator_update(self) -> None:
-        """Write the state only when it changed: most registers stay put between polls."""
-        shown = (self.available, self.native_value, self.extra_state_attributes)
-        if shown != self._written:
-            self._written = shown
-            self.async_write_ha_state()
-
-
-class NesMeterSensor(NesMeterEntity):
+class NesMeterSensor(NesMeterEntity, SensorEntity):
     """A value from the meter's registers or present values."""
 
     entity_description: NesSensorDescription
@@ -301,7 +268,7 @@ class NesMeterSensor(NesMeterEntity):
         return {"phase_sum_mismatch": self.coordinator.guard.phase_mismatch}
 
 
-class NesLinkSensor(NesMeterEntity):
+class NesLinkSensor(NesMeterEntity, SensorEntity):
     """Connection health; available even while the meter is not."""
 
     entity_description: NesLinkSensorDescription
