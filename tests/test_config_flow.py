@@ -191,6 +191,10 @@ async def test_reconfigure(hass: HomeAssistant, ir_server: SimServer, mep_server
     result = await entry.start_reconfigure_flow(hass)
     assert result["step_id"] == "reconfigure"
     result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {**user_input(mep_server, "mep"), CONF_PORT: "http://127.0.0.1:1"}
+    )
+    assert result["errors"] == {"base": "invalid_port"}
+    result = await hass.config_entries.flow.async_configure(
         result["flow_id"], user_input(mep_server, "mep", key="x" * 20)
     )
     assert result["errors"] == {"base": "invalid_key"}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 import logging
 import time
@@ -87,6 +90,7 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
         self.guard = CounterGuard()
         self._failures = 0
         self._retry_at = 0.0
+        self._port_lock = asyncio.Lock()
 
     @property
     def interval_seconds(self) -> float:
@@ -108,7 +112,23 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
             await self.client.open()
         self.identity = await self.client.identify()
 
+    @asynccontextmanager
+    async def port_released(self) -> AsyncIterator[None]:
+        """Close the port and keep polls away from it until the block ends.
+
+        The port is opened exclusively (and ser2net serves one client), so a config flow
+        that tests new settings for this entry's meter needs it. A poll due meanwhile
+        waits; the first poll after the block opens the port again.
+        """
+        async with self._port_lock:
+            await self.client.close()
+            yield
+
     async def _async_update_data(self) -> MeterSnapshot:
+        async with self._port_lock:
+            return await self._async_poll()
+
+    async def _async_poll(self) -> MeterSnapshot:
         now = time.monotonic()
         if now < self._retry_at:
             raise UpdateFailed(
