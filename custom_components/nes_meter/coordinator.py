@@ -8,13 +8,16 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 import logging
 import time
-from typing import Any
+from typing import Any, Final
 
+from homeassistant.components.sensor import SensorExtraStoredData
 from homeassistant.config_entries import ConfigEntry
-from homeassistant.const import CONF_PORT
+from homeassistant.const import CONF_PORT, Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryAuthFailed, HomeAssistantError
+from homeassistant.helpers import entity_registry as er, restore_state
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
+from homeassistant.util import dt as dt_util
 
 from .const import (
     BACKOFF_MAX,
@@ -29,7 +32,7 @@ from .const import (
     DEFAULT_UPDATE_INTERVAL,
     DOMAIN,
 )
-from .guard import CounterGuard
+from .guard import GUARDED_COUNTERS, CounterGuard
 from .meter import (
     AuthenticationError,
     MeterClient,
@@ -44,6 +47,13 @@ from .meter import (
 _LOGGER = logging.getLogger(__name__)
 
 type NesMeterConfigEntry = ConfigEntry[NesMeterCoordinator]
+
+RESTORED_UNITS: Final = frozenset({"kWh", "kvarh"})
+
+
+def counter_key(name: str) -> str:
+    """The sensor key of a guarded snapshot field: ``energy_import_wh`` -> ``energy_import``."""
+    return name.rsplit("_", 1)[0]
 
 
 def build_client(data: dict[str, Any], options: dict[str, Any] | None = None) -> MeterClient:
@@ -106,6 +116,34 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
             await self._connect()
         except MeterError as err:
             raise ha_error(err) from err
+        self._restore_guard()
+
+    def _restore_guard(self) -> None:
+        """Seed the counter guard with what the energy sensors showed before a restart or reload.
+
+        Without it the first reading after a restart would be accepted unchecked: a
+        glitching 0, or a lower value, would make the Energy dashboard book the whole
+        lifetime reading again when the real value returns. The energy sensors are
+        ``RestoreSensor``s, so Home Assistant keeps their last native value (kWh or kvarh,
+        the guard keeps Wh) across restarts and reloads.
+        """
+        assert self.identity is not None
+        registry = er.async_get(self.hass)
+        stored = restore_state.async_get(self.hass).last_states
+        now, wall_now = time.monotonic(), dt_util.utcnow()
+        for name in GUARDED_COUNTERS:
+            unique_id = f"{self.identity.utility_serial}_{counter_key(name)}"
+            entity_id = registry.async_get_entity_id(Platform.SENSOR, DOMAIN, unique_id)
+            state = stored.get(entity_id) if entity_id else None
+            if state is None or state.extra_data is None:
+                continue
+            data = SensorExtraStoredData.from_dict(state.extra_data.as_dict())
+            if data is None or data.native_unit_of_measurement not in RESTORED_UNITS:
+                continue
+            if not isinstance(data.native_value, int | float):
+                continue
+            age = max((wall_now - state.last_seen).total_seconds(), 0.0)
+            self.guard.restore(name, round(float(data.native_value) * 1000, 3), now - age)
 
     async def _connect(self) -> None:
         if not self.client.is_open:

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from homeassistant.components.sensor import (
+    RestoreSensor,
     SensorDeviceClass,
     SensorEntity,
     SensorEntityDescription,
@@ -27,8 +28,9 @@ from homeassistant.const import (
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .coordinator import NesMeterConfigEntry, NesMeterCoordinator
+from .coordinator import NesMeterConfigEntry, NesMeterCoordinator, counter_key
 from .entity import NesMeterEntity
+from .guard import GUARDED_COUNTERS
 from .meter import MeterIdentity, MeterSnapshot
 
 PARALLEL_UPDATES = 0
@@ -245,8 +247,11 @@ async def async_setup_entry(
     coordinator = entry.runtime_data
     identity = coordinator.identity
     assert identity is not None
+    counters = {counter_key(name) for name in GUARDED_COUNTERS}
     entities: list[SensorEntity] = [
-        NesMeterSensor(coordinator, identity, description) for description in SENSORS if description.exists_fn(identity)
+        (NesMeterCounterSensor if description.key in counters else NesMeterSensor)(coordinator, identity, description)
+        for description in SENSORS
+        if description.exists_fn(identity)
     ]
     entities += [NesLinkSensor(coordinator, identity, description) for description in LINK_SENSORS]
     async_add_entities(entities)
@@ -266,6 +271,14 @@ class NesMeterSensor(NesMeterEntity, SensorEntity):
         if self.entity_description.key != "power_import":
             return None
         return {"phase_sum_mismatch": self.coordinator.guard.phase_mismatch}
+
+
+class NesMeterCounterSensor(NesMeterSensor, RestoreSensor):
+    """An energy register: its last value is kept across restarts as the guard's baseline.
+
+    The coordinator reads it back before its first poll (``_restore_guard``); the entity
+    itself shows the live, guarded value as soon as it is added.
+    """
 
 
 class NesLinkSensor(NesMeterEntity, SensorEntity):
