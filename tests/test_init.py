@@ -6,6 +6,7 @@ import asyncio
 from datetime import timedelta
 import json
 import time
+from unittest.mock import patch
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.components.sensor import SensorDeviceClass, SensorStateClass
@@ -30,6 +31,7 @@ from custom_components.nes_meter.const import (
 from custom_components.nes_meter.coordinator import NesMeterCoordinator
 from custom_components.nes_meter.meter import MeterKey
 from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
+from custom_components.nes_meter.sensor import clock_offset
 
 from .conftest import KEY, KEY_TEXT, SERIAL
 
@@ -91,7 +93,10 @@ async def test_setup_creates_device_and_sensors(hass: HomeAssistant, meter: Simu
         disabled = registry.async_get("sensor.nes_83334_voltage_phase_3")
         assert disabled is not None
         assert disabled.disabled_by is er.RegistryEntryDisabler.INTEGRATION
-        assert registry.async_get("sensor.nes_83334_meter_clock").entity_category == "diagnostic"
+        clock = registry.async_get("sensor.nes_83334_clock_offset")
+        assert clock is not None
+        assert clock.entity_category == "diagnostic"
+        assert clock.disabled_by is er.RegistryEntryDisabler.INTEGRATION  # keeps the recorder lean
         assert registry.async_get(ENERGY).unique_id == f"{SERIAL}_energy_import"
 
         before = float(energy.state)
@@ -339,3 +344,36 @@ async def test_recovers_by_itself_within_the_backoff(hass: HomeAssistant, meter:
         assert await hass.config_entries.async_unload(entry.entry_id)
     finally:
         await server.close()
+
+
+async def test_clock_offset_and_meter_time_in_diagnostics(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    entity_registry: er.EntityRegistry,
+    ir_server: SimServer,
+) -> None:
+    """The meter clock is a diagnostic offset (opt-in); the raw meter time is in the diagnostics."""
+    entity_registry.async_get_or_create(
+        "sensor", DOMAIN, f"{SERIAL}_clock_offset", suggested_object_id="nes_83334_clock_offset", disabled_by=None
+    )
+    entry = await setup_entry(hass, ir_server, "ir")
+    state = hass.states.get("sensor.nes_83334_clock_offset")
+    assert state is not None
+    assert state.attributes["unit_of_measurement"] == "s"
+    assert state.attributes["device_class"] == SensorDeviceClass.DURATION
+    assert abs(int(state.state)) <= 1  # the simulated meter runs on the host's clock
+    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+    meter_time = dt_util.parse_datetime(diagnostics["clock"]["meter_time"])
+    assert meter_time is not None
+    assert abs((meter_time - dt_util.utcnow()).total_seconds()) < 5
+    assert abs(diagnostics["clock"]["offset_seconds"]) <= 1
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+def test_clock_offset_rounds_the_meter_second() -> None:
+    now = dt_util.utcnow().replace(microsecond=200_000)
+    with patch("custom_components.nes_meter.sensor.dt_util.utcnow", return_value=now):
+        assert clock_offset(now.replace(microsecond=0)) == 0
+        assert clock_offset(now.replace(microsecond=0) + timedelta(seconds=90)) == 90
+        assert clock_offset(now.replace(microsecond=0) - timedelta(seconds=3)) == -3
+        assert clock_offset(None) is None

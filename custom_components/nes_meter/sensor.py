@@ -27,6 +27,7 @@ from homeassistant.const import (
 )
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.util import dt as dt_util
 
 from .coordinator import NesMeterConfigEntry, NesMeterCoordinator, counter_key
 from .entity import NesMeterEntity
@@ -77,6 +78,18 @@ def _percent(name: str) -> Callable[[MeterSnapshot], float | None]:
         return None if raw is None else round(raw * 100, 1)
 
     return value
+
+
+def clock_offset(meter_time: datetime | None) -> int | None:
+    """How far the meter's clock is ahead of Home Assistant's (negative: behind), in whole seconds.
+
+    The meter reports whole seconds, so its clock is read as the middle of that second.
+    The meter time itself changes every poll, which would write a recorder row each time;
+    it is in the diagnostics instead.
+    """
+    if meter_time is None:
+        return None
+    return round((meter_time - dt_util.utcnow()).total_seconds() + 0.5)
 
 
 def _energy(key: str, index: int, *, reactive: bool = False) -> NesSensorDescription:
@@ -203,11 +216,14 @@ SENSORS: tuple[NesSensorDescription, ...] = (
         native_unit_of_measurement=UnitOfTime.SECONDS,
     ),
     NesSensorDescription(
-        key="meter_time",
-        translation_key="meter_time",
-        device_class=SensorDeviceClass.TIMESTAMP,
-        value_fn=lambda snapshot: snapshot.meter_time,
+        key="clock_offset",
+        translation_key="clock_offset",
+        device_class=SensorDeviceClass.DURATION,
+        native_unit_of_measurement=UnitOfTime.SECONDS,
+        suggested_display_precision=0,
+        value_fn=lambda snapshot: clock_offset(snapshot.meter_time),
         entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
     ),
 )
 
