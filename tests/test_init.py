@@ -30,8 +30,8 @@ from custom_components.nes_meter.const import (
 )
 from custom_components.nes_meter.coordinator import NesMeterCoordinator
 from custom_components.nes_meter.meter import MeterKey
-from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
-from custom_components.nes_meter.sensor import clock_offset
+from custom_components.nes_meter.meter.simulator import Faults, SimServer, SimulatedMeter
+from custom_components.nes_meter.sensor import LAST_ERROR_OPTIONS, clock_offset
 
 from .conftest import KEY, KEY_TEXT, SERIAL
 
@@ -377,3 +377,22 @@ def test_clock_offset_rounds_the_meter_second() -> None:
         assert clock_offset(now.replace(microsecond=0) + timedelta(seconds=90)) == 90
         assert clock_offset(now.replace(microsecond=0) - timedelta(seconds=3)) == -3
         assert clock_offset(None) is None
+
+
+async def test_last_error_is_a_translated_enum(hass: HomeAssistant, entity_registry: er.EntityRegistry) -> None:
+    """A NAK from the meter shows as the "nak" state; the options are the sensor's fixed list."""
+    entity_registry.async_get_or_create(
+        "sensor", DOMAIN, f"{SERIAL}_last_error", suggested_object_id="nes_83334_last_error", disabled_by=None
+    )
+    meter = SimulatedMeter(KEY, faults=Faults(nak_first=True))
+    server = await meter.serve_tcp("ir")
+    try:
+        entry = await setup_entry(hass, server, "ir")
+        state = hass.states.get("sensor.nes_83334_last_error")
+        assert state is not None
+        assert state.state == "nak"
+        assert state.attributes["device_class"] == SensorDeviceClass.ENUM
+        assert state.attributes["options"] == LAST_ERROR_OPTIONS
+        assert await hass.config_entries.async_unload(entry.entry_id)
+    finally:
+        await server.close()

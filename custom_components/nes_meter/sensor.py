@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from homeassistant.components.sensor import (
     RestoreSensor,
@@ -228,6 +228,46 @@ SENSORS: tuple[NesSensorDescription, ...] = (
 )
 
 
+# The library names what went wrong in its own terms (C12.18 response names, MEP result
+# codes, link events); the sensor shows what it means for the user, translated. The
+# exact name is still counted in the diagnostics.
+LAST_ERROR_STATES: Final[dict[str, str]] = {
+    "timeout": "timeout",
+    "bad_frame": "corrupt_reply",
+    "bad_crc": "corrupt_reply",
+    "stray_byte": "corrupt_reply",
+    "nak": "nak",
+    "duplicate": "duplicate",
+    "security_rejected": "key_rejected",
+    "isc": "key_rejected",  # C12.18: insufficient security clearance
+    "0x0B": "key_rejected",  # MEP: authentication failure
+    "bsy": "busy",
+    "dnr": "busy",  # C12.18: data not ready
+    "err": "refused",
+    "sns": "refused",
+    "onp": "refused",
+    "iar": "refused",
+    "dlk": "refused",
+    "0x01": "refused",
+    "0x02": "refused",
+    "0x03": "refused",
+    "0x04": "refused",
+    "0x05": "refused",
+    "isss": "out_of_sequence",
+    "rno": "out_of_sequence",
+    "0x0C": "out_of_sequence",
+    "0x0A": "tls_required",
+}
+LAST_ERROR_OPTIONS: Final[list[str]] = ["none", *dict.fromkeys(LAST_ERROR_STATES.values()), "other"]
+
+
+def last_error_state(name: str | None) -> str:
+    """The enum state for the library's last error name; new names show as ``other``."""
+    if name is None:
+        return "none"
+    return LAST_ERROR_STATES.get(name, "other")
+
+
 @dataclass(frozen=True, kw_only=True)
 class NesLinkSensorDescription(SensorEntityDescription):
     """A connection diagnostic taken from the client's counters."""
@@ -239,7 +279,9 @@ LINK_SENSORS: tuple[NesLinkSensorDescription, ...] = (
     NesLinkSensorDescription(
         key="last_error",
         translation_key="last_error",
-        value_fn=lambda coordinator: coordinator.client.stats.last_error or "none",
+        device_class=SensorDeviceClass.ENUM,
+        options=LAST_ERROR_OPTIONS,
+        value_fn=lambda coordinator: last_error_state(coordinator.client.stats.last_error),
         entity_category=EntityCategory.DIAGNOSTIC,
         entity_registry_enabled_default=False,
     ),
