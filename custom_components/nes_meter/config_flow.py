@@ -60,7 +60,7 @@ BY_ID = Path("/dev/serial/by-id")
 
 
 def _list_ports() -> dict[str, str]:
-    """Serial ports as {stable path: label}; runs in the executor (it touches sysfs)."""
+    """List serial ports as {stable path: label}; runs in the executor (it touches sysfs)."""
     by_id: dict[str, str] = {}
     if BY_ID.is_dir():
         for link in BY_ID.iterdir():
@@ -86,7 +86,7 @@ async def validate_meter(hass: HomeAssistant, data: dict[str, Any]) -> MeterIden
 
 
 def _same_device(port: str) -> str:
-    """What two spellings of one port have in common: the device node a path resolves to.
+    """Reduce a port to what two spellings of it share: the device node a path resolves to.
 
     ``/dev/serial/by-id/...`` and ``/dev/ttyUSB0`` are the same adapter; URLs compare as
     written. Runs in the executor (it follows symlinks).
@@ -109,7 +109,7 @@ def _error_for(err: MeterError) -> str:
 
 
 def _key_schema(key_format: str, *, keep_stored: bool = False) -> dict[vol.Marker, Any]:
-    """The key fields. The key never has a default: a default is sent to the browser.
+    """Build the key fields. The key never has a default: a default is sent to the browser.
 
     ``keep_stored``: the field may stay empty, which keeps the stored key (reconfigure).
     """
@@ -173,7 +173,7 @@ class NesMeterConfigFlow(ConfigFlow, domain=DOMAIN):
             return None, {"base": "unknown"}
 
     async def _async_port_owner(self, port: str, *, ignore: str | None = None) -> str | None:
-        """The title of another entry that already reads from ``port``, if any.
+        """Return the title of another entry that already reads from ``port``, if any.
 
         Checked before the port is opened: a loaded entry holds its port exclusively, so
         opening it would only say "cannot connect".
@@ -210,7 +210,7 @@ class NesMeterConfigFlow(ConfigFlow, domain=DOMAIN):
         )
 
     async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
-        """The meter rejected the stored key: ask for the current one."""
+        """Ask for the current key after the meter rejected the stored one."""
         return await self.async_step_reauth_confirm()
 
     async def async_step_reauth_confirm(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:

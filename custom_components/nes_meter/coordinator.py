@@ -52,12 +52,12 @@ RESTORED_UNITS: Final = frozenset({"kWh", "kvarh"})
 
 
 def counter_key(name: str) -> str:
-    """The sensor key of a guarded snapshot field: ``energy_import_wh`` -> ``energy_import``."""
+    """Return the sensor key of a guarded snapshot field: ``energy_import_wh`` -> ``energy_import``."""
     return name.rsplit("_", 1)[0]
 
 
 def build_client(data: dict[str, Any], options: dict[str, Any] | None = None) -> MeterClient:
-    """A client for an entry's data (port, transport, key) and options."""
+    """Build a client for an entry's data (port, transport, key) and options."""
     options = options or {}
     return MeterClient(
         data[CONF_PORT],
@@ -69,7 +69,7 @@ def build_client(data: dict[str, Any], options: dict[str, Any] | None = None) ->
 
 
 def ha_error(err: MeterError) -> HomeAssistantError:
-    """The Home Assistant error for a library error: reauth for a key, else a failed update."""
+    """Translate a library error: reauth for a rejected key, else a failed update."""
     if isinstance(err, AuthenticationError):
         return ConfigEntryAuthFailed(translation_domain=DOMAIN, translation_key="invalid_key")
     if isinstance(err, PortError):
@@ -87,6 +87,7 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
     config_entry: NesMeterConfigEntry
 
     def __init__(self, hass: HomeAssistant, entry: NesMeterConfigEntry) -> None:
+        """Poll at the entry's interval; the port is opened by the first refresh."""
         interval = entry.options.get(CONF_UPDATE_INTERVAL, DEFAULT_UPDATE_INTERVAL)
         super().__init__(
             hass,
@@ -104,6 +105,7 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
 
     @property
     def interval_seconds(self) -> float:
+        """Seconds between polls: how long the optical session is held open."""
         assert self.update_interval is not None
         return self.update_interval.total_seconds()
 
@@ -194,5 +196,6 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
         self._retry_at = time.monotonic() + delay
 
     async def async_shutdown(self) -> None:
+        """Stop polling and close the port (on unload, and on a failed setup)."""
         await super().async_shutdown()
         await self.client.close()

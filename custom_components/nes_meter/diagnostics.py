@@ -17,6 +17,7 @@ TO_REDACT = {CONF_KEY, "utility_serial", "manufacturer_serial", "serial_number",
 
 
 async def async_get_config_entry_diagnostics(hass: HomeAssistant, entry: NesMeterConfigEntry) -> dict[str, Any]:
+    """Collect the entry, the last reading, the guard and the link; key and serials redacted."""
     coordinator = entry.runtime_data
     client = coordinator.client.diagnostics()
     identity = coordinator.identity

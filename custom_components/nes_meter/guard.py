@@ -144,6 +144,7 @@ class CounterGuard:
         return False
 
     def as_dict(self) -> dict[str, object]:
+        """Summarise what the guard held back, for the diagnostics."""
         return {
             "restored_counters": sorted(self.restored),
             "accepted_resets": dict(self.resets),

@@ -52,7 +52,7 @@ class NesSensorDescription(SensorEntityDescription):
 
 
 def _present(source: int) -> Callable[[MeterIdentity], bool]:
-    """The meter lists this BT28 source in BT27 (no entity for values a meter lacks)."""
+    """Check that the meter lists this BT28 source in BT27 (no entity for values a meter lacks)."""
     return lambda identity: source in identity.present_sources
 
 
@@ -93,7 +93,7 @@ def clock_offset(meter_time: datetime | None) -> int | None:
 
 
 def _energy(key: str, index: int, *, reactive: bool = False) -> NesSensorDescription:
-    """A BT23 register; active energy is enabled for the Energy dashboard, reactive is opt-in."""
+    """Describe a BT23 register; active energy is enabled for the Energy dashboard, reactive is opt-in."""
     return NesSensorDescription(
         key=key,
         translation_key=key,
@@ -108,7 +108,7 @@ def _energy(key: str, index: int, *, reactive: bool = False) -> NesSensorDescrip
 
 
 def _outage(key: str, field: str, index: int, **kwargs: Any) -> NesSensorDescription:
-    """A BT23 power-outage counter: diagnostic and opt-in."""
+    """Describe a BT23 power-outage counter: diagnostic and opt-in."""
     return NesSensorDescription(
         key=key,
         translation_key=key,
@@ -131,7 +131,7 @@ def _measurement(
     precision: int | None = None,
     enabled: bool = False,
 ) -> NesSensorDescription:
-    """A live BT28 value; ``source`` is its BT27 source id (absent on meters that lack it)."""
+    """Describe a live BT28 value; ``source`` is its BT27 source id (absent on meters that lack it)."""
     return NesSensorDescription(
         key=key,
         translation_key=key,
@@ -262,7 +262,7 @@ LAST_ERROR_OPTIONS: Final[list[str]] = ["none", *dict.fromkeys(LAST_ERROR_STATES
 
 
 def last_error_state(name: str | None) -> str:
-    """The enum state for the library's last error name; new names show as ``other``."""
+    """Map the library's last error name to an enum state; new names show as ``other``."""
     if name is None:
         return "none"
     return LAST_ERROR_STATES.get(name, "other")
@@ -322,10 +322,12 @@ class NesMeterSensor(NesMeterEntity, SensorEntity):
 
     @property
     def native_value(self) -> float | datetime | str | None:
+        """Return the value from the last (guarded) reading."""
         return self.entity_description.value_fn(self.coordinator.data)
 
     @property
     def extra_state_attributes(self) -> dict[str, Any] | None:
+        """Flag on total import power whether the per-phase powers add up to it."""
         if self.entity_description.key != "power_import":
             return None
         return {"phase_sum_mismatch": self.coordinator.guard.phase_mismatch}
@@ -346,8 +348,10 @@ class NesLinkSensor(NesMeterEntity, SensorEntity):
 
     @property
     def available(self) -> bool:
+        """Stay available: connection health matters most while the meter is not."""
         return True
 
     @property
     def native_value(self) -> float | str | None:
+        """Return the client's counter or last error."""
         return self.entity_description.value_fn(self.coordinator)
