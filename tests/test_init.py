@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 import json
-import time
 from unittest.mock import patch
 
 from freezegun.api import FrozenDateTimeFactory
@@ -14,6 +12,7 @@ from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
 from homeassistant.const import CONF_PORT, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr, entity_registry as er
+from homeassistant.helpers.update_coordinator import UpdateFailed
 from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
@@ -38,6 +37,11 @@ from .conftest import KEY, KEY_TEXT, SERIAL
 ENERGY = "sensor.nes_83334_energy_import"
 EXPORT = "sensor.nes_83334_energy_export"
 POWER = "sensor.nes_83334_power_import"
+
+
+def advance(freezer: FrozenDateTimeFactory, delta: timedelta) -> None:
+    """Move the clock on from now; with ``tick=True``, ``freezer.tick`` counts from the start."""
+    freezer.move_to(dt_util.utcnow() + delta)
 
 
 async def setup_entry(hass: HomeAssistant, server: SimServer, transport: str) -> MockConfigEntry:
@@ -186,8 +190,9 @@ async def test_energy_dashboard_accepts_the_sensors(
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
+@pytest.mark.freeze_time(tick=True)
 async def test_unavailable_on_disconnect_and_recovery(
-    hass: HomeAssistant, meter: SimulatedMeter, caplog: pytest.LogCaptureFixture
+    hass: HomeAssistant, meter: SimulatedMeter, caplog: pytest.LogCaptureFixture, freezer: FrozenDateTimeFactory
 ) -> None:
     server = await meter.serve_tcp("ir")
     port = int(server.url.rsplit(":", 1)[1])
@@ -195,7 +200,7 @@ async def test_unavailable_on_disconnect_and_recovery(
     good = float(hass.states.get(ENERGY).state)
     await server.close()
 
-    coordinator = await refresh(hass, entry)
+    await refresh(hass, entry)
     assert hass.states.get(ENERGY).state == STATE_UNAVAILABLE
     await refresh(hass, entry)  # during backoff: no reconnect attempt, still unavailable
     assert hass.states.get(ENERGY).state == STATE_UNAVAILABLE
@@ -203,7 +208,7 @@ async def test_unavailable_on_disconnect_and_recovery(
 
     server = await meter.serve_tcp("ir", port=port)
     try:
-        coordinator._retry_at = 0  # the backoff has run out
+        advance(freezer, timedelta(seconds=BACKOFF_MIN + 1))  # the backoff has run out
         await refresh(hass, entry)
         assert float(hass.states.get(ENERGY).state) >= good
         assert "recovered" in caplog.text
@@ -212,16 +217,24 @@ async def test_unavailable_on_disconnect_and_recovery(
         await server.close()
 
 
-async def test_backoff_grows_to_a_minute(hass: HomeAssistant, meter: SimulatedMeter) -> None:
+@pytest.mark.freeze_time(tick=True)
+async def test_backoff_grows_to_a_minute(
+    hass: HomeAssistant, meter: SimulatedMeter, freezer: FrozenDateTimeFactory
+) -> None:
+    """Each failed reconnect doubles the wait, up to a minute; a poll during the wait does not touch the port."""
     server = await meter.serve_tcp("ir")
     entry = await setup_entry(hass, server, "ir")
     await server.close()
-    coordinator: NesMeterCoordinator = entry.runtime_data
     delays = []
     for _ in range(8):
-        coordinator._retry_at = 0
-        await refresh(hass, entry)
-        delays.append(round(coordinator._retry_at - __import__("time").monotonic()))
+        coordinator = await refresh(hass, entry)  # a reconnect attempt fails and sets the next wait
+        coordinator = await refresh(hass, entry)  # too early: the backoff answers
+        error = coordinator.last_exception
+        assert isinstance(error, UpdateFailed)
+        assert error.translation_key == "backoff"
+        assert error.translation_placeholders is not None
+        delays.append(int(error.translation_placeholders["seconds"]))
+        advance(freezer, timedelta(seconds=delays[-1]))
     assert delays[:3] == [1, 2, 4]
     assert delays[-1] == 60
     assert await hass.config_entries.async_unload(entry.entry_id)
@@ -312,7 +325,7 @@ async def test_every_update_is_written(
     reported, changed = export_before.last_reported, export_before.last_changed
 
     for _ in range(2):
-        freezer.tick(timedelta(seconds=DEFAULT_UPDATE_INTERVAL))
+        advance(freezer, timedelta(seconds=DEFAULT_UPDATE_INTERVAL))
         await refresh(hass, entry)
         export_after = hass.states.get(EXPORT)
         assert export_after is not None
@@ -323,8 +336,11 @@ async def test_every_update_is_written(
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
-async def test_recovers_by_itself_within_the_backoff(hass: HomeAssistant, meter: SimulatedMeter) -> None:
-    """No forced retry: the scheduled polls reconnect once the backoff after the outage has run out."""
+@pytest.mark.freeze_time(tick=True)
+async def test_recovers_by_itself_within_the_backoff(
+    hass: HomeAssistant, meter: SimulatedMeter, freezer: FrozenDateTimeFactory
+) -> None:
+    """No forced retry: the next scheduled poll after the backoff reconnects."""
     server = await meter.serve_tcp("mep")
     port = int(server.url.rsplit(":", 1)[1])
     entry = await setup_entry(hass, server, "mep")
@@ -333,14 +349,13 @@ async def test_recovers_by_itself_within_the_backoff(hass: HomeAssistant, meter:
     assert hass.states.get(ENERGY).state == STATE_UNAVAILABLE
 
     server = await meter.serve_tcp("mep", port=port)
-    back = time.monotonic()
     try:
-        while hass.states.get(ENERGY).state == STATE_UNAVAILABLE:
-            assert time.monotonic() - back < BACKOFF_MIN + 2, "did not recover within the backoff"
-            async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=DEFAULT_UPDATE_INTERVAL + 1))
-            await hass.async_block_till_done(wait_background_tasks=True)
-            await asyncio.sleep(0.1)
-        assert time.monotonic() - back >= BACKOFF_MIN * 0.9  # it did wait for the backoff
+        await refresh(hass, entry)  # still inside the backoff: no reconnect yet
+        assert hass.states.get(ENERGY).state == STATE_UNAVAILABLE
+        advance(freezer, timedelta(seconds=DEFAULT_UPDATE_INTERVAL + 1))
+        async_fire_time_changed(hass)
+        await hass.async_block_till_done(wait_background_tasks=True)
+        assert hass.states.get(ENERGY).state != STATE_UNAVAILABLE
         assert await hass.config_entries.async_unload(entry.entry_id)
     finally:
         await server.close()
