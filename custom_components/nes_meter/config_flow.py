@@ -24,6 +24,7 @@ from homeassistant.helpers.selector import (
     TextSelectorConfig,
     TextSelectorType,
 )
+from homeassistant.helpers.service_info.usb import UsbServiceInfo
 import serialx
 import voluptuous as vol
 
@@ -83,6 +84,20 @@ async def validate_meter(hass: HomeAssistant, data: dict[str, Any]) -> MeterIden
     finally:
         await client.close()
     return identity
+
+
+def _by_id_path(device: str) -> str:
+    """Return the ``/dev/serial/by-id`` link of a device node, or the node if it has none.
+
+    The by-id name stays the same when adapters are replugged in another order; runs
+    in the executor (it reads the file system).
+    """
+    if BY_ID.is_dir():
+        wanted = os.path.realpath(device)
+        for link in sorted(BY_ID.iterdir()):
+            if os.path.realpath(link) == wanted:
+                return str(link)
+    return device
 
 
 def _same_device(port: str) -> str:
@@ -151,6 +166,10 @@ class NesMeterConfigFlow(ConfigFlow, domain=DOMAIN):
 
     VERSION = 1
 
+    def __init__(self) -> None:
+        """Start with nothing discovered."""
+        self._discovered: dict[str, Any] = {}
+
     async def _async_test(
         self, data: dict[str, Any], running: NesMeterConfigEntry | None = None
     ) -> tuple[MeterIdentity | None, dict[str, str]]:
@@ -188,6 +207,34 @@ class NesMeterConfigFlow(ConfigFlow, domain=DOMAIN):
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Ask for the port, the meter port and the key; test them with a real read."""
+        return await self._async_step_connect("user", user_input, {})
+
+    async def async_step_usb(self, discovery_info: UsbServiceInfo) -> ConfigFlowResult:
+        """Offer a plugged-in optical probe that has a USB id of its own.
+
+        Only probes made for meter reading are matched (see ``manifest.json``); generic
+        USB serial adapters are not, as they could be anything. The probe, not the meter,
+        is the flow's unique id until the first read: an ignored probe stays ignored.
+        """
+        port = await self.hass.async_add_executor_job(_by_id_path, discovery_info.device)
+        await self.async_set_unique_id(
+            f"usb_{discovery_info.vid}_{discovery_info.pid}_{discovery_info.serial_number or port}"
+        )
+        self._abort_if_unique_id_configured()
+        if await self._async_port_owner(port) is not None:
+            return self.async_abort(reason="already_configured")
+        self._discovered = {CONF_PORT: port, CONF_TRANSPORT: TRANSPORT_IR}
+        self.context["title_placeholders"] = {"name": discovery_info.description or port}
+        return await self.async_step_usb_confirm()
+
+    async def async_step_usb_confirm(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Show the user form with the probe's port and the optical port already chosen."""
+        return await self._async_step_connect("usb_confirm", user_input, self._discovered)
+
+    async def _async_step_connect(
+        self, step_id: str, user_input: dict[str, Any] | None, defaults: dict[str, Any]
+    ) -> ConfigFlowResult:
+        """Test the settings, then create the entry for the meter that answered."""
         errors: dict[str, str] = {}
         if user_input is not None:
             try:
@@ -199,14 +246,17 @@ class NesMeterConfigFlow(ConfigFlow, domain=DOMAIN):
                     return self.async_abort(reason="already_configured")
                 identity, errors = await self._async_test(user_input)
                 if identity is not None:
-                    await self.async_set_unique_id(identity.utility_serial)
+                    await self.async_set_unique_id(identity.utility_serial, raise_on_progress=False)
                     self._abort_if_unique_id_configured()
                     return self.async_create_entry(
                         title=f"NES {identity.model} ({user_input[CONF_TRANSPORT].upper()})", data=user_input
                     )
         ports = await self.hass.async_add_executor_job(_list_ports)
         return self.async_show_form(
-            step_id="user", data_schema=_connection_schema(ports, user_input or {}), errors=errors
+            step_id=step_id,
+            data_schema=_connection_schema(ports, user_input or defaults),
+            errors=errors,
+            description_placeholders=self.context.get("title_placeholders"),
         )
 
     async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
