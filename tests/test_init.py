@@ -11,6 +11,7 @@ from homeassistant.components.sensor import SensorDeviceClass, SensorStateClass
 from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
 from homeassistant.const import CONF_PORT, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ConfigEntryAuthFailed
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 from homeassistant.helpers.update_coordinator import UpdateFailed
 from homeassistant.util import dt as dt_util
@@ -27,8 +28,15 @@ from custom_components.nes_meter.const import (
     DEFAULT_UPDATE_INTERVAL,
     DOMAIN,
 )
-from custom_components.nes_meter.coordinator import NesMeterCoordinator
-from custom_components.nes_meter.meter import MeterKey
+from custom_components.nes_meter.coordinator import NesMeterCoordinator, ha_error
+from custom_components.nes_meter.meter import (
+    AuthenticationError,
+    FrameError,
+    MeterError,
+    MeterKey,
+    NoResponseError,
+    PortError,
+)
 from custom_components.nes_meter.meter.simulator import Faults, SimServer, SimulatedMeter
 from custom_components.nes_meter.sensor import LAST_ERROR_OPTIONS, clock_offset
 
@@ -411,3 +419,22 @@ async def test_last_error_is_a_translated_enum(hass: HomeAssistant, entity_regis
         assert await hass.config_entries.async_unload(entry.entry_id)
     finally:
         await server.close()
+
+
+@pytest.mark.parametrize(
+    ("error", "key"),
+    [
+        (PortError("gone"), "cannot_connect"),
+        (NoResponseError("silent"), "no_response"),
+        (FrameError("garbled"), "communication_error"),
+    ],
+)
+def test_library_errors_become_translated_update_failures(error: MeterError, key: str) -> None:
+    failure = ha_error(error)
+    assert isinstance(failure, UpdateFailed)
+    assert failure.translation_key == key
+    assert failure.translation_domain == DOMAIN
+
+
+def test_rejected_key_starts_reauth() -> None:
+    assert isinstance(ha_error(AuthenticationError("no")), ConfigEntryAuthFailed)

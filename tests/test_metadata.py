@@ -96,3 +96,42 @@ def test_last_error_states_are_translated_and_cover_the_library() -> None:
         assert last_error_state(name) not in ("other", "none"), name
     assert last_error_state(None) == "none"
     assert last_error_state("something_new") == "other"
+
+
+# hassfest's rule list (script/hassfest/quality_scale.py in home-assistant/core), by tier.
+QUALITY_SCALE_RULES = {
+    "bronze": [
+        "action-setup", "appropriate-polling", "brands", "common-modules", "config-flow",
+        "config-flow-test-coverage", "dependency-transparency", "docs-actions", "docs-conditions",
+        "docs-high-level-description", "docs-installation-instructions", "docs-removal-instructions",
+        "docs-triggers", "entity-event-setup", "entity-unique-id", "has-entity-name", "runtime-data",
+        "test-before-configure", "test-before-setup", "unique-config-entry",
+    ],
+    "silver": [
+        "action-exceptions", "config-entry-unloading", "docs-configuration-parameters",
+        "docs-installation-parameters", "entity-unavailable", "integration-owner", "log-when-unavailable",
+        "parallel-updates", "reauthentication-flow", "test-coverage",
+    ],
+    "gold": [
+        "devices", "diagnostics", "discovery", "discovery-update-info", "docs-data-update", "docs-examples",
+        "docs-known-limitations", "docs-supported-devices", "docs-supported-functions", "docs-troubleshooting",
+        "docs-use-cases", "dynamic-devices", "entity-category", "entity-device-class",
+        "entity-disabled-by-default", "entity-translations", "exception-translations", "icon-translations",
+        "reconfiguration-flow", "repair-issues", "stale-devices",
+    ],
+    "platinum": ["async-dependency", "inject-websession", "strict-typing"],
+}  # fmt: skip
+
+
+def test_quality_scale_lists_every_rule_with_a_reason() -> None:
+    """Every rule is assessed; an exemption or a todo says why."""
+    import yaml
+
+    rules = yaml.safe_load((INTEGRATION / "quality_scale.yaml").read_text())["rules"]
+    assert list(rules) == [rule for tier in QUALITY_SCALE_RULES.values() for rule in tier]
+    for name, rule in rules.items():
+        status = rule if isinstance(rule, str) else rule["status"]
+        assert status in ("done", "exempt", "todo"), name
+        if status != "done":
+            assert isinstance(rule, dict), name
+            assert rule.get("comment"), name

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from homeassistant.const import CONF_PORT
 from homeassistant.core import HomeAssistant, State
 from homeassistant.helpers import entity_registry as er
@@ -104,16 +106,21 @@ async def test_restart_restores_the_baseline_and_accepts_a_lasting_decrease(
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
-async def test_restored_state_in_another_unit_is_ignored(
-    hass: HomeAssistant, entity_registry: er.EntityRegistry, ir_server: SimServer
+@pytest.mark.parametrize(
+    "extra_data",
+    [
+        {"native_value": 500000, "native_unit_of_measurement": "Wh"},  # not the sensor's native unit
+        {"native_value": "500", "native_unit_of_measurement": "kWh"},  # not a number
+    ],
+)
+async def test_unusable_restored_state_is_ignored(
+    hass: HomeAssistant, entity_registry: er.EntityRegistry, ir_server: SimServer, extra_data: dict[str, Any]
 ) -> None:
     entry = make_entry(hass, ir_server)
     entity_registry.async_get_or_create(
         "sensor", DOMAIN, f"{SERIAL}_energy_import", config_entry=entry, suggested_object_id="nes_83334_energy_import"
     )
-    mock_restore_cache_with_extra_data(
-        hass, [(State(ENERGY, "500000"), {"native_value": 500000, "native_unit_of_measurement": "Wh"})]
-    )
+    mock_restore_cache_with_extra_data(hass, [(State(ENERGY, "500"), extra_data)])
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
     assert float(energy(hass)) == pytest.approx(344.18)

@@ -124,3 +124,14 @@ async def test_same_probe_twice_is_one_flow(hass: HomeAssistant, probe: SimServe
     )
     assert second["type"] is FlowResultType.ABORT
     assert second["reason"] == "already_in_progress"
+
+
+async def test_probe_without_a_by_id_name_keeps_its_device_path(
+    hass: HomeAssistant, probe: SimServer, tmp_path: Path
+) -> None:
+    with patch.object(config_flow, "BY_ID", tmp_path / "no-by-id"):
+        result = await hass.config_entries.flow.async_init(
+            DOMAIN, context={"source": SOURCE_USB}, data=discovery(probe.url)
+        )
+    defaults = {str(marker): marker.default() for marker in result["data_schema"].schema if callable(marker.default)}
+    assert defaults[CONF_PORT] == probe.url
