@@ -16,7 +16,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 import voluptuous_serialize
 
 from custom_components.nes_meter.const import CONF_KEY, CONF_KEY_FORMAT, CONF_TRANSPORT, DOMAIN
-from custom_components.nes_meter.meter import MeterKey
+from custom_components.nes_meter.meter import MeterClient, MeterKey
 from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
 
 from .conftest import KEY_TEXT, SERIAL
@@ -148,3 +148,19 @@ async def test_no_form_carries_a_key(hass: HomeAssistant, loaded: MockConfigEntr
     assert result["errors"] == {"base": "cannot_connect"}
     assert NEW_KEY not in serialized(result)
     assert KEY_TEXT not in serialized(result)
+
+
+@pytest.mark.parametrize("key", ["wrongwrongwrongwrong", KEY_TEXT], ids=["rejected_key", "silent_meter"])
+async def test_failed_setup_frees_the_port(
+    hass: HomeAssistant, meter: SimulatedMeter, pty: SimServer, key: str
+) -> None:
+    """A rejected key, or a meter that stopped answering, leaves the port free for the next try."""
+    if key == KEY_TEXT:
+        meter.faults.silent = True
+    entry = MockConfigEntry(domain=DOMAIN, unique_id=SERIAL, data=entry_data(pty.url, key=key))
+    entry.add_to_hass(hass)
+    await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state in (ConfigEntryState.SETUP_ERROR, ConfigEntryState.SETUP_RETRY)
+    async with MeterClient(pty.url, "mep", MeterKey.parse(KEY_TEXT), enable_line="none") as client:
+        assert client.is_open  # nobody holds the port

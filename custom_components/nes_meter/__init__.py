@@ -13,11 +13,10 @@ PLATFORMS: list[Platform] = [Platform.SENSOR]
 async def async_setup_entry(hass: HomeAssistant, entry: NesMeterConfigEntry) -> bool:
     """Connect to the meter, read it once, then create the entities."""
     coordinator = NesMeterCoordinator(hass, entry)
-    try:
-        await coordinator.async_config_entry_first_refresh()
-    except BaseException:
-        await coordinator.client.close()
-        raise
+    # A failed first read raises ConfigEntryNotReady or ConfigEntryAuthFailed; Home Assistant
+    # then runs the entry's unload callbacks, among them the coordinator's shutdown, which
+    # closes the port.
+    await coordinator.async_config_entry_first_refresh()
     entry.runtime_data = coordinator
     entry.async_on_unload(entry.add_update_listener(_async_options_updated))
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
