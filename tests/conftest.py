@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 import json
 from pathlib import Path
 from typing import Any
+from unittest.mock import PropertyMock, patch
 
+from homeassistant.const import MAJOR_VERSION, MINOR_VERSION
+from homeassistant.helpers.entity import Entity
 import pytest
+from pytest_homeassistant_custom_component.syrupy import HomeAssistantSnapshotExtension
+from syrupy.assertion import SnapshotAssertion
+from syrupy.location import PyTestLocation
 
 from custom_components.nes_meter.meter import MeterKey
 from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
@@ -56,3 +62,29 @@ async def ir_server(meter: SimulatedMeter) -> AsyncIterator[SimServer]:
     server = await meter.serve_tcp("ir")
     yield server
     await server.close()
+
+
+class VersionedSnapshotExtension(HomeAssistantSnapshotExtension):
+    """Snapshots per Home Assistant release: registry entries gain fields from one release to the next.
+
+    The suite runs on the oldest supported release and on the newest; each keeps its own
+    snapshots under ``tests/snapshots/<release>/``.
+    """
+
+    @classmethod
+    def dirname(cls, *, test_location: PyTestLocation) -> str:
+        """Return the snapshot folder of the Home Assistant release under test."""
+        return str(Path(test_location.filepath).parent / "snapshots" / f"{MAJOR_VERSION}.{MINOR_VERSION}")
+
+
+@pytest.fixture
+def snapshot(snapshot: SnapshotAssertion) -> SnapshotAssertion:
+    """Home Assistant's snapshot serializer, in this release's folder."""
+    return snapshot.use_extension(VersionedSnapshotExtension)
+
+
+@pytest.fixture
+def entity_registry_enabled_by_default() -> Iterator[None]:
+    """Create every entity enabled, including the ones users opt into."""
+    with patch.object(Entity, "entity_registry_enabled_default", new_callable=PropertyMock, return_value=True):
+        yield

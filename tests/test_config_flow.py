@@ -67,6 +67,19 @@ async def test_user_flow_creates_entry(hass: HomeAssistant, meter: SimulatedMete
     assert KEY_TEXT not in result["title"]
 
 
+async def test_entry_set_up_by_a_patched_setup_unloads_cleanly(
+    hass: HomeAssistant, ir_server: SimServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Unloading must not need ``runtime_data``: the harness unloads every entry at teardown."""
+    flow_id = await _start(hass)
+    result = await hass.config_entries.flow.async_configure(flow_id, user_input(ir_server))
+    entry = result["result"]
+    assert entry.state is config_entries.ConfigEntryState.LOADED
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    assert entry.state is config_entries.ConfigEntryState.NOT_LOADED
+    assert "runtime_data" not in caplog.text
+
+
 async def test_second_entry_for_same_meter_aborts(hass: HomeAssistant, ir_server: SimServer) -> None:
     MockConfigEntry(domain=DOMAIN, unique_id=SERIAL, data=user_input(ir_server)).add_to_hass(hass)
     flow_id = await _start(hass)
@@ -177,6 +190,10 @@ async def test_reconfigure(hass: HomeAssistant, ir_server: SimServer, mep_server
     entry.add_to_hass(hass)
     result = await entry.start_reconfigure_flow(hass)
     assert result["step_id"] == "reconfigure"
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {**user_input(mep_server, "mep"), CONF_PORT: "http://127.0.0.1:1"}
+    )
+    assert result["errors"] == {"base": "invalid_port"}
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], user_input(mep_server, "mep", key="x" * 20)
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from custom_components.nes_meter.guard import CounterGuard
+import pytest
+
+from custom_components.nes_meter.guard import DECREASE_CONFIRMATIONS, CounterGuard
 from custom_components.nes_meter.meter import MeterSnapshot
 
 
@@ -47,3 +49,53 @@ def test_phase_sum_mismatch_is_flagged() -> None:
     guard.apply(bad, 10)
     assert guard.phase_mismatch is True
     assert guard.phase_mismatches == 1
+
+
+def test_first_reading_of_zero_is_not_accepted() -> None:
+    """With nothing to compare to, 0 is a glitch, not a reading: it stays unknown."""
+    guard = CounterGuard()
+    assert guard.apply(reading(0), 0).energy_import_wh is None
+    assert guard.apply(reading(1000), 10).energy_import_wh == 1000
+    assert guard.dropped == {"energy_import_wh:zero": 1}
+
+
+def test_restored_baseline_checks_the_first_reading() -> None:
+    """After a restart the first reading is held against the value shown before it."""
+    guard = CounterGuard()
+    guard.restore("energy_import_wh", 1000, at=-60)
+    guard.restore("energy_import_wh", 5, at=0)  # the first restore wins
+    guard.restore("power_import_w", 5, at=0)  # not a counter
+    assert guard.apply(reading(0), 0).energy_import_wh == 1000
+    assert guard.apply(reading(900), 10).energy_import_wh == 1000
+    assert guard.apply(reading(1001), 20).energy_import_wh == 1001
+    assert guard.as_dict()["restored_counters"] == ["energy_import_wh"]
+
+
+def test_restored_zero_is_no_baseline() -> None:
+    guard = CounterGuard()
+    guard.restore("energy_import_wh", 0, at=0)
+    assert guard.apply(reading(0), 0).energy_import_wh is None
+    assert guard.as_dict()["restored_counters"] == []
+
+
+def test_persistent_decrease_is_accepted_once(caplog: pytest.LogCaptureFixture) -> None:
+    """A replaced meter (or a reset register) reads lower for good: accepted after N readings, logged once."""
+    guard = CounterGuard()
+    guard.apply(reading(1000), 0)
+    shown = [guard.apply(reading(900 + i), 10 + 10 * i).energy_import_wh for i in range(DECREASE_CONFIRMATIONS + 2)]
+    assert shown == [1000] * (DECREASE_CONFIRMATIONS - 1) + [904, 905, 906]
+    assert guard.resets == {"energy_import_wh": 1}
+    assert guard.as_dict()["accepted_resets"] == {"energy_import_wh": 1}
+    assert caplog.text.count("meter reset or replacement") == 1
+
+
+def test_unsteady_lower_readings_never_count_as_a_reset() -> None:
+    """Lower readings that keep falling, or come between good ones, are glitches."""
+    guard = CounterGuard()
+    guard.apply(reading(1000), 0)
+    falling = [guard.apply(reading(900 - i), 10 + 10 * i).energy_import_wh for i in range(2 * DECREASE_CONFIRMATIONS)]
+    assert falling == [1000] * (2 * DECREASE_CONFIRMATIONS)
+    for i in range(2 * DECREASE_CONFIRMATIONS):
+        value = 500 if i % 2 else 1000
+        assert guard.apply(reading(value), 200 + 10 * i).energy_import_wh == 1000
+    assert not guard.resets

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 import json
-import time
+from unittest.mock import patch
 
+from freezegun.api import FrozenDateTimeFactory
 from homeassistant.components.sensor import SensorDeviceClass, SensorStateClass
 from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
 from homeassistant.const import CONF_PORT, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ConfigEntryAuthFailed
 from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers.update_coordinator import UpdateFailed
 from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
@@ -26,9 +28,17 @@ from custom_components.nes_meter.const import (
     DEFAULT_UPDATE_INTERVAL,
     DOMAIN,
 )
-from custom_components.nes_meter.coordinator import NesMeterCoordinator
-from custom_components.nes_meter.meter import MeterKey
-from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
+from custom_components.nes_meter.coordinator import NesMeterCoordinator, ha_error
+from custom_components.nes_meter.meter import (
+    AuthenticationError,
+    FrameError,
+    MeterError,
+    MeterKey,
+    NoResponseError,
+    PortError,
+)
+from custom_components.nes_meter.meter.simulator import Faults, SimServer, SimulatedMeter
+from custom_components.nes_meter.sensor import LAST_ERROR_OPTIONS, clock_offset
 
 from .compat import get_device
 from .conftest import KEY, KEY_TEXT, SERIAL
@@ -36,6 +46,11 @@ from .conftest import KEY, KEY_TEXT, SERIAL
 ENERGY = "sensor.nes_83334_energy_import"
 EXPORT = "sensor.nes_83334_energy_export"
 POWER = "sensor.nes_83334_power_import"
+
+
+def advance(freezer: FrozenDateTimeFactory, delta: timedelta) -> None:
+    """Move the clock on from now; with ``tick=True``, ``freezer.tick`` counts from the start."""
+    freezer.move_to(dt_util.utcnow() + delta)
 
 
 async def setup_entry(hass: HomeAssistant, server: SimServer, transport: str) -> MockConfigEntry:
@@ -91,7 +106,10 @@ async def test_setup_creates_device_and_sensors(hass: HomeAssistant, meter: Simu
         disabled = registry.async_get("sensor.nes_83334_voltage_phase_3")
         assert disabled is not None
         assert disabled.disabled_by is er.RegistryEntryDisabler.INTEGRATION
-        assert registry.async_get("sensor.nes_83334_meter_clock").entity_category == "diagnostic"
+        clock = registry.async_get("sensor.nes_83334_clock_offset")
+        assert clock is not None
+        assert clock.entity_category == "diagnostic"
+        assert clock.disabled_by is er.RegistryEntryDisabler.INTEGRATION  # keeps the recorder lean
         assert registry.async_get(ENERGY).unique_id == f"{SERIAL}_energy_import"
 
         before = float(energy.state)
@@ -181,8 +199,9 @@ async def test_energy_dashboard_accepts_the_sensors(
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
+@pytest.mark.freeze_time(tick=True)
 async def test_unavailable_on_disconnect_and_recovery(
-    hass: HomeAssistant, meter: SimulatedMeter, caplog: pytest.LogCaptureFixture
+    hass: HomeAssistant, meter: SimulatedMeter, caplog: pytest.LogCaptureFixture, freezer: FrozenDateTimeFactory
 ) -> None:
     server = await meter.serve_tcp("ir")
     port = int(server.url.rsplit(":", 1)[1])
@@ -190,7 +209,7 @@ async def test_unavailable_on_disconnect_and_recovery(
     good = float(hass.states.get(ENERGY).state)
     await server.close()
 
-    coordinator = await refresh(hass, entry)
+    await refresh(hass, entry)
     assert hass.states.get(ENERGY).state == STATE_UNAVAILABLE
     await refresh(hass, entry)  # during backoff: no reconnect attempt, still unavailable
     assert hass.states.get(ENERGY).state == STATE_UNAVAILABLE
@@ -198,7 +217,7 @@ async def test_unavailable_on_disconnect_and_recovery(
 
     server = await meter.serve_tcp("ir", port=port)
     try:
-        coordinator._retry_at = 0  # the backoff has run out
+        advance(freezer, timedelta(seconds=BACKOFF_MIN + 1))  # the backoff has run out
         await refresh(hass, entry)
         assert float(hass.states.get(ENERGY).state) >= good
         assert "recovered" in caplog.text
@@ -207,16 +226,24 @@ async def test_unavailable_on_disconnect_and_recovery(
         await server.close()
 
 
-async def test_backoff_grows_to_a_minute(hass: HomeAssistant, meter: SimulatedMeter) -> None:
+@pytest.mark.freeze_time(tick=True)
+async def test_backoff_grows_to_a_minute(
+    hass: HomeAssistant, meter: SimulatedMeter, freezer: FrozenDateTimeFactory
+) -> None:
+    """Each failed reconnect doubles the wait, up to a minute; a poll during the wait does not touch the port."""
     server = await meter.serve_tcp("ir")
     entry = await setup_entry(hass, server, "ir")
     await server.close()
-    coordinator: NesMeterCoordinator = entry.runtime_data
     delays = []
     for _ in range(8):
-        coordinator._retry_at = 0
-        await refresh(hass, entry)
-        delays.append(round(coordinator._retry_at - __import__("time").monotonic()))
+        coordinator = await refresh(hass, entry)  # a reconnect attempt fails and sets the next wait
+        coordinator = await refresh(hass, entry)  # too early: the backoff answers
+        error = coordinator.last_exception
+        assert isinstance(error, UpdateFailed)
+        assert error.translation_key == "backoff"
+        assert error.translation_placeholders is not None
+        delays.append(int(error.translation_placeholders["seconds"]))
+        advance(freezer, timedelta(seconds=delays[-1]))
     assert delays[:3] == [1, 2, 4]
     assert delays[-1] == 60
     assert await hass.config_entries.async_unload(entry.entry_id)
@@ -296,25 +323,33 @@ async def test_options_change_reloads(hass: HomeAssistant, ir_server: SimServer)
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
-async def test_unchanged_values_are_not_written_again(
-    hass: HomeAssistant, meter: SimulatedMeter, mep_server: SimServer
+@pytest.mark.freeze_time(tick=True)
+async def test_every_update_is_written(
+    hass: HomeAssistant, meter: SimulatedMeter, mep_server: SimServer, freezer: FrozenDateTimeFactory
 ) -> None:
+    """An unchanged value is still reported: Derivative, Integration and "last seen" rely on it."""
     entry = await setup_entry(hass, mep_server, "mep")
-    await refresh(hass, entry)
-    export_before, power_before = hass.states.get(EXPORT), hass.states.get(POWER)
-    export_reported = export_before.last_reported  # HA updates this in place on every write
+    export_before = hass.states.get(EXPORT)
+    assert export_before is not None
+    reported, changed = export_before.last_reported, export_before.last_changed
 
-    await refresh(hass, entry)
-    export_after, power_after = hass.states.get(EXPORT), hass.states.get(POWER)
-    assert export_after.state == export_before.state  # the simulated meter exports nothing
-    assert export_after.last_reported == export_reported  # so no write at all
-    assert power_after.state != power_before.state
-    assert power_after.last_updated > power_before.last_updated
+    for _ in range(2):
+        advance(freezer, timedelta(seconds=DEFAULT_UPDATE_INTERVAL))
+        await refresh(hass, entry)
+        export_after = hass.states.get(EXPORT)
+        assert export_after is not None
+        assert export_after.state == export_before.state  # the simulated meter exports nothing
+        assert export_after.last_changed == changed
+        assert export_after.last_reported > reported  # written anyway
+        reported = export_after.last_reported
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
-async def test_recovers_by_itself_within_the_backoff(hass: HomeAssistant, meter: SimulatedMeter) -> None:
-    """No forced retry: the scheduled polls reconnect once the backoff after the outage has run out."""
+@pytest.mark.freeze_time(tick=True)
+async def test_recovers_by_itself_within_the_backoff(
+    hass: HomeAssistant, meter: SimulatedMeter, freezer: FrozenDateTimeFactory
+) -> None:
+    """No forced retry: the next scheduled poll after the backoff reconnects."""
     server = await meter.serve_tcp("mep")
     port = int(server.url.rsplit(":", 1)[1])
     entry = await setup_entry(hass, server, "mep")
@@ -323,14 +358,84 @@ async def test_recovers_by_itself_within_the_backoff(hass: HomeAssistant, meter:
     assert hass.states.get(ENERGY).state == STATE_UNAVAILABLE
 
     server = await meter.serve_tcp("mep", port=port)
-    back = time.monotonic()
     try:
-        while hass.states.get(ENERGY).state == STATE_UNAVAILABLE:
-            assert time.monotonic() - back < BACKOFF_MIN + 2, "did not recover within the backoff"
-            async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=DEFAULT_UPDATE_INTERVAL + 1))
-            await hass.async_block_till_done(wait_background_tasks=True)
-            await asyncio.sleep(0.1)
-        assert time.monotonic() - back >= BACKOFF_MIN * 0.9  # it did wait for the backoff
+        await refresh(hass, entry)  # still inside the backoff: no reconnect yet
+        assert hass.states.get(ENERGY).state == STATE_UNAVAILABLE
+        advance(freezer, timedelta(seconds=DEFAULT_UPDATE_INTERVAL + 1))
+        async_fire_time_changed(hass)
+        await hass.async_block_till_done(wait_background_tasks=True)
+        assert hass.states.get(ENERGY).state != STATE_UNAVAILABLE
         assert await hass.config_entries.async_unload(entry.entry_id)
     finally:
         await server.close()
+
+
+async def test_clock_offset_and_meter_time_in_diagnostics(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    entity_registry: er.EntityRegistry,
+    ir_server: SimServer,
+) -> None:
+    """The meter clock is a diagnostic offset (opt-in); the raw meter time is in the diagnostics."""
+    entity_registry.async_get_or_create(
+        "sensor", DOMAIN, f"{SERIAL}_clock_offset", suggested_object_id="nes_83334_clock_offset", disabled_by=None
+    )
+    entry = await setup_entry(hass, ir_server, "ir")
+    state = hass.states.get("sensor.nes_83334_clock_offset")
+    assert state is not None
+    assert state.attributes["unit_of_measurement"] == "s"
+    assert state.attributes["device_class"] == SensorDeviceClass.DURATION
+    assert abs(int(state.state)) <= 1  # the simulated meter runs on the host's clock
+    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+    meter_time = dt_util.parse_datetime(diagnostics["clock"]["meter_time"])
+    assert meter_time is not None
+    assert abs((meter_time - dt_util.utcnow()).total_seconds()) < 5
+    assert abs(diagnostics["clock"]["offset_seconds"]) <= 1
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+def test_clock_offset_rounds_the_meter_second() -> None:
+    now = dt_util.utcnow().replace(microsecond=200_000)
+    with patch("custom_components.nes_meter.sensor.dt_util.utcnow", return_value=now):
+        assert clock_offset(now.replace(microsecond=0)) == 0
+        assert clock_offset(now.replace(microsecond=0) + timedelta(seconds=90)) == 90
+        assert clock_offset(now.replace(microsecond=0) - timedelta(seconds=3)) == -3
+        assert clock_offset(None) is None
+
+
+async def test_last_error_is_a_translated_enum(hass: HomeAssistant, entity_registry: er.EntityRegistry) -> None:
+    """A NAK from the meter shows as the "nak" state; the options are the sensor's fixed list."""
+    entity_registry.async_get_or_create(
+        "sensor", DOMAIN, f"{SERIAL}_last_error", suggested_object_id="nes_83334_last_error", disabled_by=None
+    )
+    meter = SimulatedMeter(KEY, faults=Faults(nak_first=True))
+    server = await meter.serve_tcp("ir")
+    try:
+        entry = await setup_entry(hass, server, "ir")
+        state = hass.states.get("sensor.nes_83334_last_error")
+        assert state is not None
+        assert state.state == "nak"
+        assert state.attributes["device_class"] == SensorDeviceClass.ENUM
+        assert state.attributes["options"] == LAST_ERROR_OPTIONS
+        assert await hass.config_entries.async_unload(entry.entry_id)
+    finally:
+        await server.close()
+
+
+@pytest.mark.parametrize(
+    ("error", "key"),
+    [
+        (PortError("gone"), "cannot_connect"),
+        (NoResponseError("silent"), "no_response"),
+        (FrameError("garbled"), "communication_error"),
+    ],
+)
+def test_library_errors_become_translated_update_failures(error: MeterError, key: str) -> None:
+    failure = ha_error(error)
+    assert isinstance(failure, UpdateFailed)
+    assert failure.translation_key == key
+    assert failure.translation_domain == DOMAIN
+
+
+def test_rejected_key_starts_reauth() -> None:
+    assert isinstance(ha_error(AuthenticationError("no")), ConfigEntryAuthFailed)

@@ -165,6 +165,21 @@ async def test_device_paths_log_no_payload(caplog: pytest.LogCaptureFixture, tra
     assert_secret_absent(caplog.text, "the log")
 
 
+async def test_other_serialx_users_keep_their_log_records(caplog: pytest.LogCaptureFixture) -> None:
+    """The payload filter touches only records made for our own ports (not ZHA's, not core usb's)."""
+    caplog.set_level(logging.DEBUG)
+    meter = SimulatedMeter(KEY)
+    server = await meter.serve_pty("ir")
+    try:
+        async with MeterClient(server.url, "ir", KEY, enable_line="none") as client:
+            await client.read_snapshot()
+            logging.getLogger("serialx.platforms.serial_posix").debug("Writing %d bytes: %r", 3, b"zha")
+    finally:
+        await server.close()
+    assert "bytes>" in caplog.text
+    assert "Writing 3 bytes: b'zha'" in caplog.text
+
+
 # Session control and reads: everything else a C12.18 meter offers can change it.
 C1218_ALLOWED = {0x20, 0x21, 0x30, 0x3F, 0x50, 0x51, 0x52, 0x60, 0x61, 0x70}
 MEP_ALLOWED = {0x30, 0x3F}

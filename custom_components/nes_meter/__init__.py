@@ -13,11 +13,10 @@ PLATFORMS: list[Platform] = [Platform.SENSOR]
 async def async_setup_entry(hass: HomeAssistant, entry: NesMeterConfigEntry) -> bool:
     """Connect to the meter, read it once, then create the entities."""
     coordinator = NesMeterCoordinator(hass, entry)
-    try:
-        await coordinator.async_config_entry_first_refresh()
-    except BaseException:
-        await coordinator.client.close()
-        raise
+    # A failed first read raises ConfigEntryNotReady or ConfigEntryAuthFailed; Home Assistant
+    # then runs the entry's unload callbacks, among them the coordinator's shutdown, which
+    # closes the port.
+    await coordinator.async_config_entry_first_refresh()
     entry.runtime_data = coordinator
     entry.async_on_unload(entry.add_update_listener(_async_options_updated))
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
@@ -25,11 +24,13 @@ async def async_setup_entry(hass: HomeAssistant, entry: NesMeterConfigEntry) -> 
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: NesMeterConfigEntry) -> bool:
-    """Close the port; the coordinator's timers stop with the entry."""
-    unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
-    if unloaded:
-        await entry.runtime_data.async_shutdown()
-    return unloaded
+    """Remove the entities; the port closes after this.
+
+    The coordinator registered its own ``async_shutdown`` (which stops its timers and
+    closes the port) with ``entry.async_on_unload`` when it was created, so unloading
+    needs nothing from ``runtime_data`` and works for any entry that reached LOADED.
+    """
+    return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
 
 
 async def _async_options_updated(hass: HomeAssistant, entry: NesMeterConfigEntry) -> None:

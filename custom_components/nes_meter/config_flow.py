@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
-from homeassistant.config_entries import ConfigEntry, ConfigFlow, ConfigFlowResult, OptionsFlow
+from homeassistant.config_entries import ConfigEntryState, ConfigFlow, ConfigFlowResult, OptionsFlow
 from homeassistant.const import CONF_PORT
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.selector import (
@@ -23,6 +24,7 @@ from homeassistant.helpers.selector import (
     TextSelectorConfig,
     TextSelectorType,
 )
+from homeassistant.helpers.service_info.usb import UsbServiceInfo
 import serialx
 import voluptuous as vol
 
@@ -41,7 +43,7 @@ from .const import (
     TRANSPORT_IR,
     TRANSPORT_MEP,
 )
-from .coordinator import build_client
+from .coordinator import NesMeterConfigEntry, build_client
 from .meter import (
     KEY_FORMATS,
     AuthenticationError,
@@ -59,7 +61,7 @@ BY_ID = Path("/dev/serial/by-id")
 
 
 def _list_ports() -> dict[str, str]:
-    """Serial ports as {stable path: label}; runs in the executor (it touches sysfs)."""
+    """List serial ports as {stable path: label}; runs in the executor (it touches sysfs)."""
     by_id: dict[str, str] = {}
     if BY_ID.is_dir():
         for link in BY_ID.iterdir():
@@ -74,7 +76,6 @@ def _list_ports() -> dict[str, str]:
 
 async def validate_meter(hass: HomeAssistant, data: dict[str, Any]) -> MeterIdentity:
     """Open the port, authenticate and read once; raises the library's errors."""
-    data[CONF_PORT] = validate_port(data[CONF_PORT])
     client = build_client(data)
     try:
         await client.open()
@@ -83,6 +84,29 @@ async def validate_meter(hass: HomeAssistant, data: dict[str, Any]) -> MeterIden
     finally:
         await client.close()
     return identity
+
+
+def _by_id_path(device: str) -> str:
+    """Return the ``/dev/serial/by-id`` link of a device node, or the node if it has none.
+
+    The by-id name stays the same when adapters are replugged in another order; runs
+    in the executor (it reads the file system).
+    """
+    if BY_ID.is_dir():
+        wanted = os.path.realpath(device)
+        for link in sorted(BY_ID.iterdir()):
+            if os.path.realpath(link) == wanted:
+                return str(link)
+    return device
+
+
+def _same_device(port: str) -> str:
+    """Reduce a port to what two spellings of it share: the device node a path resolves to.
+
+    ``/dev/serial/by-id/...`` and ``/dev/ttyUSB0`` are the same adapter; URLs compare as
+    written. Runs in the executor (it follows symlinks).
+    """
+    return port if "://" in port else os.path.realpath(port)
 
 
 def _error_for(err: MeterError) -> str:
@@ -99,12 +123,15 @@ def _error_for(err: MeterError) -> str:
     return "unknown"
 
 
-def _key_schema(defaults: dict[str, Any]) -> dict[vol.Marker, Any]:
+def _key_schema(key_format: str, *, keep_stored: bool = False) -> dict[vol.Marker, Any]:
+    """Build the key fields. The key never has a default: a default is sent to the browser.
+
+    ``keep_stored``: the field may stay empty, which keeps the stored key (reconfigure).
+    """
+    key_marker = vol.Optional(CONF_KEY) if keep_stored else vol.Required(CONF_KEY)
     return {
-        vol.Required(CONF_KEY, default=defaults.get(CONF_KEY, vol.UNDEFINED)): TextSelector(
-            TextSelectorConfig(type=TextSelectorType.PASSWORD)
-        ),
-        vol.Required(CONF_KEY_FORMAT, default=defaults.get(CONF_KEY_FORMAT, "auto")): SelectSelector(
+        key_marker: TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD)),
+        vol.Required(CONF_KEY_FORMAT, default=key_format): SelectSelector(
             SelectSelectorConfig(
                 options=list(KEY_FORMATS), translation_key=CONF_KEY_FORMAT, mode=SelectSelectorMode.DROPDOWN
             )
@@ -112,7 +139,12 @@ def _key_schema(defaults: dict[str, Any]) -> dict[vol.Marker, Any]:
     }
 
 
-def _connection_schema(ports: dict[str, str], defaults: dict[str, Any]) -> vol.Schema:
+def _connection_schema(
+    ports: dict[str, str], defaults: Mapping[str, Any], *, keep_stored_key: bool = False
+) -> vol.Schema:
+    """Port, transport and key; ``defaults`` fill the port and transport, never the key."""
+    if CONF_PORT in defaults and defaults[CONF_PORT] not in ports:
+        ports = {defaults[CONF_PORT]: defaults[CONF_PORT], **ports}
     port_options = [SelectOptionDict(value=path, label=label) for path, label in ports.items()]
     return vol.Schema(
         {
@@ -124,7 +156,7 @@ def _connection_schema(ports: dict[str, str], defaults: dict[str, Any]) -> vol.S
                     options=[TRANSPORT_MEP, TRANSPORT_IR], translation_key=CONF_TRANSPORT, mode=SelectSelectorMode.LIST
                 )
             ),
-            **_key_schema(defaults),
+            **_key_schema(defaults.get(CONF_KEY_FORMAT, "auto"), keep_stored=keep_stored_key),
         }
     )
 
@@ -134,8 +166,23 @@ class NesMeterConfigFlow(ConfigFlow, domain=DOMAIN):
 
     VERSION = 1
 
-    async def _async_test(self, data: dict[str, Any]) -> tuple[MeterIdentity | None, dict[str, str]]:
+    def __init__(self) -> None:
+        """Start with nothing discovered."""
+        self._discovered: dict[str, Any] = {}
+
+    async def _async_test(
+        self, data: dict[str, Any], running: NesMeterConfigEntry | None = None
+    ) -> tuple[MeterIdentity | None, dict[str, str]]:
+        """Read the meter with ``data``; the errors are the form's.
+
+        ``running``: the entry this flow changes. While it is loaded its coordinator holds
+        the port, so the port is released for the test; the entry is reloaded afterwards
+        on success, and on failure its next poll opens the port again.
+        """
         try:
+            if running is not None and running.state is ConfigEntryState.LOADED:
+                async with running.runtime_data.port_released():
+                    return await validate_meter(self.hass, data), {}
             return await validate_meter(self.hass, data), {}
         except MeterError as err:
             _LOGGER.debug("meter test failed: %s", err)
@@ -144,67 +191,139 @@ class NesMeterConfigFlow(ConfigFlow, domain=DOMAIN):
             _LOGGER.exception("unexpected error while testing the meter")
             return None, {"base": "unknown"}
 
+    async def _async_port_owner(self, port: str, *, ignore: str | None = None) -> str | None:
+        """Return the title of another entry that already reads from ``port``, if any.
+
+        Checked before the port is opened: a loaded entry holds its port exclusively, so
+        opening it would only say "cannot connect".
+        """
+        wanted = await self.hass.async_add_executor_job(_same_device, port)
+        for entry in self._async_current_entries(include_ignore=False):
+            if entry.entry_id == ignore or CONF_PORT not in entry.data:
+                continue
+            if await self.hass.async_add_executor_job(_same_device, entry.data[CONF_PORT]) == wanted:
+                return entry.title
+        return None
+
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Ask for the port, the meter port and the key; test them with a real read."""
+        return await self._async_step_connect("user", user_input, {})
+
+    async def async_step_usb(self, discovery_info: UsbServiceInfo) -> ConfigFlowResult:
+        """Offer a plugged-in optical probe that has a USB id of its own.
+
+        Only probes made for meter reading are matched (see ``manifest.json``); generic
+        USB serial adapters are not, as they could be anything. The probe, not the meter,
+        is the flow's unique id until the first read: an ignored probe stays ignored.
+        """
+        port = await self.hass.async_add_executor_job(_by_id_path, discovery_info.device)
+        await self.async_set_unique_id(
+            f"usb_{discovery_info.vid}_{discovery_info.pid}_{discovery_info.serial_number or port}"
+        )
+        self._abort_if_unique_id_configured()
+        if await self._async_port_owner(port) is not None:
+            return self.async_abort(reason="already_configured")
+        self._discovered = {CONF_PORT: port, CONF_TRANSPORT: TRANSPORT_IR}
+        self.context["title_placeholders"] = {"name": discovery_info.description or port}
+        return await self.async_step_usb_confirm()
+
+    async def async_step_usb_confirm(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Show the user form with the probe's port and the optical port already chosen."""
+        return await self._async_step_connect("usb_confirm", user_input, self._discovered)
+
+    async def _async_step_connect(
+        self, step_id: str, user_input: dict[str, Any] | None, defaults: dict[str, Any]
+    ) -> ConfigFlowResult:
+        """Test the settings, then create the entry for the meter that answered."""
         errors: dict[str, str] = {}
         if user_input is not None:
-            identity, errors = await self._async_test(user_input)
-            if identity is not None:
-                await self.async_set_unique_id(identity.utility_serial)
-                self._abort_if_unique_id_configured()
-                return self.async_create_entry(
-                    title=f"NES {identity.model} ({user_input[CONF_TRANSPORT].upper()})", data=user_input
-                )
+            try:
+                user_input[CONF_PORT] = validate_port(user_input[CONF_PORT])
+            except InvalidPortError:
+                errors["base"] = "invalid_port"
+            else:
+                if await self._async_port_owner(user_input[CONF_PORT]) is not None:
+                    return self.async_abort(reason="already_configured")
+                identity, errors = await self._async_test(user_input)
+                if identity is not None:
+                    await self.async_set_unique_id(identity.utility_serial, raise_on_progress=False)
+                    self._abort_if_unique_id_configured()
+                    return self.async_create_entry(
+                        title=f"NES {identity.model} ({user_input[CONF_TRANSPORT].upper()})", data=user_input
+                    )
         ports = await self.hass.async_add_executor_job(_list_ports)
         return self.async_show_form(
-            step_id="user", data_schema=_connection_schema(ports, user_input or {}), errors=errors
+            step_id=step_id,
+            data_schema=_connection_schema(ports, user_input or defaults),
+            errors=errors,
+            description_placeholders=self.context.get("title_placeholders"),
         )
 
-    async def async_step_reauth(self, entry_data: dict[str, Any]) -> ConfigFlowResult:
+    async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
+        """Ask for the current key after the meter rejected the stored one."""
         return await self.async_step_reauth_confirm()
 
     async def async_step_reauth_confirm(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Test the new key on the entry's port, then store it and reload the entry."""
         entry = self._get_reauth_entry()
         errors: dict[str, str] = {}
         if user_input is not None:
             data = {**entry.data, **user_input}
-            identity, errors = await self._async_test(data)
+            identity, errors = await self._async_test(data, entry)
             if identity is not None:
                 await self.async_set_unique_id(identity.utility_serial)
                 self._abort_if_unique_id_mismatch(reason="wrong_meter")
                 return self.async_update_reload_and_abort(entry, data_updates=user_input)
         return self.async_show_form(
             step_id="reauth_confirm",
-            data_schema=vol.Schema(_key_schema({CONF_KEY_FORMAT: entry.data.get(CONF_KEY_FORMAT, "auto")})),
+            data_schema=vol.Schema(_key_schema(entry.data.get(CONF_KEY_FORMAT, "auto"))),
             errors=errors,
             description_placeholders={"title": entry.title},
         )
 
     async def async_step_reconfigure(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Change the port, the meter port or the key; an empty key keeps the stored one."""
         entry = self._get_reconfigure_entry()
         errors: dict[str, str] = {}
         if user_input is not None:
-            identity, errors = await self._async_test(user_input)
-            if identity is not None:
-                await self.async_set_unique_id(identity.utility_serial)
-                self._abort_if_unique_id_mismatch(reason="wrong_meter")
-                return self.async_update_reload_and_abort(entry, data_updates=user_input)
+            data = {**entry.data, **user_input}
+            if not user_input.get(CONF_KEY):
+                data[CONF_KEY] = entry.data[CONF_KEY]
+                data[CONF_KEY_FORMAT] = entry.data.get(CONF_KEY_FORMAT, "auto")
+            try:
+                data[CONF_PORT] = validate_port(data[CONF_PORT])
+            except InvalidPortError:
+                errors["base"] = "invalid_port"
+            else:
+                if await self._async_port_owner(data[CONF_PORT], ignore=entry.entry_id) is not None:
+                    errors["base"] = "port_in_use"
+                else:
+                    identity, errors = await self._async_test(data, entry)
+                    if identity is not None:
+                        await self.async_set_unique_id(identity.utility_serial)
+                        self._abort_if_unique_id_mismatch(reason="wrong_meter")
+                        return self.async_update_reload_and_abort(entry, data=data)
         ports = await self.hass.async_add_executor_job(_list_ports)
         return self.async_show_form(
             step_id="reconfigure",
-            data_schema=_connection_schema(ports, user_input or dict(entry.data)),
+            data_schema=_connection_schema(ports, user_input or entry.data, keep_stored_key=True),
             errors=errors,
         )
 
     @staticmethod
     @callback
-    def async_get_options_flow(config_entry: ConfigEntry) -> NesMeterOptionsFlow:
+    def async_get_options_flow(config_entry: NesMeterConfigEntry) -> NesMeterOptionsFlow:
+        """Options: polling interval, and the MEP line settings."""
         return NesMeterOptionsFlow()
 
 
 class NesMeterOptionsFlow(OptionsFlow):
     """Polling interval and MEP line options."""
 
+    config_entry: NesMeterConfigEntry
+
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """One form; saving it reloads the entry (see ``__init__``)."""
         if user_input is not None:
             return self.async_create_entry(data=user_input)
         options = self.config_entry.options

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 import logging
 import time
-from typing import Any
+from typing import Any, Final
 
+from homeassistant.components.sensor import SensorExtraStoredData
 from homeassistant.config_entries import ConfigEntry
-from homeassistant.const import CONF_PORT
+from homeassistant.const import CONF_PORT, Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryAuthFailed, HomeAssistantError
+from homeassistant.helpers import entity_registry as er, restore_state
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
+from homeassistant.util import dt as dt_util
 
 from .const import (
     BACKOFF_MAX,
@@ -26,7 +32,7 @@ from .const import (
     DEFAULT_UPDATE_INTERVAL,
     DOMAIN,
 )
-from .guard import CounterGuard
+from .guard import GUARDED_COUNTERS, CounterGuard
 from .meter import (
     AuthenticationError,
     MeterClient,
@@ -42,9 +48,16 @@ _LOGGER = logging.getLogger(__name__)
 
 type NesMeterConfigEntry = ConfigEntry[NesMeterCoordinator]
 
+RESTORED_UNITS: Final = frozenset({"kWh", "kvarh"})
+
+
+def counter_key(name: str) -> str:
+    """Return the sensor key of a guarded snapshot field: ``energy_import_wh`` -> ``energy_import``."""
+    return name.rsplit("_", 1)[0]
+
 
 def build_client(data: dict[str, Any], options: dict[str, Any] | None = None) -> MeterClient:
-    """A client for an entry's data (port, transport, key) and options."""
+    """Build a client for an entry's data (port, transport, key) and options."""
     options = options or {}
     return MeterClient(
         data[CONF_PORT],
@@ -56,7 +69,7 @@ def build_client(data: dict[str, Any], options: dict[str, Any] | None = None) ->
 
 
 def ha_error(err: MeterError) -> HomeAssistantError:
-    """The Home Assistant error for a library error: reauth for a key, else a failed update."""
+    """Translate a library error: reauth for a rejected key, else a failed update."""
     if isinstance(err, AuthenticationError):
         return ConfigEntryAuthFailed(translation_domain=DOMAIN, translation_key="invalid_key")
     if isinstance(err, PortError):
@@ -74,6 +87,7 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
     config_entry: NesMeterConfigEntry
 
     def __init__(self, hass: HomeAssistant, entry: NesMeterConfigEntry) -> None:
+        """Poll at the entry's interval; the port is opened by the first refresh."""
         interval = entry.options.get(CONF_UPDATE_INTERVAL, DEFAULT_UPDATE_INTERVAL)
         super().__init__(
             hass,
@@ -87,9 +101,11 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
         self.guard = CounterGuard()
         self._failures = 0
         self._retry_at = 0.0
+        self._port_lock = asyncio.Lock()
 
     @property
     def interval_seconds(self) -> float:
+        """Seconds between polls: how long the optical session is held open."""
         assert self.update_interval is not None
         return self.update_interval.total_seconds()
 
@@ -102,13 +118,57 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
             await self._connect()
         except MeterError as err:
             raise ha_error(err) from err
+        self._restore_guard()
+
+    def _restore_guard(self) -> None:
+        """Seed the counter guard with what the energy sensors showed before a restart or reload.
+
+        Without it the first reading after a restart would be accepted unchecked: a
+        glitching 0, or a lower value, would make the Energy dashboard book the whole
+        lifetime reading again when the real value returns. The energy sensors are
+        ``RestoreSensor``s, so Home Assistant keeps their last native value (kWh or kvarh,
+        the guard keeps Wh) across restarts and reloads.
+        """
+        assert self.identity is not None
+        registry = er.async_get(self.hass)
+        stored = restore_state.async_get(self.hass).last_states
+        now, wall_now = time.monotonic(), dt_util.utcnow()
+        for name in GUARDED_COUNTERS:
+            unique_id = f"{self.identity.utility_serial}_{counter_key(name)}"
+            entity_id = registry.async_get_entity_id(Platform.SENSOR, DOMAIN, unique_id)
+            state = stored.get(entity_id) if entity_id else None
+            if state is None or state.extra_data is None:
+                continue
+            data = SensorExtraStoredData.from_dict(state.extra_data.as_dict())
+            if data is None or data.native_unit_of_measurement not in RESTORED_UNITS:
+                continue
+            if not isinstance(data.native_value, int | float):
+                continue
+            age = max((wall_now - state.last_seen).total_seconds(), 0.0)
+            self.guard.restore(name, round(float(data.native_value) * 1000, 3), now - age)
 
     async def _connect(self) -> None:
         if not self.client.is_open:
             await self.client.open()
         self.identity = await self.client.identify()
 
+    @asynccontextmanager
+    async def port_released(self) -> AsyncIterator[None]:
+        """Close the port and keep polls away from it until the block ends.
+
+        The port is opened exclusively (and ser2net serves one client), so a config flow
+        that tests new settings for this entry's meter needs it. A poll due meanwhile
+        waits; the first poll after the block opens the port again.
+        """
+        async with self._port_lock:
+            await self.client.close()
+            yield
+
     async def _async_update_data(self) -> MeterSnapshot:
+        async with self._port_lock:
+            return await self._async_poll()
+
+    async def _async_poll(self) -> MeterSnapshot:
         now = time.monotonic()
         if now < self._retry_at:
             raise UpdateFailed(
@@ -136,5 +196,6 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
         self._retry_at = time.monotonic() + delay
 
     async def async_shutdown(self) -> None:
+        """Stop polling and close the port (on unload, and on a failed setup)."""
         await super().async_shutdown()
         await self.client.close()

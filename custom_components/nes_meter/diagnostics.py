@@ -11,11 +11,13 @@ from homeassistant.core import HomeAssistant
 from .const import CONF_KEY
 from .coordinator import NesMeterConfigEntry
 from .meter.transport import describe_port
+from .sensor import clock_offset
 
 TO_REDACT = {CONF_KEY, "utility_serial", "manufacturer_serial", "serial_number", "unique_id", "title"}
 
 
 async def async_get_config_entry_diagnostics(hass: HomeAssistant, entry: NesMeterConfigEntry) -> dict[str, Any]:
+    """Collect the entry, the last reading, the guard and the link; key and serials redacted."""
     coordinator = entry.runtime_data
     client = coordinator.client.diagnostics()
     identity = coordinator.identity
@@ -24,10 +26,15 @@ async def async_get_config_entry_diagnostics(hass: HomeAssistant, entry: NesMete
         for secret in filter(None, secrets):
             frame["hex"] = frame["hex"].replace(secret, "**" * (len(secret) // 2))
     snapshot = coordinator.data.as_dict() if coordinator.data else None
+    meter_time = coordinator.data.meter_time if coordinator.data else None
     return {
         "entry": async_redact_data({**entry.data, CONF_PORT: describe_port(entry.data[CONF_PORT])}, TO_REDACT),
         "options": dict(entry.options),
         "snapshot": snapshot,
+        "clock": {
+            "meter_time": meter_time.isoformat() if meter_time else None,
+            "offset_seconds": clock_offset(meter_time),
+        },
         "guard": coordinator.guard.as_dict(),
         "client": async_redact_data(client, TO_REDACT),
         "last_update_success": coordinator.last_update_success,

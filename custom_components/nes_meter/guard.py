@@ -2,18 +2,26 @@
 
 The dashboard books any drop of a ``total_increasing`` sensor as a meter reset and any
 glitch as consumption, so an energy counter is only ever written when it is plausible:
-never lower than the last value, never 0 after a non-zero value, never a jump larger
-than the meter's current could produce in the elapsed time (unless it repeats, which
-means it is real).
+never 0 or negative, never lower than the last value, never a jump larger than the
+meter's current could produce in the elapsed time. A jump that repeats is real (a
+meter change); so is a lower level that persists (a register reset or a replaced
+meter), after more readings, because accepting one books a whole reading again.
+
+The last accepted values outlive a restart: the coordinator seeds them from the energy
+sensors' restored state before its first poll, so the first reading after a restart is
+checked like any other.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+import logging
 from typing import Final
 
 from .meter import MeterSnapshot
+
+_LOGGER = logging.getLogger(__name__)
 
 GUARDED_COUNTERS: Final = (
     "energy_import_wh",
@@ -23,6 +31,9 @@ GUARDED_COUNTERS: Final = (
 )
 MAX_POWER_W: Final = 250_000.0  # well above a 3 x 100 A CT installation
 CONFIRMATIONS: Final = 3
+# A lower level must be read this many times in a row (never falling) before it is the
+# new truth; at the default 10 s interval that is under a minute of held values.
+DECREASE_CONFIRMATIONS: Final = 5
 PHASE_TOLERANCE_W: Final = 50.0
 PHASE_TOLERANCE_RATIO: Final = 0.05
 
@@ -34,7 +45,10 @@ class CounterGuard:
     last: dict[str, float] = field(default_factory=dict)
     last_time: dict[str, float] = field(default_factory=dict)
     pending: dict[str, tuple[float, int]] = field(default_factory=dict)
+    lower: dict[str, tuple[float, int]] = field(default_factory=dict)
     dropped: Counter[str] = field(default_factory=Counter)
+    resets: Counter[str] = field(default_factory=Counter)
+    restored: set[str] = field(default_factory=set)
     phase_mismatches: int = 0
     phase_mismatch: bool = False
 
@@ -51,21 +65,26 @@ class CounterGuard:
             self.phase_mismatches += 1
         return snapshot
 
+    def restore(self, name: str, value: float, at: float) -> None:
+        """Take ``value``, accepted by a previous run at monotonic time ``at``, as the baseline.
+
+        Only a positive value is a baseline; a reading already taken in this run wins.
+        """
+        if name in GUARDED_COUNTERS and value > 0 and name not in self.last:
+            self._accept(name, value, at)
+            self.restored.add(name)
+
     def _check(self, name: str, value: float, now: float) -> float | None:
         previous = self.last.get(name)
+        if value <= 0:
+            self.dropped[f"{name}:{'zero' if value == 0 else 'negative'}"] += 1
+            return previous
         if previous is None:
-            if value < 0:
-                self.dropped[f"{name}:negative"] += 1
-                return None
             return self._accept(name, value, now)
-        if value == 0 and previous > 0:
-            self.dropped[f"{name}:zero"] += 1
-            return previous
         if value < previous:
-            self.dropped[f"{name}:decrease"] += 1
-            return previous
-        hours = max(now - self.last_time[name], 1.0) / 3600
-        plausible_rise = MAX_POWER_W * hours + 10
+            return self._lower(name, value, previous, now)
+        self.lower.pop(name, None)
+        plausible_rise = self._plausible_rise(name, now)
         if value - previous > plausible_rise:
             seen_value, seen = self.pending.get(name, (value, 0))
             seen = seen + 1 if abs(seen_value - value) <= plausible_rise else 1
@@ -75,6 +94,30 @@ class CounterGuard:
                 return previous
         self.pending.pop(name, None)
         return self._accept(name, value, now)
+
+    def _lower(self, name: str, value: float, previous: float, now: float) -> float:
+        """Hold a lower reading, unless the lower level has persisted long enough."""
+        level, seen = self.lower.get(name, (value, 0))
+        seen = seen + 1 if level <= value <= level + self._plausible_rise(name, now) else 1
+        self.lower[name] = (value, seen)
+        if seen < DECREASE_CONFIRMATIONS:
+            self.dropped[f"{name}:decrease"] += 1
+            return previous
+        del self.lower[name]
+        self.resets[name] += 1
+        _LOGGER.warning(
+            "%s went down from %s to %s and stayed there for %d readings: taking it as a meter reset or "
+            "replacement; the Energy dashboard starts a new cycle from here",
+            name,
+            previous,
+            value,
+            seen,
+        )
+        return self._accept(name, value, now)
+
+    def _plausible_rise(self, name: str, now: float) -> float:
+        hours = max(now - self.last_time[name], 1.0) / 3600
+        return MAX_POWER_W * hours + 10
 
     def _accept(self, name: str, value: float, now: float) -> float:
         self.last[name] = value
@@ -101,7 +144,10 @@ class CounterGuard:
         return False
 
     def as_dict(self) -> dict[str, object]:
+        """Summarise what the guard held back, for the diagnostics."""
         return {
+            "restored_counters": sorted(self.restored),
+            "accepted_resets": dict(self.resets),
             "dropped_readings": dict(self.dropped),
             "phase_mismatches": self.phase_mismatches,
             "phase_mismatch": self.phase_mismatch,

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from homeassistant.components.sensor import (
+    RestoreSensor,
     SensorDeviceClass,
     SensorEntity,
     SensorEntityDescription,
@@ -24,13 +25,13 @@ from homeassistant.const import (
     UnitOfPower,
     UnitOfTime,
 )
-from homeassistant.core import HomeAssistant, callback
-from homeassistant.helpers.device_registry import DeviceInfo
-from homeassistant.helpers.entity_platform import AddEntitiesCallback
-from homeassistant.helpers.update_coordinator import CoordinatorEntity
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.util import dt as dt_util
 
-from .const import DOMAIN
-from .coordinator import NesMeterConfigEntry, NesMeterCoordinator
+from .coordinator import NesMeterConfigEntry, NesMeterCoordinator, counter_key
+from .entity import NesMeterEntity
+from .guard import GUARDED_COUNTERS
 from .meter import MeterIdentity, MeterSnapshot
 
 PARALLEL_UPDATES = 0
@@ -51,7 +52,7 @@ class NesSensorDescription(SensorEntityDescription):
 
 
 def _present(source: int) -> Callable[[MeterIdentity], bool]:
-    """The meter lists this BT28 source in BT27 (no entity for values a meter lacks)."""
+    """Check that the meter lists this BT28 source in BT27 (no entity for values a meter lacks)."""
     return lambda identity: source in identity.present_sources
 
 
@@ -79,8 +80,20 @@ def _percent(name: str) -> Callable[[MeterSnapshot], float | None]:
     return value
 
 
+def clock_offset(meter_time: datetime | None) -> int | None:
+    """How far the meter's clock is ahead of Home Assistant's (negative: behind), in whole seconds.
+
+    The meter reports whole seconds, so its clock is read as the middle of that second.
+    The meter time itself changes every poll, which would write a recorder row each time;
+    it is in the diagnostics instead.
+    """
+    if meter_time is None:
+        return None
+    return round((meter_time - dt_util.utcnow()).total_seconds() + 0.5)
+
+
 def _energy(key: str, index: int, *, reactive: bool = False) -> NesSensorDescription:
-    """A BT23 register; active energy is enabled for the Energy dashboard, reactive is opt-in."""
+    """Describe a BT23 register; active energy is enabled for the Energy dashboard, reactive is opt-in."""
     return NesSensorDescription(
         key=key,
         translation_key=key,
@@ -95,7 +108,7 @@ def _energy(key: str, index: int, *, reactive: bool = False) -> NesSensorDescrip
 
 
 def _outage(key: str, field: str, index: int, **kwargs: Any) -> NesSensorDescription:
-    """A BT23 power-outage counter: diagnostic and opt-in."""
+    """Describe a BT23 power-outage counter: diagnostic and opt-in."""
     return NesSensorDescription(
         key=key,
         translation_key=key,
@@ -118,7 +131,7 @@ def _measurement(
     precision: int | None = None,
     enabled: bool = False,
 ) -> NesSensorDescription:
-    """A live BT28 value; ``source`` is its BT27 source id (absent on meters that lack it)."""
+    """Describe a live BT28 value; ``source`` is its BT27 source id (absent on meters that lack it)."""
     return NesSensorDescription(
         key=key,
         translation_key=key,
@@ -203,13 +216,60 @@ SENSORS: tuple[NesSensorDescription, ...] = (
         native_unit_of_measurement=UnitOfTime.SECONDS,
     ),
     NesSensorDescription(
-        key="meter_time",
-        translation_key="meter_time",
-        device_class=SensorDeviceClass.TIMESTAMP,
-        value_fn=lambda snapshot: snapshot.meter_time,
+        key="clock_offset",
+        translation_key="clock_offset",
+        device_class=SensorDeviceClass.DURATION,
+        native_unit_of_measurement=UnitOfTime.SECONDS,
+        suggested_display_precision=0,
+        value_fn=lambda snapshot: clock_offset(snapshot.meter_time),
         entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
     ),
 )
+
+
+# The library names what went wrong in its own terms (C12.18 response names, MEP result
+# codes, link events); the sensor shows what it means for the user, translated. The
+# exact name is still counted in the diagnostics.
+LAST_ERROR_STATES: Final[dict[str, str]] = {
+    "timeout": "timeout",
+    "bad_frame": "corrupt_reply",
+    "bad_crc": "corrupt_reply",
+    "stray_byte": "corrupt_reply",
+    "nak": "nak",
+    "duplicate": "duplicate",
+    "security_rejected": "key_rejected",
+    "isc": "key_rejected",  # C12.18: insufficient security clearance
+    "0x0B": "key_rejected",  # MEP: authentication failure
+    "bsy": "busy",
+    "dnr": "busy",  # C12.18: data not ready
+    "err": "refused",
+    "sns": "refused",
+    "onp": "refused",
+    "iar": "refused",
+    "dlk": "refused",
+    "0x01": "refused",
+    "0x02": "refused",
+    "0x03": "refused",
+    "0x04": "refused",
+    "0x05": "refused",
+    "isss": "out_of_sequence",
+    "rno": "out_of_sequence",
+    "0x0C": "out_of_sequence",
+    "0x0A": "tls_required",
+    "late_reply": "timeout",  # MEP: an answer that came after its timeout, dropped
+    "tls_refused": "key_rejected",  # MEP TLS: the key exchange was refused
+    "tls_session_lost": "out_of_sequence",  # MEP TLS: the meter no longer knows the session
+    "tls_result_damaged": "corrupt_reply",
+}
+LAST_ERROR_OPTIONS: Final[list[str]] = ["none", *dict.fromkeys(LAST_ERROR_STATES.values()), "other"]
+
+
+def last_error_state(name: str | None) -> str:
+    """Map the library's last error name to an enum state; new names show as ``other``."""
+    if name is None:
+        return "none"
+    return LAST_ERROR_STATES.get(name, "other")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -223,7 +283,9 @@ LINK_SENSORS: tuple[NesLinkSensorDescription, ...] = (
     NesLinkSensorDescription(
         key="last_error",
         translation_key="last_error",
-        value_fn=lambda coordinator: coordinator.client.stats.last_error or "none",
+        device_class=SensorDeviceClass.ENUM,
+        options=LAST_ERROR_OPTIONS,
+        value_fn=lambda coordinator: last_error_state(coordinator.client.stats.last_error),
         entity_category=EntityCategory.DIAGNOSTIC,
         entity_registry_enabled_default=False,
     ),
@@ -241,75 +303,59 @@ LINK_SENSORS: tuple[NesLinkSensorDescription, ...] = (
 async def async_setup_entry(
     hass: HomeAssistant,
     entry: NesMeterConfigEntry,
-    async_add_entities: AddEntitiesCallback,
+    async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Create the sensors this meter's dimension tables say it has."""
     coordinator = entry.runtime_data
     identity = coordinator.identity
     assert identity is not None
+    counters = {counter_key(name) for name in GUARDED_COUNTERS}
     entities: list[SensorEntity] = [
-        NesMeterSensor(coordinator, identity, description) for description in SENSORS if description.exists_fn(identity)
+        (NesMeterCounterSensor if description.key in counters else NesMeterSensor)(coordinator, identity, description)
+        for description in SENSORS
+        if description.exists_fn(identity)
     ]
     entities += [NesLinkSensor(coordinator, identity, description) for description in LINK_SENSORS]
     async_add_entities(entities)
 
 
-class NesMeterEntity(CoordinatorEntity[NesMeterCoordinator], SensorEntity):
-    """Common device and naming for every entity of one meter."""
-
-    _attr_has_entity_name = True
-
-    def __init__(
-        self, coordinator: NesMeterCoordinator, identity: MeterIdentity, description: SensorEntityDescription
-    ) -> None:
-        super().__init__(coordinator)
-        self.entity_description = description
-        self._attr_unique_id = f"{identity.utility_serial}_{description.key}"
-        self._attr_device_info = DeviceInfo(
-            identifiers={(DOMAIN, identity.utility_serial)},
-            manufacturer="NES/Echelon" if identity.manufacturer in ("NES", "ELON") else identity.manufacturer,
-            model=identity.model,
-            serial_number=identity.utility_serial,
-            sw_version=identity.firmware_version,
-            hw_version=identity.hardware_version,
-            name=f"NES {identity.model}",
-        )
-        self._written: tuple[object, ...] | None = None
-
-    @callback
-    def _handle_coordinator_update(self) -> None:
-        """Write the state only when it changed: most registers stay put between polls."""
-        shown = (self.available, self.native_value, self.extra_state_attributes)
-        if shown != self._written:
-            self._written = shown
-            self.async_write_ha_state()
-
-
-class NesMeterSensor(NesMeterEntity):
+class NesMeterSensor(NesMeterEntity, SensorEntity):
     """A value from the meter's registers or present values."""
 
     entity_description: NesSensorDescription
 
     @property
     def native_value(self) -> float | datetime | str | None:
+        """Return the value from the last (guarded) reading."""
         return self.entity_description.value_fn(self.coordinator.data)
 
     @property
     def extra_state_attributes(self) -> dict[str, Any] | None:
+        """Flag on total import power whether the per-phase powers add up to it."""
         if self.entity_description.key != "power_import":
             return None
         return {"phase_sum_mismatch": self.coordinator.guard.phase_mismatch}
 
 
-class NesLinkSensor(NesMeterEntity):
+class NesMeterCounterSensor(NesMeterSensor, RestoreSensor):
+    """An energy register: its last value is kept across restarts as the guard's baseline.
+
+    The coordinator reads it back before its first poll (``_restore_guard``); the entity
+    itself shows the live, guarded value as soon as it is added.
+    """
+
+
+class NesLinkSensor(NesMeterEntity, SensorEntity):
     """Connection health; available even while the meter is not."""
 
     entity_description: NesLinkSensorDescription
 
     @property
     def available(self) -> bool:
+        """Stay available: connection health matters most while the meter is not."""
         return True
 
     @property
     def native_value(self) -> float | str | None:
+        """Return the client's counter or last error."""
         return self.entity_description.value_fn(self.coordinator)

@@ -8,6 +8,7 @@ stale input and wait with exact per-frame deadlines. Every OS/serialx failure be
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import errno
 import logging
 from typing import Final, Literal
@@ -29,6 +30,10 @@ class LineTimeout(Exception):
 
 
 _PAYLOAD_TYPES: Final = (bytes, bytearray, memoryview)
+# True while serialx runs on behalf of one of our links: set around our calls into it, and
+# inherited by the reader/writer callbacks serialx registers during them (asyncio copies the
+# current context into every callback), so other serialx users' records (ZHA, core usb) pass.
+_OUR_LINK: Final = contextvars.ContextVar("nes_meter_link", default=False)
 
 
 class _NoPayloadFilter(logging.Filter):
@@ -39,6 +44,8 @@ class _NoPayloadFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if not _OUR_LINK.get():
+            return True
         if isinstance(record.args, tuple) and any(isinstance(arg, _PAYLOAD_TYPES) for arg in record.args):
             record.args = tuple(
                 f"<{len(arg)} bytes>" if isinstance(arg, _PAYLOAD_TYPES) else arg for arg in record.args
@@ -141,12 +148,15 @@ class SerialLink:
         _hide_serialx_payloads()  # serialx loads its platform modules lazily: sweep at every open
         loop = asyncio.get_running_loop()
         self._protocol = _BufferProtocol()
+        token = _OUR_LINK.set(True)
         try:
             transport, _ = await serialx.create_serial_connection(
                 loop, lambda: self._protocol, self.port, baudrate=BAUDRATE, exclusive=True
             )
         except (OSError, TimeoutError, serialx.SerialException, ValueError) as err:
             raise _port_error(self.port, err) from None
+        finally:
+            _OUR_LINK.reset(token)
         _hide_serialx_payloads()
         self._transport = transport
 
@@ -170,10 +180,13 @@ class SerialLink:
 
     def write(self, data: bytes) -> None:
         transport = self._require_open()
+        token = _OUR_LINK.set(True)
         try:
             transport.write(data)
         except (OSError, serialx.SerialException, RuntimeError) as err:
             raise _port_error(self.port, err) from None
+        finally:
+            _OUR_LINK.reset(token)
         self.bytes_sent += len(data)
 
     def peek(self) -> bytes:

@@ -1,0 +1,90 @@
+"""Every entity of a three-phase meter, and the diagnostics, against snapshots."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from homeassistant.const import CONF_PORT
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr, entity_registry as er
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.components.diagnostics import get_diagnostics_for_config_entry
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
+from syrupy.assertion import SnapshotAssertion
+from syrupy.filters import props
+
+from custom_components.nes_meter.const import CONF_KEY, CONF_KEY_FORMAT, CONF_TRANSPORT, DOMAIN
+from custom_components.nes_meter.meter.sim_image import MeterImage
+from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
+
+from .conftest import KEY, KEY_TEXT, SERIAL
+
+CLOCK_OFFSET = "sensor.nes_83334_clock_offset"
+
+
+@pytest.fixture
+async def loaded(hass: HomeAssistant) -> AsyncIterator[MockConfigEntry]:
+    """A meter whose values stand still (speed 0), set up over loopback on the optical port."""
+    meter = SimulatedMeter(KEY, image=MeterImage(speed=0))
+    server: SimServer = await meter.serve_tcp("ir")
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=SERIAL,
+        title="NES 83334 (IR)",
+        data={CONF_PORT: server.url, CONF_TRANSPORT: "ir", CONF_KEY: KEY_TEXT, CONF_KEY_FORMAT: "auto"},
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    yield entry
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await server.close()
+
+
+@pytest.mark.usefixtures("entity_registry_enabled_by_default")
+async def test_all_entities(
+    hass: HomeAssistant,
+    entity_registry: er.EntityRegistry,
+    device_registry: dr.DeviceRegistry,
+    snapshot: SnapshotAssertion,
+    loaded: MockConfigEntry,
+) -> None:
+    """States, attributes and registry entries of every entity, the opt-in ones enabled."""
+    devices = dr.async_entries_for_config_entry(device_registry, loaded.entry_id)
+    assert devices == snapshot(name="device")
+    entries = er.async_entries_for_config_entry(entity_registry, loaded.entry_id)
+    assert len(entries) == 33
+    for entry in sorted(entries, key=lambda entry: entry.entity_id):
+        assert entry == snapshot(name=f"{entry.entity_id}-entry")
+        assert entry.disabled_by is None
+        state = hass.states.get(entry.entity_id)
+        assert state is not None
+        if entry.entity_id == CLOCK_OFFSET:
+            # The simulated meter runs on the host clock, read to the whole second.
+            assert abs(int(state.state)) <= 1
+            assert dict(state.attributes) == snapshot(name=f"{entry.entity_id}-attributes")
+        else:
+            assert state == snapshot(name=f"{entry.entity_id}-state")
+
+
+async def test_default_entities(
+    hass: HomeAssistant, entity_registry: er.EntityRegistry, loaded: MockConfigEntry, snapshot: SnapshotAssertion
+) -> None:
+    """Which entities a new user gets enabled: the ones that change on every poll stay opt-in."""
+    entries = er.async_entries_for_config_entry(entity_registry, loaded.entry_id)
+    enabled = sorted(entry.entity_id for entry in entries if entry.disabled_by is None)
+    assert enabled == snapshot
+
+
+async def test_diagnostics(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    loaded: MockConfigEntry,
+    snapshot: SnapshotAssertion,
+) -> None:
+    """The diagnostics a user pastes into an issue; clock and raw frames change with time."""
+    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, loaded)
+    assert diagnostics["client"]["last_frames"]
+    assert abs(diagnostics["clock"]["offset_seconds"]) <= 1
+    assert diagnostics == snapshot(exclude=props("last_frames", "meter_time", "offset_seconds", "port"))
