@@ -117,6 +117,33 @@ async def test_silent_meter_is_no_response(hass: HomeAssistant) -> None:
     assert result["errors"] == {"base": "no_response"}
 
 
+@pytest.mark.parametrize("transport", ["mep", "ir"])
+async def test_big_endian_meter_is_unsupported(hass: HomeAssistant, transport: str) -> None:
+    """A meter whose tables the decoders would misread is named as such, not read wrongly."""
+    meter = SimulatedMeter(KEY, variants="big-endian-bt00")
+    server = await meter.serve_tcp(transport)
+    try:
+        flow_id = await _start(hass)
+        result = await hass.config_entries.flow.async_configure(flow_id, user_input(server, transport))
+    finally:
+        await server.close()
+    assert result["errors"] == {"base": "unsupported_meter"}
+
+
+@pytest.mark.parametrize("transport", ["mep", "ir"])
+async def test_blank_utility_serial_still_sets_up(hass: HomeAssistant, transport: str) -> None:
+    """ET03 is the utility's to fill: a meter without it is identified by its BT01 serial."""
+    meter = SimulatedMeter(KEY, variants="blank-et03")
+    server = await meter.serve_tcp(transport)
+    try:
+        flow_id = await _start(hass)
+        result = await hass.config_entries.flow.async_configure(flow_id, user_input(server, transport))
+    finally:
+        await server.close()
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["result"].unique_id == "mfg-0000001234567890"
+
+
 async def test_unexpected_error_is_unknown(hass: HomeAssistant, ir_server: SimServer) -> None:
     flow_id = await _start(hass)
     with patch.object(config_flow, "validate_meter", side_effect=RuntimeError("boom")):

@@ -437,5 +437,21 @@ def test_library_errors_become_translated_update_failures(error: MeterError, key
     assert failure.translation_domain == DOMAIN
 
 
+async def test_unsupported_meter_is_a_setup_error_not_a_retry(hass: HomeAssistant) -> None:
+    meter = SimulatedMeter(KEY, variants="big-endian-bt00")
+    async with await meter.serve_tcp("mep") as server:
+        entry = MockConfigEntry(
+            domain=DOMAIN,
+            unique_id=SERIAL,
+            data={CONF_PORT: server.url, CONF_TRANSPORT: "mep", CONF_KEY: KEY_TEXT},
+        )
+        entry.add_to_hass(hass)
+        await hass.config_entries.async_setup(entry.entry_id)
+        await hass.async_block_till_done()
+        assert entry.state is ConfigEntryState.SETUP_ERROR
+        assert entry.reason is not None and "big-endian" in entry.reason
+        await hass.config_entries.async_unload(entry.entry_id)
+
+
 def test_rejected_key_starts_reauth() -> None:
     assert isinstance(ha_error(AuthenticationError("no")), ConfigEntryAuthFailed)

@@ -87,4 +87,11 @@ async def test_diagnostics(
     diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, loaded)
     assert diagnostics["client"]["last_frames"]
     assert abs(diagnostics["clock"]["offset_seconds"]) <= 1
-    assert diagnostics == snapshot(exclude=props("last_frames", "meter_time", "offset_seconds", "port"))
+    trace = diagnostics["trace"]  # a fresh session's transcript, replayable as a test meter
+    assert trace["format"] == "nes-meter-trace"
+    assert "error" not in trace
+    assert trace["result"]["snapshot"]["energy_import_wh"] == diagnostics["snapshot"]["energy_import_wh"]
+    assert trace["result"]["identity"]["utility_serial"] == "**REDACTED**"
+    assert not any(SERIAL.encode().hex() in frame["hex"] for frame in trace["frames"])
+    assert len(trace["frames"]) > 10
+    assert diagnostics == snapshot(exclude=props("last_frames", "meter_time", "offset_seconds", "port", "trace"))

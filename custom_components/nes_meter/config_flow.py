@@ -53,6 +53,7 @@ from .meter import (
     MeterIdentity,
     NoResponseError,
     PortError,
+    UnsupportedMeterError,
     validate_port,
 )
 
@@ -120,6 +121,8 @@ def _error_for(err: MeterError) -> str:
         return "cannot_connect"
     if isinstance(err, NoResponseError):
         return "no_response"
+    if isinstance(err, UnsupportedMeterError):
+        return "unsupported_meter"
     return "unknown"
 
 

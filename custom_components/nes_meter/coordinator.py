@@ -14,7 +14,7 @@ from homeassistant.components.sensor import SensorExtraStoredData
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import CONF_PORT, Platform
 from homeassistant.core import HomeAssistant
-from homeassistant.exceptions import ConfigEntryAuthFailed, HomeAssistantError
+from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryError, HomeAssistantError
 from homeassistant.helpers import entity_registry as er, restore_state
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 from homeassistant.util import dt as dt_util
@@ -42,7 +42,9 @@ from .meter import (
     MeterSnapshot,
     NoResponseError,
     PortError,
+    UnsupportedMeterError,
 )
+from .meter.trace import record_reading
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -72,6 +74,10 @@ def ha_error(err: MeterError) -> HomeAssistantError:
     """Translate a library error: reauth for a rejected key, else a failed update."""
     if isinstance(err, AuthenticationError):
         return ConfigEntryAuthFailed(translation_domain=DOMAIN, translation_key="invalid_key")
+    if isinstance(err, UnsupportedMeterError):  # retrying cannot help: the meter's formats stay
+        return ConfigEntryError(
+            translation_domain=DOMAIN, translation_key="unsupported_meter", translation_placeholders={"error": str(err)}
+        )
     if isinstance(err, PortError):
         key = "cannot_connect"
     elif isinstance(err, NoResponseError):
@@ -163,6 +169,11 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
         async with self._port_lock:
             await self.client.close()
             yield
+
+    async def async_record_trace(self) -> dict[str, Any]:
+        """Trace one complete reading for the diagnostics download, between two polls."""
+        async with self._port_lock:
+            return await record_reading(self.client, notes=["recorded from the Home Assistant diagnostics download"])
 
     async def _async_update_data(self) -> MeterSnapshot:
         async with self._port_lock:

@@ -19,10 +19,13 @@ TO_REDACT = {CONF_KEY, "utility_serial", "manufacturer_serial", "serial_number",
 async def async_get_config_entry_diagnostics(hass: HomeAssistant, entry: NesMeterConfigEntry) -> dict[str, Any]:
     """Collect the entry, the last reading, the guard and the link; key and serials redacted."""
     coordinator = entry.runtime_data
+    # A fresh, complete session for the trace (identification tables included): it is
+    # what turns a meter that misbehaves into a test meter (scripts/meter simulate --replay).
+    trace = await coordinator.async_record_trace()
     client = coordinator.client.diagnostics()
     identity = coordinator.identity
     secrets = [identity.utility_serial.encode().hex(), identity.manufacturer_serial or ""] if identity else []
-    for frame in client["last_frames"]:
+    for frame in (*client["last_frames"], *trace["frames"]):
         for secret in filter(None, secrets):
             frame["hex"] = frame["hex"].replace(secret, "**" * (len(secret) // 2))
     snapshot = coordinator.data.as_dict() if coordinator.data else None
@@ -37,5 +40,6 @@ async def async_get_config_entry_diagnostics(hass: HomeAssistant, entry: NesMete
         },
         "guard": coordinator.guard.as_dict(),
         "client": async_redact_data(client, TO_REDACT),
+        "trace": async_redact_data(trace, TO_REDACT),
         "last_update_success": coordinator.last_update_success,
     }

@@ -14,6 +14,7 @@ from .errors import (
     NoResponseError,
     PortError,
     ResponseError,
+    UnsupportedMeterError,
     WriteRefusedError,
 )
 from .keys import KEY_FORMATS, MeterKey, parse_key
@@ -36,6 +37,7 @@ __all__ = [
     "PortError",
     "ResponseError",
     "Transport",
+    "UnsupportedMeterError",
     "WriteRefusedError",
     "parse_key",
     "probe_transport",
