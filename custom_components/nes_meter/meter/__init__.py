@@ -14,10 +14,13 @@ from .errors import (
     NoResponseError,
     PortError,
     ResponseError,
+    TlsError,
+    TlsRequiredError,
     WriteRefusedError,
 )
 from .keys import KEY_FORMATS, MeterKey, parse_key
 from .snapshot import MeterSnapshot
+from .tls import KeyId
 from .transport import validate_port
 
 __all__ = [
@@ -27,6 +30,7 @@ __all__ = [
     "FrameError",
     "InvalidPortError",
     "KeyFormatError",
+    "KeyId",
     "MeterClient",
     "MeterError",
     "MeterIdentity",
@@ -35,6 +39,8 @@ __all__ = [
     "NoResponseError",
     "PortError",
     "ResponseError",
+    "TlsError",
+    "TlsRequiredError",
     "Transport",
     "WriteRefusedError",
     "parse_key",

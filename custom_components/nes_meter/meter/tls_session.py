@@ -24,7 +24,15 @@ import logging
 import struct
 
 from . import mep, tls
-from .errors import AuthenticationError, FrameError, MeterError, NoResponseError, ResponseError, TlsError
+from .errors import (
+    AuthenticationError,
+    FrameError,
+    MeterError,
+    NoResponseError,
+    ResponseError,
+    ShortReadError,
+    TlsError,
+)
 from .keys import MeterKey
 from .mep_session import RESULT_MESSAGES, MepTiming
 from .stats import FrameLog, LinkStats
@@ -119,7 +127,7 @@ class MepTlsSession:
             size = min(tls.MAX_TLS_READ_DATA, count - len(out))
             chunk = await self.transact(mep.read_apdu(table_id, offset + len(out), size))
             if len(chunk) != size:
-                raise FrameError(f"asked for {size} bytes, got {len(chunk)}")
+                raise ShortReadError(f"asked for {size} bytes, got {len(chunk)}")
             out += chunk
         return bytes(out)
 
