@@ -139,14 +139,21 @@ class MepTlsSession:
     # ---- internals ----
 
     async def _run(self, apdu: bytes | None) -> bytes:
-        """Handshake when needed, then the request; every failure costs the session."""
-        failures = 0
+        """Handshake when needed, then the request; every failure costs the session.
+
+        Handshakes and the request each get ``timing.attempts`` tries: a request lost on a
+        noisy line needs a new handshake, and that one's failures are not the request's.
+        """
+        failures = {True: 0, False: 0}  # by phase: in the handshake, in the request
         refusals = 0
         last_error: MeterError | None = None
         while True:
+            in_handshake = False
             try:
                 if self._tls is None:
+                    in_handshake = True
                     await self._handshake()
+                    in_handshake = False
                     refusals = 0
                 if apdu is None:
                     return b""
@@ -183,8 +190,8 @@ class MepTlsSession:
                 self.stats.error(f"0x{code:02X}")
                 name, message = RESULT_MESSAGES.get(code, ("unknown", "request failed"))
                 raise ResponseError(code, name, message)
-            failures += 1
-            if failures >= self.timing.attempts:
+            failures[in_handshake] += 1
+            if failures[in_handshake] >= self.timing.attempts:
                 if last_error is not None:
                     raise last_error
                 raise NoResponseError("no valid TLS reply from the meter on the MEP port")
