@@ -43,6 +43,12 @@ async def _wire_figures(cycles: int) -> dict[str, Any]:
             **links,
             "client": await client_cpu.measure(transport, polls=cycles * 20),
         }
+    tls = {link: await wire.measure("mep", link, cycles, tls=True) for link in ("tcp", "pty")}
+    figures["mep"]["tls"] = {
+        **tls,
+        "cycle_ratio": max(result["cycle_ratio"] for result in tls.values()),
+        "vs_plain": round(tls["tcp"]["median_s"] / figures["mep"]["tcp"]["median_s"], 3),
+    }
     termineter = await termineter_cycle.measure(max(5, cycles // 3))
     ours = figures["ir"]["tcp"]["median_s"]
     figures["ir"]["termineter"] = termineter
@@ -61,6 +67,15 @@ def _table(result: dict[str, Any]) -> str:
                 f"{run['cycle_ratio']:.3f}   {run['bytes_per_poll']:>4}   "
                 f"{result[transport]['client']['cpu_ms_per_poll']:.2f} ms"
             )
+    tls = result["mep"]["tls"]
+    for link in ("tcp", "pty"):
+        run = tls[link]
+        rows.append(
+            f"  mep TLS over {link:<3}        {run['median_s']:.3f} s  {run['lower_bound_s']:.3f} s  "
+            f"{run['cycle_ratio']:.3f}   {run['bytes_per_poll']:>4}   (handshake {run['handshake_s']:.3f} s, "
+            f"{run['handshake_bytes']} bytes)"
+        )
+    rows.append(f"MEP TLS poll vs plain (tcp) {tls['vs_plain']:.3f}")
     ir = result["ir"]
     rows.append(
         f"termineter, session per poll {ir['termineter']['median_s']:.3f} s -> vs_termineter "

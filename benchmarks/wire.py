@@ -4,7 +4,9 @@ The simulated meter paces every byte at 9600 baud (10 bits each), pauses 25 ms a
 each 117-byte MEP segment, serves at most one MEP request per 100 ms (MEP guide p.21)
 and waits ``TURNAROUND`` before each reply. The lower bound of a poll is what those
 rules alone cost for the frames the client actually exchanged, so a ratio of 1.00
-means the client adds nothing: no sleeps, no extra reads, no retries.
+means the client adds nothing: no sleeps, no extra reads, no retries. MEP TLS mode
+(``tls=True``) is held to the same bound for its own frames; its handshake, once per
+connection, is reported apart.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from custom_components.nes_meter.meter.simulator import (
     MEP_SEGMENT_GAP,
     SimulatedMeter,
 )
+from custom_components.nes_meter.meter.tls_server import TlsSimulatedMeter
 from custom_components.nes_meter.meter.transport import BYTE_TIME
 
 KEY_TEXT = "a7941d85bce8a8fa2ab7"
@@ -55,16 +58,20 @@ def ir_lower_bound(frames: Sequence[Frame]) -> float:
     return wire_bytes * BYTE_TIME + replies * TURNAROUND
 
 
-async def measure(transport: Transport, link: str, cycles: int) -> dict[str, Any]:
+async def measure(transport: Transport, link: str, cycles: int, *, tls: bool = False) -> dict[str, Any]:
     """Median poll time, median lower bound and their ratio over ``cycles`` polls."""
-    meter = SimulatedMeter(KEY, pace=True, turnaround=TURNAROUND)
+    meter_type = TlsSimulatedMeter if tls else SimulatedMeter
+    meter = meter_type(KEY, pace=True, turnaround=TURNAROUND)
     server = await (meter.serve_pty(transport) if link == "pty" else meter.serve_tcp(transport))
-    client = MeterClient(server.url, transport, KEY, enable_line="none")
+    client = MeterClient(server.url, transport, KEY, tls=tls, enable_line="none")
     durations: list[float] = []
     bounds: list[float] = []
     poll_bytes: list[int] = []
     try:
+        opened = time.perf_counter()
         await client.open()
+        open_s = time.perf_counter() - opened
+        open_bytes = client.bytes_exchanged
         await client.read_snapshot(hold_for=POLL_INTERVAL)  # identify and first clock read
         for _ in range(cycles):
             await asyncio.sleep(IDLE_BETWEEN_POLLS)
@@ -80,6 +87,7 @@ async def measure(transport: Transport, link: str, cycles: int) -> dict[str, Any
         await client.close()
         await server.close()
     median, bound = statistics.median(durations), statistics.median(bounds)
+    handshake = {"handshake_s": round(open_s, 4), "handshake_bytes": open_bytes} if tls else {}
     return {
         "median_s": round(median, 4),
         "p95_s": round(sorted(durations)[int(0.95 * (len(durations) - 1))], 4),
@@ -88,4 +96,5 @@ async def measure(transport: Transport, link: str, cycles: int) -> dict[str, Any
         "bytes_per_poll": int(statistics.median(poll_bytes)),
         "retries": client.stats.retries,
         "cycles": cycles,
+        **handshake,
     }

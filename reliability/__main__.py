@@ -16,16 +16,16 @@ from . import fuzz, matrix, soak
 
 
 def _matrix_table(result: dict[str, Any]) -> list[str]:
-    rows = ["fault matrix            attempted  ok     failed  absorbed  recovered  wrong  guard-dropped"]
-    for transport in ("mep", "ir"):
-        for name, cell in result[transport].items():
+    rows = ["fault matrix                attempted  ok     failed  absorbed  recovered  wrong  guard-dropped"]
+    for transport in matrix.ROWS:
+        for name, cell in result.get(transport, {}).items():
             extra = ""
             if "max_seconds_to_recover" in cell:
                 extra = f"  recover <= {cell['max_seconds_to_recover']} s"
             if "seconds_to_give_up" in cell:
                 extra = f"  gave up after {cell['seconds_to_give_up']} s"
             rows.append(
-                f"  {transport:<3} {name:<24} {cell['attempted']:>5}  {cell['succeeded']:>5}  {cell['failed']:>6}  "
+                f"  {transport:<7} {name:<24} {cell['attempted']:>5}  {cell['succeeded']:>5}  {cell['failed']:>6}  "
                 f"{cell['absorbed']:>8}  {cell['recovered']:>9}  {cell['wrong_values'] + cell['decreases']:>5}  "
                 f"{cell['guard_dropped']:>5}{extra}"
             )
@@ -58,7 +58,7 @@ def _failures(result: dict[str, Any]) -> list[str]:
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {}
     if args.what in ("matrix", "all"):
-        result["matrix"] = await matrix.run(args.polls)
+        result["matrix"] = await matrix.run(args.polls, tuple(args.rows.split(",")))
     if args.what in ("soak", "all"):
         result["soak"] = {transport: await soak.run(transport, args.soak_polls) for transport in TRANSPORTS}
         result["soak_variants"] = {
@@ -78,6 +78,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="scripts/reliability", description=__doc__)
     parser.add_argument("what", nargs="?", choices=("matrix", "soak", "fuzz", "all"), default="all")
     parser.add_argument("--polls", type=int, default=500, help="polls per fault-matrix cell")
+    parser.add_argument(
+        "--rows", default=",".join(matrix.ROWS), help=f"fault-matrix rows, comma-separated: {','.join(matrix.ROWS)}"
+    )
     parser.add_argument("--soak-polls", type=int, default=100_000, help="polls per transport")
     parser.add_argument("--variant-soak-polls", type=int, default=5_000, help="polls per meter variant and transport")
     parser.add_argument("--fuzz-inputs", type=int, default=1_000_000)

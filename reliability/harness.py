@@ -22,10 +22,15 @@ from custom_components.nes_meter.meter.client import Transport
 from custom_components.nes_meter.meter.mep_session import MepTiming
 from custom_components.nes_meter.meter.sim_image import MeterImage
 from custom_components.nes_meter.meter.simulator import Faults, SimServer, SimulatedMeter
+from custom_components.nes_meter.meter.tls_server import TlsSimulatedMeter
+from custom_components.nes_meter.meter.tls_session import TlsTiming
 
 # The guide's timeouts scaled down 10x: the simulator answers at once, so only lost or
 # delayed replies ever wait, and thousands of faulty polls fit in minutes.
 FAST_MEP = MepTiming(response_timeout=0.05, byte_slack=0.05, min_spacing=0, enable_settle=0, enable_reset_off=0)
+FAST_TLS = TlsTiming(
+    response_timeout=0.05, handshake_timeout=0.1, byte_slack=0.05, min_spacing=0, enable_settle=0, enable_reset_off=0
+)
 FAST_IR = C1218Timing(ack_timeout=0.1, byte_slack=0.05, busy_delay=0.01)
 TIMEOUT = {"mep": FAST_MEP.response_timeout, "ir": FAST_IR.ack_timeout}
 ENERGY_SPEED = 60.0  # the simulated clock runs fast so counters move, below the guard's 250 kW limit
@@ -58,9 +63,19 @@ def other_tasks() -> int:
 class Poller:
     """One client polling one simulated meter, with the coordinator's error handling."""
 
-    def __init__(self, meter: SimulatedMeter, url: str, transport: Transport, key: MeterKey = KEY) -> None:
+    def __init__(
+        self, meter: SimulatedMeter, url: str, transport: Transport, key: MeterKey = KEY, *, tls: bool = False
+    ) -> None:
         self.meter = meter
-        self.client = MeterClient(url, transport, key, enable_line="none", mep_timing=FAST_MEP, ir_timing=FAST_IR)
+        self.client = MeterClient(
+            url,
+            transport,
+            key,
+            tls=tls,
+            enable_line="none",
+            mep_timing=FAST_TLS if tls else FAST_MEP,
+            ir_timing=FAST_IR,
+        )
         self.guard = CounterGuard()
         self.tally = Tally()
         self._failing = False
@@ -110,9 +125,12 @@ class Poller:
         await self.client.close()
 
 
-def meter_with(faults: Faults, variant: str | None = None) -> SimulatedMeter:
-    """A fast-running meter; ``slow-reply`` answers 1.6 timeouts late, as the variant does at full scale."""
-    return SimulatedMeter(
+def meter_with(faults: Faults, variant: str | None = None, *, tls: bool = False) -> SimulatedMeter:
+    """A fast-running meter of a variant; ``slow-reply`` answers 1.6 timeouts late, as it does at
+    full scale; ``tls``: one that requires MEP TLS mode.
+    """
+    meter_class = TlsSimulatedMeter if tls else SimulatedMeter
+    return meter_class(
         KEY,
         image=MeterImage(speed=ENERGY_SPEED),
         faults=faults,

@@ -1,6 +1,7 @@
 """The fault matrix: every fault the simulated meter can inject, at 1 % and 10 % of replies,
 on both transports, plus the scenarios that are all or nothing (wrong key, silence, the
-adapter vanishing and coming back).
+adapter vanishing and coming back). MEP TLS mode gets its own rows ("mep_tls"): the line
+faults against a meter that requires TLS, where every damaged record costs the session.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ def rate_faults(transport: Transport) -> dict[str, Faults]:
     return faults
 
 
+TLS_FAULTS = ("drop", "corrupt", "garbage", "split")
+ROWS = ("mep", "mep_tls", "ir")
+
 RATED = ("drop", "corrupt", "garbage", "split", "delay", "sequence_storm", "disconnect", "alert_inside", "repeat")
 LINE_FAULTS = Faults(drop=0.1, corrupt=0.1, garbage=0.1, split=0.1, seed=13)
 
@@ -63,11 +67,11 @@ def _at_rate(faults: Faults, rate: float, seed: int) -> Faults:
 
 
 async def run_cell(
-    transport: Transport, link: str, faults: Faults, polls: int, variant: str | None = None
+    transport: Transport, link: str, faults: Faults, polls: int, variant: str | None = None, *, tls: bool = False
 ) -> dict[str, Any]:
-    meter = meter_with(faults, variant)
+    meter = meter_with(faults, variant, tls=tls)
     server = await serve(meter, transport, link)
-    poller = Poller(meter, server.url, transport)
+    poller = Poller(meter, server.url, transport, tls=tls)
     started = time.perf_counter()
     try:
         for _ in range(polls):
@@ -148,10 +152,28 @@ async def run_vanish(transport: Transport, link: str, outages: int = 5) -> dict[
     return {**poller.tally.as_dict(), "outages": outages, "max_seconds_to_recover": round(max(recoveries), 3)}
 
 
-async def run(polls: int) -> dict[str, Any]:
+async def run_tls(polls: int) -> dict[str, Any]:
+    """Drops, corruption, garbage and split replies over MEP TLS mode, then all four on a pty."""
+    faults = rate_faults("mep")
+    cells: dict[str, Any] = {}
+    for name in TLS_FAULTS:
+        for rate in RATES:
+            cells[f"{name}@{rate:.0%}"] = await run_cell(
+                "mep", "tcp", _at_rate(faults[name], rate, seed=7), polls, tls=True
+            )
+    cells["mixed@10%_pty"] = await run_cell(
+        "mep", "pty", Faults(drop=0.1, corrupt=0.1, garbage=0.1, split=0.1, seed=11), polls, tls=True
+    )
+    return cells
+
+
+async def run(polls: int, rows: tuple[str, ...] = ROWS) -> dict[str, Any]:
     fds, tasks = open_fds(), other_tasks()
     results: dict[str, Any] = {}
+    transport: Transport
     for transport in ("mep", "ir"):
+        if transport not in rows:
+            continue
         cells: dict[str, Any] = {}
         for name, faults in rate_faults(transport).items():
             for rate in RATES:
@@ -173,14 +195,16 @@ async def run(polls: int) -> dict[str, Any]:
         cells["vanish_tcp"] = await run_vanish(transport, "tcp")
         cells["vanish_pty"] = await run_vanish(transport, "pty")
         results[transport] = cells
+    if "mep_tls" in rows:
+        results["mep_tls"] = await run_tls(polls)
     await asyncio.sleep(0.1)  # let closed transports finish
     results["leaked_fds"] = open_fds() - fds
     results["leaked_tasks"] = other_tasks() - tasks
-    rows = [cell for transport in ("mep", "ir") for cell in results[transport].values()]
+    done = [cell for row in rows for cell in results[row].values()]
     results["total"] = {
-        "attempted": sum(cell["attempted"] for cell in rows),
-        "succeeded": sum(cell["succeeded"] for cell in rows),
-        "wrong_values": sum(cell["wrong_values"] for cell in rows),
-        "decreases": sum(cell["decreases"] for cell in rows),
+        "attempted": sum(cell["attempted"] for cell in done),
+        "succeeded": sum(cell["succeeded"] for cell in done),
+        "wrong_values": sum(cell["wrong_values"] for cell in done),
+        "decreases": sum(cell["decreases"] for cell in done),
     }
     return results

@@ -56,9 +56,8 @@ async def test_reads_identity_and_snapshot(transport: str, listen: str) -> None:
     assert second.energy_import_wh >= first.energy_import_wh >= 344180
     assert first.voltage_l1_v == pytest.approx(228.315)
     assert first.frequency_hz == pytest.approx(50.0)
-    assert first.power_import_w == sum(
-        p for p in (first.power_import_l1_w, first.power_import_l2_w, first.power_import_l3_w) if p is not None
-    )
+    phases = [p for p in (first.power_import_l1_w, first.power_import_l2_w, first.power_import_l3_w) if p is not None]
+    assert first.power_import_w == pytest.approx(sum(phases), abs=len(phases))  # each value rounded on its own
     assert first.meter_time is not None
     assert client.stats.errors.get("bad_frame", 0) == 0
 
@@ -75,7 +74,9 @@ async def test_mep_rc4_encryption(mep_server: SimServer, meter: SimulatedMeter) 
         snapshot = await client.read_snapshot()
     assert snapshot.energy_import_wh is not None
     tx = [bytes.fromhex(f["hex"]) for f in client.frames.as_list() if f["direction"] == "tx"]
-    assert all(not frame[2:].startswith(b"\x3f") for frame in tx)  # no plaintext opcode on the wire
+    # No plaintext read (3F, table id high byte 00 or 08) on the wire; one ciphertext byte
+    # alone would match the opcode in 1 of 256 frames.
+    assert all(frame[2:4] not in (b"\x3f\x00", b"\x3f\x08") for frame in tx)
 
 
 @pytest.mark.parametrize("transport", ["mep", "ir"])

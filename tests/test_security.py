@@ -24,9 +24,10 @@ from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from custom_components.nes_meter.const import CONF_KEY, CONF_KEY_FORMAT, CONF_TRANSPORT, DOMAIN
 from custom_components.nes_meter.coordinator import NesMeterCoordinator
-from custom_components.nes_meter.meter import MeterClient, MeterKey, WriteRefusedError
+from custom_components.nes_meter.meter import MeterClient, MeterError, MeterKey, WriteRefusedError, tls
 from custom_components.nes_meter.meter.mep_session import MepSession
 from custom_components.nes_meter.meter.simulator import Faults, SimServer, SimulatedMeter
+from custom_components.nes_meter.meter.tls_server import TlsSimulatedMeter
 
 from .conftest import KEY, KEY_TEXT
 
@@ -207,3 +208,67 @@ async def test_no_service_but_reads_reaches_the_line(transport: str, meter: Simu
     finally:
         await client.close()
         await server.close()
+
+
+def _tls_secrets(frames: list[dict[str, Any]], key: MeterKey) -> list[bytes]:
+    """The PSK and every handshake's derived secrets, rebuilt from the public frames."""
+    found = [key.mep_key, tls.psk_premaster(key.mep_key)]
+    client_random = None
+    for frame in frames:
+        raw = bytes.fromhex(frame["hex"])
+        if frame["direction"] == "tx" and frame["hex"][4:6] == "58":
+            client_random = raw[14:46]
+        elif client_random and frame["hex"][6:12] == "160303" and frame["hex"][16:18] == "02":
+            server_random = raw[14:46]
+            master = tls.master_secret(found[1], client_random, server_random)
+            keys = tls.TrafficKeys(master, client_random, server_random)
+            found += [master, keys.client_key, keys.server_key]
+            client_random = None
+    return found
+
+
+async def test_tls_key_and_derived_secrets_appear_nowhere(caplog: pytest.LogCaptureFixture) -> None:
+    """MEP TLS mode: logs (serialx on a pty included), errors, diagnostics, CLI output."""
+    caplog.set_level(logging.DEBUG)
+    meter = TlsSimulatedMeter(KEY, faults=Faults(corrupt=0.1, drop=0.05, seed=3))
+    server = await meter.serve_pty("mep")
+    shown: list[str] = []
+    frames: list[dict[str, Any]] = []
+    try:
+        client = MeterClient(server.url, "mep", KEY, tls=True, enable_line="none")
+        try:
+            for _ in range(4):
+                if not client.is_open:
+                    await client.open()
+                try:
+                    await client.read_snapshot()
+                except MeterError as err:
+                    shown.append(repr(err))
+                    await client.close()
+                frames += client.frames.as_list()
+                client.frames.clear()
+            shown.append(json.dumps(client.diagnostics(), default=str))
+        finally:
+            await client.close()
+        meter.faults = Faults()
+        for options in ({"tls": True}, {}):
+            bad = MeterClient(server.url, "mep", WRONG_KEY, enable_line="none", **options)  # type: ignore[arg-type]
+            with pytest.raises(MeterError) as info:
+                async with bad:
+                    await bad.identify()
+            shown.append(repr(info.value))
+            frames += bad.frames.as_list()
+    finally:
+        await server.close()
+    async with await meter.serve_tcp("mep") as tcp:
+        for key_text in (KEY_TEXT, WRONG_KEY_TEXT):
+            shown.append(await _cli("read", "--transport", "mep", "--tls", "--port", tcp.url, "--key", key_text))
+    assert "utility_serial" in shown[-2] and "refused the TLS key exchange" in shown[-1]
+    assert "bytes>" in caplog.text  # serialx did log, payloads replaced by their length
+    secrets = _tls_secrets(frames, KEY) + _tls_secrets(frames, WRONG_KEY)
+    assert len(secrets) >= 2 * 2 + 3  # at least one handshake's secrets rebuilt
+    forms = {form for secret in secrets for form in (secret.hex(), secret.hex().upper(), repr(secret))}
+    for where, text in (("the log", caplog.text), *((f"output {i}", text) for i, text in enumerate(shown))):
+        assert_secret_absent(text, where)
+        for form in forms:
+            assert form not in text, f"a TLS secret appears in {where}"

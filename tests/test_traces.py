@@ -234,3 +234,19 @@ def test_latency_on_a_9600_baud_line_excludes_the_wire_time() -> None:
             clock += (sent + size) * BYTE_TIME + 0.03
         frame["t"] = clock
     assert analyse(doc).latency == pytest.approx(0.03, abs=0.002)
+
+
+async def test_a_tls_session_traces_its_reads_as_plaintext_and_replays() -> None:
+    """MEP TLS mode: the records are under keys derived from the meter key, so the trace
+    keeps the reads they carry (digests masked) and no handshake; it replays as a meter."""
+    from custom_components.nes_meter.meter.tls_server import TlsSimulatedMeter
+
+    meter = TlsSimulatedMeter(KEY, image=MeterImage(speed=0))
+    async with await meter.serve_tcp("mep") as server:
+        doc = await trace.record_reading(MeterClient(server.url, "mep", KEY, tls=True))
+    assert "error" not in doc, doc.get("error")
+    assert doc["link"]["tls"] is True
+    assert all(frame.get("tls") and frame["masked"] == "digest" for frame in doc["frames"])
+    plain = {key: value for key, value in doc.items() if key != "link"} | {"link": {"encrypt": False}}
+    replayed = await read_replay(plain)
+    assert replayed["result"] == doc["result"]

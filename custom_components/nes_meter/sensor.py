@@ -261,6 +261,7 @@ LAST_ERROR_STATES: Final[dict[str, str]] = {
     "tls_refused": "key_rejected",  # MEP TLS: the key exchange was refused
     "tls_session_lost": "out_of_sequence",  # MEP TLS: the meter no longer knows the session
     "tls_result_damaged": "corrupt_reply",
+    "tls_style_reply": "tls_required",  # MEP: a bare 0A/01, as a TLS-only meter may answer
 }
 LAST_ERROR_OPTIONS: Final[list[str]] = ["none", *dict.fromkeys(LAST_ERROR_STATES.values()), "other"]
 

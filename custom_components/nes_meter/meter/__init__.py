@@ -14,11 +14,14 @@ from .errors import (
     NoResponseError,
     PortError,
     ResponseError,
+    TlsError,
+    TlsRequiredError,
     UnsupportedMeterError,
     WriteRefusedError,
 )
 from .keys import KEY_FORMATS, MeterKey, parse_key
 from .snapshot import MeterSnapshot
+from .tls import KeyId
 from .transport import validate_port
 
 __all__ = [
@@ -28,6 +31,7 @@ __all__ = [
     "FrameError",
     "InvalidPortError",
     "KeyFormatError",
+    "KeyId",
     "MeterClient",
     "MeterError",
     "MeterIdentity",
@@ -36,6 +40,8 @@ __all__ = [
     "NoResponseError",
     "PortError",
     "ResponseError",
+    "TlsError",
+    "TlsRequiredError",
     "Transport",
     "UnsupportedMeterError",
     "WriteRefusedError",

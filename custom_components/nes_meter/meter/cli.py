@@ -13,10 +13,12 @@ from typing import Any
 
 from . import trace
 from .client import TRANSPORTS, MeterClient, probe_transport
-from .errors import AuthenticationError, MeterError
+from .errors import AuthenticationError, MeterError, TlsRequiredError
 from .keys import KEY_FORMATS, MeterKey
 from .sim_variants import VARIANTS
 from .simulator import Faults, SimulatedMeter
+from .tls import KeyId
+from .tls_server import TlsSimulatedMeter
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,6 +34,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     read.add_argument("--key-format", choices=KEY_FORMATS, default="auto")
     read.add_argument("--encrypt", action="store_true", help="MEP: RC4-encrypt requests")
+    read.add_argument("--tls", action="store_true", help="MEP: TLS mode (meters configured to require TLS)")
+    read.add_argument(
+        "--key-id", choices=("mbk", "mak"), help="MEP TLS: which meter key --key is (default mbk, the basic key)"
+    )
     read.add_argument("--enable-line", choices=("rts", "dtr", "none"), default="rts", help="MEP ENABLE line")
     read.add_argument("--json", action="store_true", help="one JSON object")
     read.add_argument("--trace", metavar="FILE", help="also write a trace of the session to FILE (key material masked)")
@@ -48,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--faults", default="", help="e.g. drop=0.01,corrupt=0.01,alerts,seed=1")
     sim.add_argument("--pace", action="store_true", help="9600-baud wire timing")
     sim.add_argument("--history-days", type=int, default=7, help="days of load profile the meter holds")
+    sim.add_argument("--tls", action="store_true", help="MEP: a meter that requires TLS (refuses plain and RC4)")
+    sim.add_argument("--mak", help="MEP TLS: the meter's advanced key (MAK), for reads with --key-id mak")
     sim.add_argument(
         "--variant",
         default="",
@@ -63,7 +71,17 @@ def _parser() -> argparse.ArgumentParser:
 
 async def _read(args: argparse.Namespace) -> int:
     key = MeterKey.parse(args.key, args.key_format)
-    client = MeterClient(args.port, args.transport, key, encrypt=args.encrypt, enable_line=args.enable_line)
+    if args.key_id and not args.tls:
+        raise ValueError("--key-id applies to --tls reads only")
+    client = MeterClient(
+        args.port,
+        args.transport,
+        key,
+        encrypt=args.encrypt,
+        tls=args.tls,
+        tls_key_id=KeyId[(args.key_id or "mbk").upper()],
+        enable_line=args.enable_line,
+    )
     if args.trace:
         return await _read_traced(client, args)
     async with client:
@@ -117,13 +135,27 @@ async def _simulate(args: argparse.Namespace) -> int:
     elif args.transport is None:
         print("--transport is required (or --replay FILE)", file=sys.stderr)
         return 2
+    elif (args.tls or args.mak) and args.transport != "mep":
+        print("--tls and --mak are MEP options: the optical port has no TLS", file=sys.stderr)
+        return 2
+    elif args.mak and not args.tls:
+        print("--mak needs --tls", file=sys.stderr)
+        return 2
     else:
-        meter = SimulatedMeter(
-            MeterKey.parse(args.key, args.key_format),
-            image=MeterImage(utility_serial=args.serial, history_days=args.history_days),
-            faults=Faults.parse(args.faults),
-            pace=args.pace,
-            variants=args.variant,
+        key = MeterKey.parse(args.key, args.key_format)
+        image = MeterImage(utility_serial=args.serial, history_days=args.history_days)
+        faults = Faults.parse(args.faults)
+        meter = (
+            TlsSimulatedMeter(
+                key,
+                mak=MeterKey.parse(args.mak, args.key_format) if args.mak else None,
+                image=image,
+                faults=faults,
+                pace=args.pace,
+                variants=args.variant,
+            )
+            if args.tls
+            else SimulatedMeter(key, image=image, faults=faults, pace=args.pace, variants=args.variant)
         )
     if args.listen == "pty":
         server = await meter.serve_pty(args.transport)
@@ -136,7 +168,7 @@ async def _simulate(args: argparse.Namespace) -> int:
     else:
         print("--listen takes tcp://127.0.0.1:PORT or pty", file=sys.stderr)
         return 2
-    print(f"simulated {args.transport} meter at {server.url}", flush=True)
+    print(f"simulated {args.transport}{' TLS' if args.tls else ''} meter at {server.url}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -182,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     except AuthenticationError as err:
         print(f"error: {err}", file=sys.stderr)
         return 3
+    except TlsRequiredError as err:
+        print(f"error: {err}\nhint: read with --tls (and --key-id mak if the key is the MAK)", file=sys.stderr)
+        return 1
     except (MeterError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

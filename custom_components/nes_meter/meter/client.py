@@ -23,6 +23,7 @@ from .errors import (
     NoResponseError,
     ResponseError,
     ShortReadError,
+    TlsRequiredError,
 )
 from .keys import MeterKey
 from .load_profile import LoadProfile, LoadProfileLayout, LoadProfileReader, ProgressCallback
@@ -37,12 +38,15 @@ from .snapshot import (
     values_needed,
 )
 from .stats import FrameLog, LinkStats
+from .tls import KeyId
+from .tls_session import MepTlsSession
 from .trace import Trace
 from .transport import EnableLine, SerialLink
 
 _LOGGER = logging.getLogger(__name__)
 
 Transport = Literal["mep", "ir"]
+MepSecurity = Literal["plain", "rc4", "tls"]
 TRANSPORTS: Final[tuple[Transport, ...]] = ("mep", "ir")
 ET03_SERIAL_SIZE: Final = 30
 BT01_SIZE: Final = 24
@@ -78,7 +82,11 @@ class MeterIdentity:
 
 
 class MeterClient:
-    """Reads an NES/Echelon meter over MEP or the optical port."""
+    """Reads an NES/Echelon meter over MEP or the optical port.
+
+    MEP security: plain (digest only), ``encrypt`` (RC4) or ``tls`` (MEP TLS mode, a TLS
+    1.2 PSK session keyed by the MBK or, with ``tls_key_id=KeyId.MAK``, the MAK).
+    """
 
     def __init__(
         self,
@@ -87,18 +95,31 @@ class MeterClient:
         key: MeterKey,
         *,
         encrypt: bool = False,
+        tls: bool = False,
+        tls_key_id: KeyId = KeyId.MBK,
         enable_line: EnableLine = "rts",
         mep_timing: MepTiming | None = None,
         ir_timing: C1218Timing | None = None,
     ) -> None:
         if transport not in TRANSPORTS:
             raise ValueError(f"unknown transport {transport!r}")
+        if tls and transport != "mep":
+            raise ValueError("TLS is a mode of the MEP port; the optical port has no TLS")
+        if tls and encrypt:
+            raise ValueError("choose TLS or RC4 encryption, not both: TLS encrypts the reads itself")
         self.transport: Transport = transport
+        self.mep_security: MepSecurity | None = (
+            None if transport != "mep" else "tls" if tls else "rc4" if encrypt else "plain"
+        )
         self.stats = LinkStats()
         self.frames = FrameLog()
         self._link = SerialLink(port, enable_line=enable_line if transport == "mep" else "none")
-        self._session: MepSession | C1218Session
-        if transport == "mep":
+        self._session: MepSession | MepTlsSession | C1218Session
+        if tls:
+            self._session = MepTlsSession(
+                self._link, key, key_id=tls_key_id, timing=mep_timing, stats=self.stats, frames=self.frames
+            )
+        elif transport == "mep":
             self._session = MepSession(
                 self._link, key, encrypt=encrypt, timing=mep_timing, stats=self.stats, frames=self.frames
             )
@@ -174,6 +195,8 @@ class MeterClient:
         """Read something a meter may refuse or lack: ``None`` then, said once at debug."""
         try:
             return await read()
+        except TlsRequiredError:
+            raise  # not this table: the whole port refuses plain and RC4 reads
         except ABSENT as err:
             if what not in self._absent:
                 self._absent.add(what)
@@ -340,6 +363,7 @@ class MeterClient:
         """Counters, dimensions and the last frames (security password already masked)."""
         return {
             "transport": self.transport,
+            "mep_security": self.mep_security,
             "stats": self.stats.as_dict(),
             "bytes_sent": self._link.bytes_sent,
             "bytes_received": self._link.bytes_received,
@@ -356,7 +380,7 @@ async def probe_transport(port: str) -> Transport | None:
         try:
             await client.open()
             await client.read_table(tables.BT01, 0, 4)
-        except AuthenticationError:
+        except (AuthenticationError, TlsRequiredError):
             return transport
         except (NoResponseError, FrameError):
             continue

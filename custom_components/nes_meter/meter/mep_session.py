@@ -21,7 +21,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from . import mep
-from .errors import AuthenticationError, FrameError, NoResponseError, ResponseError, ShortReadError
+from .errors import AuthenticationError, FrameError, NoResponseError, ResponseError, ShortReadError, TlsRequiredError
 from .keys import MeterKey
 from .stats import FrameLog, LinkStats
 from .transport import BYTE_TIME, LineTimeout, SerialLink
@@ -30,6 +30,12 @@ if TYPE_CHECKING:
     from .trace import Trace
 
 _LOGGER = logging.getLogger(__name__)
+
+TLS_REQUIRED_MESSAGE = "the meter requires TLS on this MEP port; choose the TLS option to read it"
+# An unsigned one-byte reply (00 01 0A or 00 01 01) is MEP TLS mode's framing: a meter
+# that requires TLS may answer a digest message that way. Unsigned, one could be noise.
+_TLS_STYLE_REPLY = 0x100  # not a byte: what ``_receive`` returns for such a reply
+_TLS_STYLE_RESULTS = frozenset({mep.MepResult.TLS_SESSION_REQUIRED, 0x01})
 
 RESULT_MESSAGES: dict[int, tuple[str, str]] = {
     result: (result.name, message)
@@ -129,6 +135,7 @@ class MepSession:
         mep.check_read_only(apdu)
         failures = 0
         rejected = 0
+        tls_style = 0
         resyncs = 0
         outstanding: list[_Request] = []  # this APDU's requests without a reply yet, oldest first
         resend = False
@@ -155,12 +162,22 @@ class MepSession:
                     resend = False
                     if code == mep.MepResult.OK:
                         return data
+                    if code == _TLS_STYLE_REPLY:
+                        self.stats.error("tls_style_reply")
+                        tls_style += 1
+                        if tls_style >= 2:
+                            raise TlsRequiredError(
+                                mep.MepResult.TLS_SESSION_REQUIRED, "TLS_SESSION_REQUIRED", TLS_REQUIRED_MESSAGE
+                            )
+                        continue
                     self.stats.error(f"0x{code:02X}")
                     if code == mep.MepResult.INVALID_SEQUENCE and sequence is not None and resyncs < 3:
                         resyncs += 1
                         self.stats.sequence_resyncs += 1
                         self._next_sequence = sequence
                         continue
+                    if code == mep.MepResult.TLS_SESSION_REQUIRED:
+                        raise TlsRequiredError(code, "TLS_SESSION_REQUIRED", TLS_REQUIRED_MESSAGE)
                     if code == mep.MepResult.AUTHENTICATION_FAILURE:
                         # One 0x0B can be a corrupted request; two in a row is the key.
                         rejected += 1
@@ -226,6 +243,8 @@ class MepSession:
                 # Sent in clear, with or without (unverifiable) digest bytes: the meter
                 # accepted neither the key nor, so it cannot sign its answer.
                 return mep.MepResult.AUTHENTICATION_FAILURE, b"", None
+            if length == 1 and payload[0] in _TLS_STYLE_RESULTS:
+                return _TLS_STYLE_REPLY, b"", None
             if length < mep.DIGEST_SIZE + 1:
                 raise FrameError(f"implausible reply length {length}")
             body, received_digest = payload[: -mep.DIGEST_SIZE], payload[-mep.DIGEST_SIZE :]

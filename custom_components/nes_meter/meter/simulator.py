@@ -201,8 +201,17 @@ class _Wire:
             self._close()
 
 
+Wire = _Wire  # public name for subclasses' type hints
+
+
 class SimulatedMeter:
-    """One meter: a key, a table image, faults, and a responder per transport."""
+    """One meter: a key, a table image, faults, and a responder per transport.
+
+    Subclasses (the MEP TLS meter in ``tls_server``) change the MEP side through
+    ``mep_min_request`` and ``_answer_mep``, and use ``_reply`` and ``_mep_service``.
+    """
+
+    mep_min_request: int = mep.DIGEST_SIZE + 1  # shorter MEP messages are skipped as garbage
 
     def __init__(
         self,
@@ -275,7 +284,7 @@ class SimulatedMeter:
             while not wire.closed:
                 header = await wire.read(2)
                 (length,) = struct.unpack(">H", header)
-                if length < mep.DIGEST_SIZE + 1 or length > mep.MAX_MESSAGE:
+                if length < self.mep_min_request or length > mep.MAX_MESSAGE:
                     continue  # garbage; a real meter's receiver times out and resyncs
                 try:
                     body = await wire.read(length, 0.5 + length * BYTE_TIME * 2)
@@ -311,6 +320,7 @@ class SimulatedMeter:
                 self._mep_last_request = time.monotonic()
 
     async def _answer_mep(self, wire: _Wire, key: bytes, body: bytes) -> None:
+        """Answer one MEP message (``body`` is what followed LEN) under ``key``; a subclass hook."""
         self.stats.requests += 1
         message, request_digest = body[: -mep.DIGEST_SIZE], body[-mep.DIGEST_SIZE :]
         cipher = None
@@ -338,6 +348,7 @@ class SimulatedMeter:
         await self._reply(wire, frame, segment=MEP_SEGMENT, gap=MEP_SEGMENT_GAP)
 
     def _mep_service(self, apdu: bytes) -> bytes:
+        """The reply body (result, count, data) to one read APDU; a subclass hook."""
         code = apdu[0] if apdu else 0
         if code == mep.MepCode.PARTIAL_READ and len(apdu) == 8:
             table_id = struct.unpack_from(">H", apdu, 1)[0]

@@ -14,15 +14,13 @@ meter configured to require TLS (ET97) refuses digest (plain or RC4) messages.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-import contextlib
+from collections.abc import Callable, Iterable
 import enum
 import hmac
 import logging
 import secrets
 import struct
-import time
+from typing import Literal
 
 from cryptography.hazmat.primitives.ciphers import CipherContext
 
@@ -30,9 +28,8 @@ from . import mep, tls
 from .errors import TlsError
 from .keys import MeterKey
 from .sim_image import MeterImage
-from .simulator import MEP_SEGMENT, MEP_SEGMENT_GAP, Faults, SimulatedMeter, _Wire
+from .simulator import MEP_SEGMENT, MEP_SEGMENT_GAP, Faults, SimulatedMeter, Wire
 from .tls import AlertDescription, ContentType, HandshakeType, KeyId, PskIdentity, TlsCode, TlsResult
-from .transport import BYTE_TIME
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -372,8 +369,11 @@ class TlsSimulatedMeter(SimulatedMeter):
     while TLS is required or a TLS session exists; ones that do not verify get 0x0B as
     before. The guide says such messages are "not accepted" (p.8) but not with which
     code; 0x0A is its code for a service in the wrong security state (TLS_TABLE without
-    a session, p.9).
+    a session, p.9). ``refusal`` picks another way a real meter may say it: a bare,
+    unsigned ``00 01 0A`` ("bare-0a") or ``00 01 01`` ("bare-01"), TLS mode's framing.
     """
+
+    mep_min_request = 1  # TLS messages carry no digest: every length is a message
 
     def __init__(
         self,
@@ -386,10 +386,22 @@ class TlsSimulatedMeter(SimulatedMeter):
         faults: Faults | None = None,
         pace: bool = False,
         turnaround: float = 0.0,
+        variants: Iterable[str] | str = (),
+        reply_latency: float | None = None,
+        refusal: Literal["signed", "bare-0a", "bare-01"] = "signed",
     ) -> None:
-        super().__init__(key, image=image, faults=faults, pace=pace, turnaround=turnaround)
+        super().__init__(
+            key,
+            image=image,
+            faults=faults,
+            pace=pace,
+            turnaround=turnaround,
+            variants=variants,
+            reply_latency=reply_latency,
+        )
         self.mak = mak
         self.require_tls = require_tls
+        self.refusal = refusal
         self.refused_digest_messages = 0
         self.tls_port = MepTlsPort(
             lambda identity: meter_psk_lookup(self.key, self.mak)(identity),
@@ -397,31 +409,7 @@ class TlsSimulatedMeter(SimulatedMeter):
             identity_hint=identity_hint,
         )
 
-    async def serve_mep(self, wire: _Wire) -> None:
-        alert_task = asyncio.create_task(self._alert_loop(wire)) if self.faults.alerts else None
-        try:
-            while not wire.closed:
-                header = await wire.read(2)
-                (length,) = struct.unpack(">H", header)
-                if length < 1 or length > mep.MAX_MESSAGE:
-                    continue
-                try:
-                    body = await wire.read(length, 0.5 + length * BYTE_TIME * 2)
-                except TimeoutError:
-                    continue
-                if self.pace:
-                    await self._throttle_mep(wire)
-                self._mep_last_request = time.monotonic()
-                await self._answer_mep(wire, self.key.mep_key, body)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            if alert_task:
-                alert_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await alert_task
-
-    async def _answer_mep(self, wire: _Wire, key: bytes, body: bytes) -> None:
+    async def _answer_mep(self, wire: Wire, key: bytes, body: bytes) -> None:
         digest_message = self._verify_digest_message(key, body)
         if digest_message is None and body[0] in tls.TLS_CODES:
             self.stats.requests += 1
@@ -431,6 +419,10 @@ class TlsSimulatedMeter(SimulatedMeter):
         if digest_message is not None and (self.require_tls or self.tls_port.active):
             self.stats.requests += 1
             self.refused_digest_messages += 1
+            if self.refusal != "signed":
+                result = TlsResult.NO_SESSION if self.refusal == "bare-0a" else TlsResult.TLS_ERROR
+                await self._reply(wire, _frame(bytes([result])))
+                return
             message, cipher = digest_message
             reply = bytes([mep.MepResult.TLS_SESSION_REQUIRED])
             frame = mep.frame(cipher.update(reply) if cipher else reply, mep.digest(key, message + reply))

@@ -22,15 +22,27 @@ import dataclasses
 from dataclasses import dataclass
 import logging
 import struct
+from typing import TYPE_CHECKING
 
 from . import mep, tls
-from .errors import AuthenticationError, FrameError, MeterError, NoResponseError, ResponseError, TlsError
+from .errors import (
+    AuthenticationError,
+    FrameError,
+    MeterError,
+    NoResponseError,
+    ResponseError,
+    ShortReadError,
+    TlsError,
+)
 from .keys import MeterKey
 from .mep_session import RESULT_MESSAGES, MepTiming
 from .stats import FrameLog, LinkStats
 from .tls import KeyId, PskIdentity, TlsCode, TlsResult
 from .tls_client import TlsClient
 from .transport import BYTE_TIME, LineTimeout, SerialLink
+
+if TYPE_CHECKING:
+    from .trace import Trace
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -86,6 +98,7 @@ class MepTlsSession:
         self._last_tx = 0.0
         self._consecutive_timeouts = 0
         self.alert_pending = False
+        self.trace: Trace | None = None  # set while a trace records (trace.py)
 
     def __repr__(self) -> str:
         return f"MepTlsSession(<redacted>, established={self.established})"
@@ -119,26 +132,36 @@ class MepTlsSession:
             size = min(tls.MAX_TLS_READ_DATA, count - len(out))
             chunk = await self.transact(mep.read_apdu(table_id, offset + len(out), size))
             if len(chunk) != size:
-                raise FrameError(f"asked for {size} bytes, got {len(chunk)}")
+                raise ShortReadError(f"asked for {size} bytes, got {len(chunk)}")
             out += chunk
         return bytes(out)
 
     async def transact(self, apdu: bytes) -> bytes:
         """Send one read APDU inside TLS until an authenticated answer arrives; return its data."""
         mep.check_read_only(apdu)
-        return await self._run(apdu)
+        data = await self._run(apdu)
+        if self.trace is not None:
+            self.trace.tls_read(apdu, data)
+        return data
 
     # ---- internals ----
 
     async def _run(self, apdu: bytes | None) -> bytes:
-        """Handshake when needed, then the request; every failure costs the session."""
-        failures = 0
+        """Handshake when needed, then the request; every failure costs the session.
+
+        Handshakes and the request each get ``timing.attempts`` tries: a request lost on a
+        noisy line needs a new handshake, and that one's failures are not the request's.
+        """
+        failures = {True: 0, False: 0}  # by phase: in the handshake, in the request
         refusals = 0
         last_error: MeterError | None = None
         while True:
+            in_handshake = False
             try:
                 if self._tls is None:
+                    in_handshake = True
                     await self._handshake()
+                    in_handshake = False
                     refusals = 0
                 if apdu is None:
                     return b""
@@ -175,8 +198,8 @@ class MepTlsSession:
                 self.stats.error(f"0x{code:02X}")
                 name, message = RESULT_MESSAGES.get(code, ("unknown", "request failed"))
                 raise ResponseError(code, name, message)
-            failures += 1
-            if failures >= self.timing.attempts:
+            failures[in_handshake] += 1
+            if failures[in_handshake] >= self.timing.attempts:
                 if last_error is not None:
                     raise last_error
                 raise NoResponseError("no valid TLS reply from the meter on the MEP port")

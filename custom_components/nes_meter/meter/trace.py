@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from .client import MeterClient, MeterIdentity
     from .mep_session import MepSession
     from .snapshot import MeterSnapshot
+    from .tls_session import MepTlsSession
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -111,18 +112,21 @@ class Trace:
         self._count = 0
         self._last_service: int | None = None  # IR: the service of the last request sent
 
-    def attach(self, session: MepSession | C1218Session) -> None:
+    def attach(self, session: MepSession | MepTlsSession | C1218Session) -> None:
         """Start receiving the session's frames; note its link settings."""
         from .mep_session import MepSession
+        from .tls_session import MepTlsSession
 
-        if isinstance(session, MepSession):
+        if isinstance(session, MepTlsSession):
+            self.link.update(tls=True, response_timeout=session.timing.response_timeout)
+        elif isinstance(session, MepSession):
             self.encrypt = session.encrypted
             self.link.update(encrypt=session.encrypted, response_timeout=session.timing.response_timeout)
         else:
             self.link.update(asked_packet_size=session.timing.packet_size, asked_packets=session.timing.packets)
         session.trace = self
 
-    def detach(self, session: MepSession | C1218Session) -> None:
+    def detach(self, session: MepSession | MepTlsSession | C1218Session) -> None:
         if session.trace is self:
             session.trace = None
 
@@ -177,6 +181,17 @@ class Trace:
             masked="digest" if tail else None,
             plaintext=self.encrypt and bool(body),
         )
+
+    def tls_read(self, apdu: bytes, data: bytes) -> None:
+        """A read carried in MEP TLS mode, as the plaintext MEP exchange it stands for.
+
+        The TLS records themselves are encrypted under keys derived from the meter key and
+        are useless to a replay; the handshake is not recorded at all.
+        """
+        mask = bytes([MASK]) * mep.DIGEST_SIZE
+        self._add("tx", mep.frame(apdu + bytes(mep.SEQUENCE_SIZE), mask), masked="digest", plaintext=True, tls=True)
+        reply = b"\x00" + len(data).to_bytes(2, "big") + data
+        self._add("rx", mep.frame(reply, mask), masked="digest", plaintext=True, tls=True)
 
     # ---- the document ----
 
