@@ -21,6 +21,8 @@ from custom_components.nes_meter.const import (
     CONF_ENCRYPT,
     CONF_KEY,
     CONF_KEY_FORMAT,
+    CONF_MEP_SECURITY,
+    CONF_TLS_KEY_ID,
     CONF_TRANSPORT,
     CONF_UPDATE_INTERVAL,
     DOMAIN,
@@ -144,6 +146,34 @@ async def test_blank_utility_serial_still_sets_up(hass: HomeAssistant, transport
     assert result["result"].unique_id == "mfg-0000001234567890"
 
 
+async def test_legacy_rc4_switch_shows_as_rc4(hass: HomeAssistant) -> None:
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=SERIAL,
+        data={CONF_PORT: "/dev/ttyUSB0", CONF_TRANSPORT: "mep", CONF_KEY: KEY_TEXT},
+        options={CONF_ENCRYPT: True},
+    )
+    entry.add_to_hass(hass)
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    defaults = {str(marker): marker.default() for marker in result["data_schema"].schema}
+    assert defaults[CONF_MEP_SECURITY] == "rc4"
+
+
+async def test_a_meter_that_requires_tls_is_added_in_tls_mode(hass: HomeAssistant) -> None:
+    """The user need not know the mode: a meter refusing all but TLS is read in TLS mode."""
+    from custom_components.nes_meter.meter.tls_server import TlsSimulatedMeter
+
+    meter = TlsSimulatedMeter(KEY)
+    server = await meter.serve_tcp("mep")
+    try:
+        flow_id = await _start(hass)
+        result = await hass.config_entries.flow.async_configure(flow_id, user_input(server, "mep"))
+    finally:
+        await server.close()
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["result"].options == {CONF_MEP_SECURITY: "tls"}
+
+
 async def test_unexpected_error_is_unknown(hass: HomeAssistant, ir_server: SimServer) -> None:
     flow_id = await _start(hass)
     with patch.object(config_flow, "validate_meter", side_effect=RuntimeError("boom")):
@@ -242,9 +272,9 @@ async def test_options(hass: HomeAssistant, transport: str) -> None:
     assert result["type"] is FlowResultType.FORM
     fields = set(result["data_schema"].schema)
     assert (CONF_ENABLE_LINE in fields) is (transport == "mep")
-    options = {CONF_UPDATE_INTERVAL: 5}
+    options: dict[str, Any] = {CONF_UPDATE_INTERVAL: 5}
     if transport == "mep":
-        options |= {CONF_ENABLE_LINE: "dtr", CONF_ENCRYPT: True}
+        options |= {CONF_ENABLE_LINE: "dtr", CONF_MEP_SECURITY: "rc4", CONF_TLS_KEY_ID: "mbk"}
     result = await hass.config_entries.options.async_configure(result["flow_id"], options)
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert entry.options == options

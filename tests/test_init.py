@@ -453,5 +453,42 @@ async def test_unsupported_meter_is_a_setup_error_not_a_retry(hass: HomeAssistan
         await hass.config_entries.async_unload(entry.entry_id)
 
 
+async def test_a_meter_that_starts_requiring_tls_raises_a_fixable_repair(hass: HomeAssistant) -> None:
+    """The utility switched the meter to TLS-only: one repair, and accepting it reads the meter again."""
+    from homeassistant.helpers import issue_registry as ir
+
+    from custom_components.nes_meter import repairs
+    from custom_components.nes_meter.const import CONF_MEP_SECURITY
+    from custom_components.nes_meter.meter.tls_server import TlsSimulatedMeter
+
+    meter = TlsSimulatedMeter(KEY)
+    async with await meter.serve_tcp("mep") as server:
+        entry = MockConfigEntry(
+            domain=DOMAIN, unique_id=SERIAL, data={CONF_PORT: server.url, CONF_TRANSPORT: "mep", CONF_KEY: KEY_TEXT}
+        )
+        entry.add_to_hass(hass)
+        await hass.config_entries.async_setup(entry.entry_id)
+        await hass.async_block_till_done()
+        assert entry.state is ConfigEntryState.SETUP_RETRY
+        issue_id = f"tls_required_{entry.entry_id}"
+        issue = ir.async_get(hass).async_get_issue(DOMAIN, issue_id)
+        assert issue is not None
+        assert issue.is_fixable
+        assert issue.translation_key == "tls_required"
+
+        flow = await repairs.async_create_fix_flow(hass, issue_id, issue.data)
+        flow.hass = hass
+        flow.issue_id = issue_id
+        form = await flow.async_step_init()
+        assert form["description_placeholders"] == {"title": entry.title}
+        await flow.async_step_confirm({})
+        await hass.async_block_till_done()
+        assert entry.options[CONF_MEP_SECURITY] == "tls"
+        assert entry.state is ConfigEntryState.LOADED
+        assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
+        assert float(hass.states.get(ENERGY).state) > 0
+        await hass.config_entries.async_unload(entry.entry_id)
+
+
 def test_rejected_key_starts_reauth() -> None:
     assert isinstance(ha_error(AuthenticationError("no")), ConfigEntryAuthFailed)

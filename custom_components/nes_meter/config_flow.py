@@ -12,7 +12,6 @@ from homeassistant.config_entries import ConfigEntryState, ConfigFlow, ConfigFlo
 from homeassistant.const import CONF_PORT
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.selector import (
-    BooleanSelector,
     NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
@@ -30,20 +29,24 @@ import voluptuous as vol
 
 from .const import (
     CONF_ENABLE_LINE,
-    CONF_ENCRYPT,
     CONF_KEY,
     CONF_KEY_FORMAT,
+    CONF_MEP_SECURITY,
+    CONF_TLS_KEY_ID,
     CONF_TRANSPORT,
     CONF_UPDATE_INTERVAL,
     DEFAULT_ENABLE_LINE,
     DEFAULT_UPDATE_INTERVAL,
     DOMAIN,
     MAX_UPDATE_INTERVAL,
+    MEP_SECURITY_MODES,
+    MEP_SECURITY_TLS,
     MIN_UPDATE_INTERVAL,
+    TLS_KEY_IDS,
     TRANSPORT_IR,
     TRANSPORT_MEP,
 )
-from .coordinator import NesMeterConfigEntry, build_client
+from .coordinator import NesMeterConfigEntry, build_client, mep_security
 from .meter import (
     KEY_FORMATS,
     AuthenticationError,
@@ -53,6 +56,8 @@ from .meter import (
     MeterIdentity,
     NoResponseError,
     PortError,
+    TlsError,
+    TlsRequiredError,
     UnsupportedMeterError,
     validate_port,
 )
@@ -75,9 +80,26 @@ def _list_ports() -> dict[str, str]:
     return ports
 
 
-async def validate_meter(hass: HomeAssistant, data: dict[str, Any]) -> MeterIdentity:
-    """Open the port, authenticate and read once; raises the library's errors."""
-    client = build_client(data)
+async def validate_meter(
+    hass: HomeAssistant, data: Mapping[str, Any], options: Mapping[str, Any] | None = None
+) -> tuple[MeterIdentity, dict[str, Any]]:
+    """Open the port, authenticate and read once; raises the library's errors.
+
+    A MEP meter that refuses everything but TLS is tried again in TLS mode: the user
+    need not know the mode. Returns the identity and the options that worked.
+    """
+    options = dict(options or {})
+    try:
+        return await _read_once(data, options), options
+    except TlsRequiredError:
+        if mep_security(options) == MEP_SECURITY_TLS:
+            raise
+    options[CONF_MEP_SECURITY] = MEP_SECURITY_TLS
+    return await _read_once(data, options), options
+
+
+async def _read_once(data: Mapping[str, Any], options: Mapping[str, Any]) -> MeterIdentity:
+    client = build_client(data, options)
     try:
         await client.open()
         identity = await client.identify()
@@ -123,6 +145,10 @@ def _error_for(err: MeterError) -> str:
         return "no_response"
     if isinstance(err, UnsupportedMeterError):
         return "unsupported_meter"
+    if isinstance(err, TlsRequiredError):
+        return "tls_required"
+    if isinstance(err, TlsError):
+        return "tls_failed"
     return "unknown"
 
 
@@ -172,6 +198,7 @@ class NesMeterConfigFlow(ConfigFlow, domain=DOMAIN):
     def __init__(self) -> None:
         """Start with nothing discovered."""
         self._discovered: dict[str, Any] = {}
+        self._options: dict[str, Any] = {}  # what reading the meter needed (TLS found on the way)
 
     async def _async_test(
         self, data: dict[str, Any], running: NesMeterConfigEntry | None = None
@@ -182,17 +209,20 @@ class NesMeterConfigFlow(ConfigFlow, domain=DOMAIN):
         the port, so the port is released for the test; the entry is reloaded afterwards
         on success, and on failure its next poll opens the port again.
         """
+        options = running.options if running is not None else {}
         try:
             if running is not None and running.state is ConfigEntryState.LOADED:
                 async with running.runtime_data.port_released():
-                    return await validate_meter(self.hass, data), {}
-            return await validate_meter(self.hass, data), {}
+                    identity, self._options = await validate_meter(self.hass, data, options)
+            else:
+                identity, self._options = await validate_meter(self.hass, data, options)
         except MeterError as err:
             _LOGGER.debug("meter test failed: %s", err)
             return None, {"base": _error_for(err)}
         except Exception:
             _LOGGER.exception("unexpected error while testing the meter")
             return None, {"base": "unknown"}
+        return identity, {}
 
     async def _async_port_owner(self, port: str, *, ignore: str | None = None) -> str | None:
         """Return the title of another entry that already reads from ``port``, if any.
@@ -252,7 +282,9 @@ class NesMeterConfigFlow(ConfigFlow, domain=DOMAIN):
                     await self.async_set_unique_id(identity.utility_serial, raise_on_progress=False)
                     self._abort_if_unique_id_configured()
                     return self.async_create_entry(
-                        title=f"NES {identity.model} ({user_input[CONF_TRANSPORT].upper()})", data=user_input
+                        title=f"NES {identity.model} ({user_input[CONF_TRANSPORT].upper()})",
+                        data=user_input,
+                        options=self._options,
                     )
         ports = await self.hass.async_add_executor_job(_list_ports)
         return self.async_show_form(
@@ -276,7 +308,7 @@ class NesMeterConfigFlow(ConfigFlow, domain=DOMAIN):
             if identity is not None:
                 await self.async_set_unique_id(identity.utility_serial)
                 self._abort_if_unique_id_mismatch(reason="wrong_meter")
-                return self.async_update_reload_and_abort(entry, data_updates=user_input)
+                return self.async_update_reload_and_abort(entry, data_updates=user_input, options=self._options)
         return self.async_show_form(
             step_id="reauth_confirm",
             data_schema=vol.Schema(_key_schema(entry.data.get(CONF_KEY_FORMAT, "auto"))),
@@ -305,7 +337,7 @@ class NesMeterConfigFlow(ConfigFlow, domain=DOMAIN):
                     if identity is not None:
                         await self.async_set_unique_id(identity.utility_serial)
                         self._abort_if_unique_id_mismatch(reason="wrong_meter")
-                        return self.async_update_reload_and_abort(entry, data=data)
+                        return self.async_update_reload_and_abort(entry, data=data, options=self._options)
         ports = await self.hass.async_add_executor_job(_list_ports)
         return self.async_show_form(
             step_id="reconfigure",
@@ -351,5 +383,14 @@ class NesMeterOptionsFlow(OptionsFlow):
                     )
                 )
             )
-            schema[vol.Required(CONF_ENCRYPT, default=options.get(CONF_ENCRYPT, False))] = BooleanSelector()
+            schema[vol.Required(CONF_MEP_SECURITY, default=mep_security(options))] = SelectSelector(
+                SelectSelectorConfig(
+                    options=list(MEP_SECURITY_MODES), translation_key=CONF_MEP_SECURITY, mode=SelectSelectorMode.LIST
+                )
+            )
+            schema[vol.Required(CONF_TLS_KEY_ID, default=options.get(CONF_TLS_KEY_ID, "mbk"))] = SelectSelector(
+                SelectSelectorConfig(
+                    options=list(TLS_KEY_IDS), translation_key=CONF_TLS_KEY_ID, mode=SelectSelectorMode.LIST
+                )
+            )
         return self.async_show_form(step_id="init", data_schema=vol.Schema(schema))

@@ -10,8 +10,10 @@ CONF_TRANSPORT: Final = "transport"
 CONF_KEY: Final = "key"
 CONF_KEY_FORMAT: Final = "key_format"
 CONF_UPDATE_INTERVAL: Final = "update_interval"
-CONF_ENCRYPT: Final = "encrypt"
+CONF_ENCRYPT: Final = "encrypt"  # before MEP security became a choice: True meant RC4
 CONF_ENABLE_LINE: Final = "enable_line"
+CONF_MEP_SECURITY: Final = "mep_security"
+CONF_TLS_KEY_ID: Final = "tls_key_id"
 
 TRANSPORT_MEP: Final = "mep"
 TRANSPORT_IR: Final = "ir"
@@ -20,6 +22,11 @@ DEFAULT_UPDATE_INTERVAL: Final = 10
 MIN_UPDATE_INTERVAL: Final = 2
 MAX_UPDATE_INTERVAL: Final = 3600
 DEFAULT_ENABLE_LINE: Final = "rts"
+MEP_SECURITY_PLAIN: Final = "plain"
+MEP_SECURITY_RC4: Final = "rc4"
+MEP_SECURITY_TLS: Final = "tls"
+MEP_SECURITY_MODES: Final = (MEP_SECURITY_PLAIN, MEP_SECURITY_RC4, MEP_SECURITY_TLS)
+TLS_KEY_IDS: Final = ("mbk", "mak")
 
 BACKOFF_MIN: Final = 1.0
 BACKOFF_MAX: Final = 60.0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
 import logging
@@ -15,7 +15,7 @@ from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import CONF_PORT, Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryError, HomeAssistantError
-from homeassistant.helpers import entity_registry as er, restore_state
+from homeassistant.helpers import entity_registry as er, issue_registry as ir, restore_state
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 from homeassistant.util import dt as dt_util
 
@@ -26,11 +26,16 @@ from .const import (
     CONF_ENCRYPT,
     CONF_KEY,
     CONF_KEY_FORMAT,
+    CONF_MEP_SECURITY,
+    CONF_TLS_KEY_ID,
     CONF_TRANSPORT,
     CONF_UPDATE_INTERVAL,
     DEFAULT_ENABLE_LINE,
     DEFAULT_UPDATE_INTERVAL,
     DOMAIN,
+    MEP_SECURITY_PLAIN,
+    MEP_SECURITY_RC4,
+    MEP_SECURITY_TLS,
 )
 from .guard import GUARDED_COUNTERS, CounterGuard
 from .meter import (
@@ -42,8 +47,10 @@ from .meter import (
     MeterSnapshot,
     NoResponseError,
     PortError,
+    TlsRequiredError,
     UnsupportedMeterError,
 )
+from .meter.tls import KeyId
 from .meter.trace import record_reading
 
 _LOGGER = logging.getLogger(__name__)
@@ -58,14 +65,25 @@ def counter_key(name: str) -> str:
     return name.rsplit("_", 1)[0]
 
 
-def build_client(data: dict[str, Any], options: dict[str, Any] | None = None) -> MeterClient:
+def mep_security(options: Mapping[str, Any]) -> str:
+    """Return the MEP security mode of an entry's options (older entries only had the RC4 switch)."""
+    mode = options.get(CONF_MEP_SECURITY)
+    if isinstance(mode, str):
+        return mode
+    return MEP_SECURITY_RC4 if options.get(CONF_ENCRYPT) else MEP_SECURITY_PLAIN
+
+
+def build_client(data: Mapping[str, Any], options: Mapping[str, Any] | None = None) -> MeterClient:
     """Build a client for an entry's data (port, transport, key) and options."""
     options = options or {}
+    security = mep_security(options) if data[CONF_TRANSPORT] == "mep" else MEP_SECURITY_PLAIN
     return MeterClient(
         data[CONF_PORT],
         data[CONF_TRANSPORT],
         MeterKey.parse(data[CONF_KEY], data.get(CONF_KEY_FORMAT, "auto")),
-        encrypt=options.get(CONF_ENCRYPT, False),
+        encrypt=security == MEP_SECURITY_RC4,
+        tls=security == MEP_SECURITY_TLS,
+        tls_key_id=KeyId[str(options.get(CONF_TLS_KEY_ID, "mbk")).upper()],
         enable_line=options.get(CONF_ENABLE_LINE, DEFAULT_ENABLE_LINE),
     )
 
@@ -74,6 +92,8 @@ def ha_error(err: MeterError) -> HomeAssistantError:
     """Translate a library error: reauth for a rejected key, else a failed update."""
     if isinstance(err, AuthenticationError):
         return ConfigEntryAuthFailed(translation_domain=DOMAIN, translation_key="invalid_key")
+    if isinstance(err, TlsRequiredError):
+        return UpdateFailed(translation_domain=DOMAIN, translation_key="tls_required")
     if isinstance(err, UnsupportedMeterError):  # retrying cannot help: the meter's formats stay
         return ConfigEntryError(
             translation_domain=DOMAIN, translation_key="unsupported_meter", translation_placeholders={"error": str(err)}
@@ -85,6 +105,11 @@ def ha_error(err: MeterError) -> HomeAssistantError:
     else:
         key = "communication_error"
     return UpdateFailed(translation_domain=DOMAIN, translation_key=key, translation_placeholders={"error": str(err)})
+
+
+def tls_issue_id(entry: ConfigEntry) -> str:
+    """Return the id of the repair issue raised when the entry's meter requires MEP TLS mode."""
+    return f"tls_required_{entry.entry_id}"
 
 
 class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
@@ -108,6 +133,7 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
         self._failures = 0
         self._retry_at = 0.0
         self._port_lock = asyncio.Lock()
+        self._tls_issue_raised = False
 
     @property
     def interval_seconds(self) -> float:
@@ -123,7 +149,9 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
         try:
             await self._connect()
         except MeterError as err:
+            self._note_tls_required(err)
             raise ha_error(err) from err
+        ir.async_delete_issue(self.hass, DOMAIN, tls_issue_id(self.config_entry))  # read: fixed, if raised
         self._restore_guard()
 
     def _restore_guard(self) -> None:
@@ -195,10 +223,30 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
             await self.client.close()
             if not isinstance(err, AuthenticationError):
                 self._schedule_retry()
+            self._note_tls_required(err)
             raise ha_error(err) from err
+        if self._tls_issue_raised:
+            ir.async_delete_issue(self.hass, DOMAIN, tls_issue_id(self.config_entry))
+            self._tls_issue_raised = False
         self._failures = 0
         self._retry_at = 0.0
         return self.guard.apply(snapshot, time.monotonic())
+
+    def _note_tls_required(self, err: MeterError) -> None:
+        """Raise a repair the user can accept (it switches the option) when the meter requires TLS."""
+        if not isinstance(err, TlsRequiredError) or self._tls_issue_raised:
+            return
+        self._tls_issue_raised = True
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            tls_issue_id(self.config_entry),
+            is_fixable=True,
+            severity=ir.IssueSeverity.ERROR,
+            translation_key="tls_required",
+            translation_placeholders={"title": self.config_entry.title},
+            data={"entry_id": self.config_entry.entry_id},
+        )
 
     def _schedule_retry(self) -> None:
         """Exponential backoff, 1 s doubling up to 60 s, between reconnect attempts."""
