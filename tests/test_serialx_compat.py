@@ -51,11 +51,17 @@ def test_our_redaction_already_hides_what_serialx_hides(monkeypatch: pytest.Monk
     assert serialx.redact_uri(ours) == ours
 
 
-def test_transport_uses_only_what_serialx_1_11_has() -> None:
-    """Everything transport.py takes from serialx exists in the installed version (1.11.0 on latest),
+def test_the_integration_uses_only_what_the_installed_serialx_has() -> None:
+    """Every ``serialx.NAME`` the integration uses exists in the installed version (1.11.0 on latest),
     and the one name that 1.11.0 lacks is reached through serialx_compat only."""
-    used = set(re.findall(r"\bserialx\.(\w+)", TRANSPORT.read_text()))
-    assert used, "transport.py no longer uses serialx?"
-    assert "redact_uri" not in used
-    missing = sorted(name for name in used if not hasattr(serialx, name))
+    package = TRANSPORT.parents[1]
+    used = {
+        (path.relative_to(package).as_posix(), name)
+        for path in package.rglob("*.py")
+        if path.name != "serialx_compat.py"
+        for name in re.findall(r"\bserialx\.(\w+)", path.read_text())
+    }
+    assert ("meter/transport.py", "create_serial_connection") in used
+    assert not [where for where in used if where[1] == "redact_uri"]
+    missing = sorted(where for where in used if not hasattr(serialx, where[1]))
     assert not missing, f"serialx {importlib.metadata.version('serialx')} lacks {missing}"
