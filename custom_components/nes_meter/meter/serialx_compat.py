@@ -26,7 +26,7 @@ import serialx
 SECRET_QUERY_PARAMS: Final = frozenset({"key", "password", "noise_psk", "psk", "token", "secret"})
 REDACTED: Final = "REDACTED"
 
-# serialx >= 1.15 (not in 1.11.0); when present it runs after ours, so that secrets a newer serialx
+# In newer serialx (1.15.1 has it, 1.11.0 does not); when present it runs after ours, so that secrets a newer serialx
 # learns about are hidden as well.
 _SERIALX_REDACT: Final[Callable[[str], str] | None] = getattr(serialx, "redact_uri", None)
 
