@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from pathlib import Path
 import re
+
+import homeassistant
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 INTEGRATION = ROOT / "custom_components" / "nes_meter"
@@ -42,15 +47,70 @@ def test_manifest_key_order_and_required_keys() -> None:
     assert re.fullmatch(r"\d+\.\d+\.\d+", MANIFEST["version"])
 
 
-def test_requirement_pins_match_requirements_test() -> None:
-    pinned = dict(
-        line.split("==", 1)
-        for line in (ROOT / "requirements_test.txt").read_text().splitlines()
-        if "==" in line and not line.startswith("#")
+def _requirements(path: Path) -> dict[str, Requirement]:
+    """The requirement lines of a requirements or constraints file, by normalised package name."""
+    found: dict[str, Requirement] = {}
+    for line in path.read_text().splitlines():
+        if text := line.split("#", 1)[0].strip():
+            requirement = Requirement(text)
+            found[canonicalize_name(requirement.name)] = requirement
+    return found
+
+
+def _pins(path: Path) -> dict[str, str]:
+    return {
+        name: next(iter(requirement.specifier)).version
+        for name, requirement in _requirements(path).items()
+        if [spec.operator for spec in requirement.specifier] == ["=="]
+    }
+
+
+RUNNING_CONSTRAINTS = Path(homeassistant.__file__).parent / "package_constraints.txt"
+
+
+def _constraint_files() -> list[Path]:
+    """package_constraints.txt of the Home Assistant the suite runs on, and of the newest one when
+    scripts/test-latest has installed it (seen from the floor; inside its root the running one is it)."""
+    files = [RUNNING_CONSTRAINTS]
+    files += sorted(
+        ROOT.glob(".cache/latest-root/opt/*/lib/python3*/site-packages/homeassistant/package_constraints.txt")
     )
-    for requirement in MANIFEST["requirements"]:
-        name, version = requirement.split("==")
-        assert pinned[name] == version, requirement
+    return [path for path in files if path.is_file()]
+
+
+def test_requirements_admit_the_tested_and_the_constrained_versions() -> None:
+    """Home Assistant installs a custom integration's requirements under its package_constraints.txt
+    (homeassistant/requirements.py, pip_kwargs), where newer releases pin serialx for core's usb and
+    zha: manifest.json asks for a range that admits the version each supported release allows, and
+    the suite runs with both ends (requirements_test.txt on the floor, requirements_test_latest.txt
+    with what the newest release pins)."""
+    tested_files = (ROOT / "requirements_test.txt", ROOT / "requirements_test_latest.txt")
+    tested = [_pins(path) for path in tested_files]
+    constraints = [(path, _requirements(path)) for path in _constraint_files()]
+    assert constraints, "the running Home Assistant has no package_constraints.txt"
+    for line in MANIFEST["requirements"]:
+        assert " " not in line, line  # hassfest
+        requirement = Requirement(line)
+        name = canonicalize_name(requirement.name)
+        assert requirement.url is None and requirement.marker is None, line
+        versions = {pins[name] for pins in tested}
+        assert all(name in pins for pins in tested), f"{name} is not pinned in both requirements files"
+        for version in versions:
+            assert requirement.specifier.contains(version), f"{line} refuses the tested {name}=={version}"
+        # The oldest version the manifest admits is one the suite runs with.
+        lower = [spec.version for spec in requirement.specifier if spec.operator in (">=", "==", "~=")]
+        assert len(lower) == 1 and lower[0] in versions, f"{line}: its lower bound is not a tested version"
+        for path, constrained in constraints:
+            if name not in constrained:
+                continue  # this Home Assistant does not constrain it (2025.4 and serialx)
+            allowed = constrained[name].specifier
+            assert any(allowed.contains(v) and requirement.specifier.contains(v) for v in versions), (
+                f"{path}: {constrained[name]} leaves no tested version that {line} admits"
+            )
+            pinned = [spec.version for spec in allowed if spec.operator == "=="]
+            if pinned and path == RUNNING_CONSTRAINTS:
+                # This Home Assistant would install exactly that version: so does its test venv.
+                assert importlib.metadata.version(name) == pinned[0], f"{name}: {path} pins {pinned[0]}"
 
 
 def test_hacs_json() -> None:

@@ -16,6 +16,7 @@ from typing import Final, Literal
 import serialx
 
 from .errors import InvalidPortError, PortError
+from .serialx_compat import redact_uri
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -80,11 +81,14 @@ def validate_port(port: str) -> str:
 
 
 def describe_port(port: str) -> str:
-    """The port without credentials, safe for logs and error messages."""
-    if "://" in port and "@" in port.split("://", 1)[1]:
-        scheme, rest = port.split("://", 1)
-        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
-    return serialx.redact_uri(port)
+    """The port without credentials (user:password@, secret query values), safe for logs and errors."""
+    scheme, separator, rest = port.partition("://")
+    # Everything up to the last "@" before the query: a password may contain "/" (and "@").
+    authority_end = min((i for i in map(rest.find, "?#") if i >= 0), default=len(rest))
+    if separator and "@" in rest[:authority_end]:
+        after = rest[:authority_end].rsplit("@", 1)[1]
+        port = f"{scheme}{separator}***@{after}{rest[authority_end:]}"
+    return redact_uri(port)
 
 
 def _port_error(port: str, err: BaseException) -> PortError:
