@@ -53,8 +53,11 @@ async def test_reads_identity_and_snapshot(transport: str, listen: str) -> None:
     assert second.energy_import_wh >= first.energy_import_wh >= 344180
     assert first.voltage_l1_v == pytest.approx(228.315)
     assert first.frequency_hz == pytest.approx(50.0)
-    assert first.power_import_w == sum(
-        p for p in (first.power_import_l1_w, first.power_import_l2_w, first.power_import_l3_w) if p is not None
+    # On IR (108 bytes per read) the total and the phases come in two reads, a moment apart
+    # on the moving load model: equal to within a few watts.
+    assert first.power_import_w == pytest.approx(
+        sum(p for p in (first.power_import_l1_w, first.power_import_l2_w, first.power_import_l3_w) if p is not None),
+        abs=10,
     )
     assert first.meter_time is not None
     assert client.stats.errors.get("bad_frame", 0) == 0

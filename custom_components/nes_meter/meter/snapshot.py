@@ -128,6 +128,9 @@ class MeterSnapshot:
     average_power_export_w: float | None = None
     meter_time: datetime | None = None
     alert_flags: tuple[str, ...] = field(default_factory=tuple)
+    # The fields this poll read (or, for ``meter_time``, carried forward from a read); a
+    # field outside it is None: not wanted, not due this poll, or not on this meter.
+    read_fields: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def power_net_w(self) -> float | None:
@@ -141,11 +144,12 @@ class MeterSnapshot:
         data = asdict(self)
         data["meter_time"] = self.meter_time.isoformat() if self.meter_time else None
         data["alert_flags"] = list(self.alert_flags)
+        data["read_fields"] = sorted(self.read_fields)
         data["power_net_w"] = self.power_net_w
         return data
 
 
-SNAPSHOT_FIELDS: Final = frozenset(f.name for f in fields(MeterSnapshot))
+SNAPSHOT_FIELDS: Final = frozenset(f.name for f in fields(MeterSnapshot)) - {"read_fields"}
 
 
 def present_sources(dims: RegisterDimensions, selection: tuple[int, ...] | None) -> tuple[int, ...]:
