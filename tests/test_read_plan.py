@@ -141,3 +141,19 @@ def test_ranges_split_where_a_gap_costs_more_than_a_read() -> None:
     assert plan_ranges([0, 60], mep) == [(0, 0), (60, 60)]
     assert plan_ranges([0, 60], mep, max_ranges=1) == [(0, 60)]
     assert plan_ranges([], mep) == []
+
+
+async def test_ir_sends_wait_only_when_the_next_poll_would_come_too_late() -> None:
+    """Every reply restarts the meter's 6 s channel timer: a poll every 2 s needs no Wait."""
+    meter = frozen_meter()
+    async with await meter.serve_tcp("ir") as server, client_for(server, "ir") as client:
+        await client.identify()
+
+        async def services(hold_for: float) -> set[str]:
+            client.frames.clear()
+            await client.read_snapshot(hold_for=hold_for)
+            return {entry["hex"][12:14] for entry in client.frames.as_list() if entry["direction"] == "tx"}
+
+        assert "70" not in await services(2)
+        assert "70" in await services(10)
+        assert client.stats.session_starts == 1

@@ -11,8 +11,10 @@ read costs its data plus a fixed overhead that depends on the transport:
   and one ACK each.
 
 Both wait a reply turnaround per reply (per reply packet on C12.18); ``REPLY_TURNAROUND``
-is what C12.18 adapters use, the guides give none. The wanted values of a table are read
-as one contiguous range or two, whichever takes less line time (bytes as the tie-break).
+is what C12.18 adapters use, the guides give none. The wanted values of a table are split
+into contiguous ranges wherever the skipped bytes cost more than another read (bytes as
+the tie-break); on MEP, where a read costs at least 100 ms and the guide asks for no more
+than one table read per second on average, that is one range or two.
 
 CT meters: BT28's raw power and current sources (8-14, 185-190) do not include the CT/VT
 ratios, their post-ratio twins (81-84, 191-199) do (guide p.215). Post-ratio sources are
@@ -138,21 +140,48 @@ class TableRead:
 
 
 def plan_ranges(
-    indices: Sequence[int], link: LinkModel, *, max_ranges: int = 2, spaced_last: bool = False
+    indices: Sequence[int], link: LinkModel, *, max_ranges: int | None = None, spaced_last: bool = True
 ) -> list[tuple[int, int]]:
-    """The value ranges (first, last) covering ``indices``: one range, or two split at a gap."""
+    """The value ranges (first, last) covering ``indices`` in the least line time.
+
+    Without ``max_ranges`` any split at a gap may pay (each range costs a read's overhead,
+    the gap's bytes are saved); ``max_ranges=1`` or ``2``: one range, or two split at a gap.
+    """
     wanted = sorted(set(indices))
     if not wanted:
         return []
-    best = [(wanted[0], wanted[-1])]
-    best_cost = link.cost([VALUE_SIZE * (wanted[-1] - wanted[0] + 1)], spaced_last=spaced_last)
+
+    def cost(first: int, last: int) -> tuple[float, int]:
+        return link.cost([VALUE_SIZE * (last - first + 1)], spaced_last=spaced_last)
+
+    if max_ranges is None:
+        # best[j]: cheapest cover of wanted[:j]; cut[j]: where its last range starts
+        best: list[tuple[float, int]] = [(0.0, 0)]
+        cut = [0]
+        for end in range(1, len(wanted) + 1):
+            options = []
+            for begin in range(end):
+                seconds, size = cost(wanted[begin], wanted[end - 1])
+                options.append(((best[begin][0] + seconds, best[begin][1] + size), begin))
+            total, begin = min(options)
+            best.append(total)
+            cut.append(begin)
+        ranges = []
+        end = len(wanted)
+        while end:
+            ranges.append((wanted[cut[end]], wanted[end - 1]))
+            end = cut[end]
+        return ranges[::-1]
+    chosen = [(wanted[0], wanted[-1])]
+    chosen_cost = cost(wanted[0], wanted[-1])
     if max_ranges >= 2:
         for split in range(1, len(wanted)):
             ranges = [(wanted[0], wanted[split - 1]), (wanted[split], wanted[-1])]
-            cost = link.cost([VALUE_SIZE * (last - first + 1) for first, last in ranges], spaced_last=spaced_last)
-            if cost < best_cost:
-                best, best_cost = ranges, cost
-    return best
+            first, second = cost(*ranges[0]), cost(*ranges[1])
+            total = (first[0] + second[0], first[1] + second[1])
+            if total < chosen_cost:
+                chosen, chosen_cost = ranges, total
+    return chosen
 
 
 def table_reads(table_id: int, base: int, plan: ValuePlan, ranges: Sequence[tuple[int, int]]) -> list[TableRead]:
