@@ -324,17 +324,16 @@ class MeterClient:
     def _poll_plan(self, identity: MeterIdentity, registers: bool, interval: float | None) -> PollPlan:
         link = self._link_model()
         undecided = {"power", "current"} - self._ratio_one.keys()
-        key = (self._wanted, registers, bool(undecided), tuple(sorted(self._ratio_one.items())), link, interval)
+        ratios = tuple(sorted(self._ratio_one.items()))
+        key = (self._wanted, registers, bool(undecided), ratios, link, interval, self.schedule)
         if (cached := self._plans.get(key)) is not None:
             return cached
         dims = identity.dimensions
+        summations = tuple(
+            entry for entry in summation_plan(identity.summation_sources, identity.energy_unit) if self._wants(entry[1])
+        )
         reads: list[TableRead] = []
         if registers:
-            summations = tuple(
-                entry
-                for entry in summation_plan(identity.summation_sources, identity.energy_unit)
-                if self._wants(entry[1])
-            )
             ranges = plan_ranges([index for index, _name, _scale in summations], link)
             reads += table_reads(tables.BT23, dims.summations_offset, summations, ranges)
         wanted = self._wanted if self._wanted is not None else self._choices.keys()
@@ -344,9 +343,9 @@ class MeterClient:
         ranges = plan_ranges(indices, link)
         if link.transport == "mep" and interval:
             # Keep the average within the guide's table reads per second: fewer ranges if need be.
-            slow = (1 / max(interval, self.schedule.registers_interval) if reads else 0.0) + 1 / max(
-                interval, self.schedule.clock_interval
-            )
+            slow = 1 / max(interval, self.schedule.registers_interval) if summations else 0.0
+            if self._wants("meter_time"):
+                slow += 1 / max(interval, self.schedule.clock_interval)
             tries = (ranges, *(plan_ranges(indices, link, max_ranges=most) for most in (2, 1)))
             # The first that fits; failing that the last, one range, is the best there is.
             for ranges in tries:
@@ -357,6 +356,8 @@ class MeterClient:
         if link.transport == "mep":
             reads.sort(key=lambda read: read.count, reverse=True)  # the 100 ms spacing is free after the last
         plan = PollPlan(tuple(reads), pairs, registers)
+        if len(self._plans) >= 64:  # callers that keep changing their wishes
+            self._plans.clear()
         self._plans[key] = plan
         return plan
 
