@@ -17,6 +17,7 @@ from .errors import (
     WriteRefusedError,
 )
 from .keys import KEY_FORMATS, MeterKey, parse_key
+from .read_plan import ReadSchedule
 from .snapshot import MeterSnapshot
 from .transport import validate_port
 
@@ -34,6 +35,7 @@ __all__ = [
     "MeterSnapshot",
     "NoResponseError",
     "PortError",
+    "ReadSchedule",
     "ResponseError",
     "Transport",
     "WriteRefusedError",

@@ -90,7 +90,13 @@ ValuePlan = tuple[tuple[int, str, float], ...]
 
 @dataclass(slots=True)
 class MeterSnapshot:
-    """One poll's worth of values in SI units (Wh, W, var, V, A, Hz; PF as 0..1)."""
+    """One poll's worth of values in SI units (Wh, W, var, V, A, Hz; PF as 0..1).
+
+    A field is ``None`` when this poll did not read it: the caller did not want it
+    (``MeterClient.set_wanted``), it was not due (``ReadSchedule``: energy registers may be
+    read less often than the live values), or the meter does not have it. ``read_fields``
+    names the fields read; ``MeterClient.available_fields`` those the meter has.
+    """
 
     energy_import_wh: float | None = None
     energy_export_wh: float | None = None
