@@ -13,8 +13,8 @@ from custom_components.nes_meter.meter import MeterClient
 from custom_components.nes_meter.meter.client import Transport
 from custom_components.nes_meter.meter.mep_session import MepTiming
 
+from .common import KEY, POLL_INTERVAL
 from .simhost import SimHost
-from .wire import KEY, POLL_INTERVAL
 
 
 async def measure(transport: Transport, polls: int) -> dict[str, Any]:

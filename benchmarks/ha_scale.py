@@ -23,8 +23,8 @@ import time
 from typing import Any
 import uuid
 
+from .common import KEY_TEXT
 from .simhost import SimHost
-from .wire import KEY_TEXT
 
 REPO = Path(__file__).resolve().parents[1]
 INTERVAL = 2

@@ -7,7 +7,6 @@ For comparison it is also timed reading the two tables inside an already open se
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 import time
 from typing import Any
@@ -16,9 +15,9 @@ from c1218.connection import Connection
 import serial
 
 from custom_components.nes_meter.meter import tables
-from custom_components.nes_meter.meter.simulator import SimulatedMeter
 
-from .wire import IDLE_BETWEEN_POLLS, KEY, KEY_TEXT, TURNAROUND
+from .common import IDLE_BETWEEN_POLLS, KEY_TEXT
+from .simhost import SimHost
 
 SERIAL_SETTINGS: dict[str, Any] = {
     "parity": serial.PARITY_NONE,
@@ -75,14 +74,12 @@ def _reads_only(url: str, cycles: int) -> list[float]:
     return durations
 
 
-async def measure(cycles: int) -> dict[str, Any]:
-    meter = SimulatedMeter(KEY, pace=True, turnaround=TURNAROUND)
-    server = await meter.serve_tcp("ir")
-    try:
-        per_poll = await asyncio.to_thread(_session_per_poll, server.url, cycles)
-        reads = await asyncio.to_thread(_reads_only, server.url, cycles)
-    finally:
-        await server.close()
+def measure(cycles: int) -> dict[str, Any]:
+    """termineter against a paced simulated meter in its own process (the same as ours)."""
+    with SimHost("ir:1", pace=True) as host:
+        url = host.urls["ir"][0]
+        per_poll = _session_per_poll(url, cycles)
+        reads = _reads_only(url, cycles)
     return {
         "median_s": round(statistics.median(per_poll), 4),
         "reads_only_median_s": round(statistics.median(reads), 4),

@@ -492,3 +492,38 @@ async def test_a_meter_that_starts_requiring_tls_raises_a_fixable_repair(hass: H
 
 def test_rejected_key_starts_reauth() -> None:
     assert isinstance(ha_error(AuthenticationError("no")), ConfigEntryAuthFailed)
+
+
+@pytest.mark.parametrize("transport", ["mep", "ir"])
+async def test_only_what_enabled_entities_show_is_read(
+    hass: HomeAssistant, meter: SimulatedMeter, transport: str, entity_registry: er.EntityRegistry
+) -> None:
+    """Disabling an entity stops its bytes being read; enabling it brings them back."""
+    server = await meter.serve_tcp(transport)
+    try:
+        entry = await setup_entry(hass, server, transport)
+        coordinator = await refresh(hass, entry)
+        default = {"energy_import_wh", "energy_export_wh", "power_import_w", "power_export_w", "voltage_l1_v"}
+        assert coordinator.client.wanted is not None
+        assert default <= coordinator.client.wanted
+        assert "voltage_l2_v" not in coordinator.client.wanted
+        assert coordinator.data.voltage_l2_v is None
+        before = coordinator.client.bytes_exchanged
+        await refresh(hass, entry)
+        lean = coordinator.client.bytes_exchanged - before
+
+        entity_id = entity_registry.async_get_entity_id("sensor", DOMAIN, f"{SERIAL}_voltage_l2")
+        assert entity_id is not None
+        entity_registry.async_update_entity(entity_id, disabled_by=None)
+        await hass.config_entries.async_reload(entry.entry_id)
+        await hass.async_block_till_done()
+        coordinator = await refresh(hass, entry)
+        assert coordinator.client.wanted is not None
+        assert "voltage_l2_v" in coordinator.client.wanted
+        assert coordinator.data.voltage_l2_v == pytest.approx(226.537)
+        before = coordinator.client.bytes_exchanged
+        await refresh(hass, entry)
+        assert coordinator.client.bytes_exchanged - before > lean
+        await hass.config_entries.async_unload(entry.entry_id)
+    finally:
+        await server.close()

@@ -40,6 +40,11 @@ async def read_replay(doc: dict[str, Any]) -> dict[str, Any]:
         return await trace.record_reading(client_for_trace(server.url, doc))
 
 
+def recorded_part(result: dict[str, Any], recorded: dict[str, Any]) -> dict[str, Any]:
+    """The fields a trace recorded: one made by an older library lacks fields added since."""
+    return {section: {name: result[section].get(name) for name in fields} for section, fields in recorded.items()}
+
+
 def test_there_are_traces() -> None:
     names = {path.stem for path in TRACE_FILES}
     assert {"capture-dabblerdk-issue2-bt23-bt28", "capture-dabblerdk-issue10-0c", "sim-mep", "sim-ir"} <= names
@@ -50,7 +55,7 @@ async def test_a_trace_replays_to_its_recorded_values(path: Path) -> None:
     doc = trace.load(path)
     replayed = await read_replay(doc)
     assert "error" not in replayed, replayed.get("error")
-    assert replayed["result"] == doc["result"]
+    assert recorded_part(replayed["result"], doc["result"]) == doc["result"]
 
 
 async def test_a_real_bt28_and_bt23_capture_decode_as_published() -> None:

@@ -17,6 +17,7 @@ from homeassistant.components.sensor import (
 from homeassistant.const import (
     PERCENTAGE,
     EntityCategory,
+    Platform,
     UnitOfApparentPower,
     UnitOfElectricCurrent,
     UnitOfElectricPotential,
@@ -26,9 +27,11 @@ from homeassistant.const import (
     UnitOfTime,
 )
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
+from .const import DOMAIN
 from .coordinator import NesMeterConfigEntry, NesMeterCoordinator, counter_key
 from .entity import NesMeterEntity
 from .guard import GUARDED_COUNTERS
@@ -49,6 +52,7 @@ class NesSensorDescription(SensorEntityDescription):
 
     value_fn: Callable[[MeterSnapshot], float | datetime | str | None]
     exists_fn: Callable[[MeterIdentity], bool] = lambda _identity: True
+    reads: tuple[str, ...]  # the snapshot fields value_fn uses: only these are read from the meter
 
 
 def _present(source: int) -> Callable[[MeterIdentity], bool]:
@@ -102,6 +106,7 @@ def _energy(key: str, index: int, *, reactive: bool = False) -> NesSensorDescrip
         native_unit_of_measurement=UNIT_KVARH if reactive else UnitOfEnergy.KILO_WATT_HOUR,
         suggested_display_precision=3,
         value_fn=_kilo(f"{key}_varh" if reactive else f"{key}_wh"),
+        reads=(f"{key}_varh" if reactive else f"{key}_wh",),
         exists_fn=_summation(index),
         entity_registry_enabled_default=not reactive,
     )
@@ -114,6 +119,7 @@ def _outage(key: str, field: str, index: int, **kwargs: Any) -> NesSensorDescrip
         translation_key=key,
         state_class=SensorStateClass.TOTAL_INCREASING,
         value_fn=_field(field),
+        reads=(field,),
         exists_fn=_summation(index),
         entity_category=EntityCategory.DIAGNOSTIC,
         entity_registry_enabled_default=False,
@@ -128,10 +134,12 @@ def _measurement(
     unit: str,
     *,
     value_fn: Callable[[MeterSnapshot], float | None] | None = None,
+    field: str | None = None,
     precision: int | None = None,
     enabled: bool = False,
 ) -> NesSensorDescription:
     """Describe a live BT28 value; ``source`` is its BT27 source id (absent on meters that lack it)."""
+    field = field or f"{key}_{unit.lower()}"
     return NesSensorDescription(
         key=key,
         translation_key=key,
@@ -139,7 +147,8 @@ def _measurement(
         state_class=SensorStateClass.MEASUREMENT,
         native_unit_of_measurement=unit,
         suggested_display_precision=precision,
-        value_fn=value_fn or _field(f"{key}_{unit.lower()}"),
+        value_fn=value_fn or _field(field),
+        reads=(field,),
         exists_fn=_present(source),
         entity_registry_enabled_default=enabled,
     )
@@ -175,6 +184,7 @@ def _phase_sensors() -> list[NesSensorDescription]:
                 SensorDeviceClass.POWER_FACTOR,
                 PERCENTAGE,
                 value_fn=_percent(f"power_factor_l{phase}"),
+                field=f"power_factor_l{phase}",
                 precision=1,
             ),
             _power(f"power_import_l{phase}", 184 + phase, enabled=False),
@@ -198,6 +208,7 @@ SENSORS: tuple[NesSensorDescription, ...] = (
         native_unit_of_measurement=UnitOfPower.WATT,
         suggested_display_precision=0,
         value_fn=lambda snapshot: snapshot.power_net_w,
+        reads=("power_import_w", "power_export_w"),
         exists_fn=lambda identity: {8, 9}.issubset(identity.present_sources),
     ),
     _power("average_power_import", 208, enabled=False),
@@ -222,6 +233,7 @@ SENSORS: tuple[NesSensorDescription, ...] = (
         native_unit_of_measurement=UnitOfTime.SECONDS,
         suggested_display_precision=0,
         value_fn=lambda snapshot: clock_offset(snapshot.meter_time),
+        reads=("meter_time",),
         entity_category=EntityCategory.DIAGNOSTIC,
         entity_registry_enabled_default=False,
     ),
@@ -318,6 +330,25 @@ async def async_setup_entry(
     ]
     entities += [NesLinkSensor(coordinator, identity, description) for description in LINK_SENSORS]
     async_add_entities(entities)
+    coordinator.client.set_wanted(_wanted_fields(hass, identity))
+
+
+def _wanted_fields(hass: HomeAssistant, identity: MeterIdentity) -> set[str]:
+    """Return the snapshot fields the enabled sensors show: only those are read from the meter.
+
+    Enabling or disabling an entity reloads the entry, which comes back here.
+    """
+    registry = er.async_get(hass)
+    wanted: set[str] = set()
+    for description in SENSORS:
+        entity_id = registry.async_get_entity_id(
+            Platform.SENSOR, DOMAIN, f"{identity.utility_serial}_{description.key}"
+        )
+        entry = registry.async_get(entity_id) if entity_id else None
+        if entry.disabled if entry is not None else not description.entity_registry_enabled_default:
+            continue
+        wanted.update(description.reads)
+    return wanted
 
 
 class NesMeterSensor(NesMeterEntity, SensorEntity):

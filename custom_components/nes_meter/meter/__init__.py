@@ -20,6 +20,7 @@ from .errors import (
     WriteRefusedError,
 )
 from .keys import KEY_FORMATS, MeterKey, parse_key
+from .read_plan import ReadSchedule
 from .snapshot import MeterSnapshot
 from .tls import KeyId
 from .transport import validate_port
@@ -39,6 +40,7 @@ __all__ = [
     "MeterSnapshot",
     "NoResponseError",
     "PortError",
+    "ReadSchedule",
     "ResponseError",
     "TlsError",
     "TlsRequiredError",

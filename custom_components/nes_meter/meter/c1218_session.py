@@ -28,6 +28,7 @@ _LOGGER = logging.getLogger(__name__)
 
 RETRYABLE = frozenset({0x06, 0x07})  # bsy, dnr
 ISSS = 0x0A  # invalid service sequence state: no session at the meter
+HOLD_MARGIN = 1.5  # seconds a poll may start late without the session lapsing
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,8 +147,14 @@ class C1218Session:
         await self.start()
 
     async def hold(self, seconds: float) -> None:
-        """Ask the meter to keep the session open until the next poll (Wait service)."""
+        """Keep the session open until the next poll, ``seconds`` from now.
+
+        Every reply restarts the meter's channel-traffic timer, so when the next poll comes
+        well within it (``HOLD_MARGIN`` to spare) nothing needs sending; else the Wait service.
+        """
         if not self._active:
+            return
+        if asyncio.get_running_loop().time() + seconds + HOLD_MARGIN <= self._alive_until:
             return
         wait = max(1, min(255, int(seconds) + 3))
         try:

@@ -6,7 +6,7 @@ tables (BT21, BT27), so a poll reads only the bytes that are decoded.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 import logging
@@ -27,15 +27,26 @@ from .errors import (
 )
 from .keys import MeterKey
 from .load_profile import LoadProfile, LoadProfileLayout, LoadProfileReader, ProgressCallback
+from .mep import MAX_READ_DATA
 from .mep_session import MepSession, MepTiming
+from .read_plan import (
+    LinkModel,
+    PresentChoice,
+    RatioGroup,
+    ReadSchedule,
+    TableRead,
+    choose_present,
+    judge_ratio,
+    plan_ranges,
+    present_choices,
+    table_reads,
+)
 from .snapshot import (
+    SNAPSHOT_FIELDS,
     MeterSnapshot,
-    apply_values,
-    present_plan,
     present_sources,
     summation_plan,
     summation_sources,
-    values_needed,
 )
 from .stats import FrameLog, LinkStats
 from .tls import KeyId
@@ -56,6 +67,19 @@ MEP_CLIENT_INDEX_OFFSET: Final = 142  # ET70.142 (Gen 4)
 # Errors that mean "this table is not there (for this key) or shorter than documented".
 ABSENT: Final = (ResponseError, ShortReadError, DecodeError)
 _warned_serial_fallback: set[str] = set()
+# Fields a caller can ask for: every value field, the clock, and the derived net power.
+WANTABLE_FIELDS: Final = (SNAPSHOT_FIELDS - {"alert_flags"}) | {"power_net_w"}
+DERIVED_FIELDS: Final[dict[str, frozenset[str]]] = {"power_net_w": frozenset({"power_import_w", "power_export_w"})}
+MEP_READS_PER_SECOND: Final = 1.0  # the guide's average (p.51, p.259)
+
+
+@dataclass(frozen=True, slots=True)
+class PollPlan:
+    """The reads of one poll and the twin pairs it compares (see ``read_plan``)."""
+
+    reads: tuple[TableRead, ...]
+    pairs: tuple[tuple[str, int, int], ...]
+    registers: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +156,12 @@ class MeterClient:
         self.trace: Trace | None = None  # the running trace (start_trace), if any
         self.load_profile_layout: LoadProfileLayout | None = None  # load_profile.py caches it here
         self.load_profile_said: set[str] = set()  # why there is no load profile, logged once
+        self.schedule = ReadSchedule()
+        self._wanted: frozenset[str] | None = None  # None: every field
+        self._registers_read_at: float | None = None
+        self._ratio_one: dict[RatioGroup, bool] = {}  # learned per connection (identify)
+        self._choices: dict[str, PresentChoice] = {}
+        self._plans: dict[tuple[object, ...], PollPlan] = {}
 
     @property
     def port(self) -> str:
@@ -214,6 +244,9 @@ class MeterClient:
         """
         self._absent.clear()
         self._alert_offset = None
+        self._registers_read_at = None
+        self._ratio_one.clear()
+        self._plans.clear()
         config = await self._optional("BT00", lambda: self._decoded(tables.BT00, 0, BT00_SIZE, tables.decode_bt00))
         if config is not None:
             tables.check_data_format(config)
@@ -254,6 +287,7 @@ class MeterClient:
             )
             or 1,
         )
+        self._choices = present_choices(self.identity.present_sources)
         return self.identity
 
     async def _dimensions(self) -> tables.RegisterDimensions:
@@ -287,24 +321,127 @@ class MeterClient:
             _LOGGER.warning("the meter's utility serial (ET03) is blank; identifying it as %s from BT01", serial)
         return serial
 
+    def set_wanted(self, fields: Iterable[str] | None) -> None:
+        """Read only what these snapshot fields need, from the next poll on (no reconnect).
+
+        ``fields``: names of ``MeterSnapshot`` fields (``"meter_time"`` for the clock,
+        ``"power_net_w"`` for import and export); ``None`` reads everything (the default).
+        Fields not wanted stay ``None`` in the snapshots. Unknown names are a ``ValueError``.
+        """
+        if fields is None:
+            self._wanted = None
+            return
+        names = frozenset(fields)
+        if unknown := names - WANTABLE_FIELDS:
+            raise ValueError(f"unknown snapshot field(s): {', '.join(sorted(unknown))}")
+        self._wanted = frozenset().union(*(DERIVED_FIELDS.get(name, {name}) for name in names))
+
+    def set_schedule(self, schedule: ReadSchedule) -> None:
+        """How often slowly changing values are read (takes effect on the next poll)."""
+        self.schedule = schedule
+
+    @property
+    def wanted(self) -> frozenset[str] | None:
+        """The fields the next poll reads (``None``: all), as ``set_wanted`` expanded them."""
+        return self._wanted
+
+    @property
+    def available_fields(self) -> frozenset[str]:
+        """Fields this meter's layout provides (after ``identify``); others stay ``None`` always."""
+        if self.identity is None:
+            return frozenset()
+        names = {name for _index, name, _scale in summation_plan(self.identity.summation_sources)}
+        names |= self._choices.keys()
+        if "BT52" not in self._absent:
+            names.add("meter_time")
+        if {"power_import_w", "power_export_w"} <= names:
+            names.add("power_net_w")
+        return frozenset(names)
+
+    def _wants(self, name: str) -> bool:
+        return self._wanted is None or name in self._wanted
+
+    def _link_model(self) -> LinkModel:
+        if isinstance(self._session, C1218Session):
+            return LinkModel("ir", self._session.max_read, self._session.packet_size)
+        return LinkModel("mep", MAX_READ_DATA)
+
+    def _poll_plan(self, identity: MeterIdentity, registers: bool, interval: float | None) -> PollPlan:
+        link = self._link_model()
+        undecided = {"power", "current"} - self._ratio_one.keys()
+        ratios = tuple(sorted(self._ratio_one.items()))
+        key = (self._wanted, registers, bool(undecided), ratios, link, interval, self.schedule)
+        if (cached := self._plans.get(key)) is not None:
+            return cached
+        dims = identity.dimensions
+        summations = tuple(
+            entry for entry in summation_plan(identity.summation_sources, identity.energy_unit) if self._wants(entry[1])
+        )
+        reads: list[TableRead] = []
+        if registers:
+            ranges = plan_ranges([index for index, _name, _scale in summations], link)
+            reads += table_reads(tables.BT23, dims.summations_offset, summations, ranges)
+        wanted = self._wanted if self._wanted is not None else self._choices.keys()
+        present, pairs = choose_present(self._choices, wanted, self._ratio_one, calibrate=registers)
+        indices = [index for index, _name, _scale in present]
+        indices += [index for _name, raw, post in pairs for index in (raw, post)]
+        ranges = plan_ranges(indices, link)
+        if link.transport == "mep" and interval:
+            # Keep the average within the guide's table reads per second: fewer ranges if need be.
+            slow = 1 / max(interval, self.schedule.registers_interval) if summations else 0.0
+            if self._wants("meter_time"):
+                slow += 1 / max(interval, self.schedule.clock_interval)
+            tries = (ranges, *(plan_ranges(indices, link, max_ranges=most) for most in (2, 1)))
+            # The first that fits; failing that the last, one range, is the best there is.
+            for ranges in tries:
+                live = len(link.exchanges(4 * (last - first + 1) for first, last in ranges))
+                if live / interval + slow <= MEP_READS_PER_SECOND:
+                    break
+        reads += table_reads(tables.BT28, dims.present_values_offset, present, ranges)
+        if link.transport == "mep":
+            reads.sort(key=lambda read: read.count, reverse=True)  # the 100 ms spacing is free after the last
+        plan = PollPlan(tuple(reads), pairs, registers)
+        if len(self._plans) >= 64:  # callers that keep changing their wishes
+            self._plans.clear()
+        self._plans[key] = plan
+        return plan
+
     async def read_snapshot(self, *, hold_for: float | None = None) -> MeterSnapshot:
-        """Read energies (BT23), present values (BT28) and the clock (BT52).
+        """Read the wanted energies (BT23), present values (BT28) and the clock (BT52).
 
         ``hold_for``: seconds until the next poll; on the optical port the session is
-        kept open that long.
+        kept open that long, and BT23 is read only when ``schedule`` says it is due.
+        Fields not read this poll are ``None``: not wanted (``set_wanted``), not due
+        (``schedule``) or not on this meter (``available_fields``); the snapshot's
+        ``read_fields`` names those that were read.
         """
         identity = self.identity or await self.identify()
-        dims = identity.dimensions
-        snapshot = MeterSnapshot()
-        summations = summation_plan(identity.summation_sources, identity.energy_unit)
-        if count := values_needed(summations):
-            data = await self.read_table(tables.BT23, 0, dims.summations_offset + 4 * count)
-            apply_values(snapshot, tables.decode_bt23_summations(data, dims, count), summations)
-        present = present_plan(identity.present_sources)
-        if count := values_needed(present):
-            data = await self.read_table(tables.BT28, 0, dims.present_values_offset + 4 * count)
-            apply_values(snapshot, tables.decode_bt28(data, dims, count), present)
-        snapshot.meter_time = await self._optional("BT52", self._meter_time)
+        now = time.monotonic()
+        registers = (
+            hold_for is None
+            or self._registers_read_at is None
+            or now - self._registers_read_at >= self.schedule.registers_interval - hold_for / 2
+        )
+        plan = self._poll_plan(identity, registers, hold_for)
+        values: dict[str, float] = {}
+        twins: dict[int, int] = {}
+        for read in plan.reads:
+            decoded = read.decode(await self.read_table(read.table_id, read.offset, read.count))
+            read.apply(decoded, values)
+            if plan.pairs and read.table_id == tables.BT28:
+                twins.update(zip(range(read.first, read.last + 1), decoded, strict=True))
+        if plan.registers:
+            self._registers_read_at = now
+        if plan.pairs:
+            for group, one in judge_ratio(plan.pairs, twins).items():
+                self._ratio_one[group] = one
+                _LOGGER.debug("%s ratio %s", group, "is 1: raw sources read" if one else "is not 1 (CT meter)")
+        snapshot = MeterSnapshot(**values)  # type: ignore[arg-type]
+        if self._wants("meter_time"):
+            snapshot.meter_time = await self._optional("BT52", self._meter_time)
+        if snapshot.meter_time is not None:
+            values["meter_time"] = 0
+        snapshot.read_fields = frozenset(values)
         if self._session.alert_pending:
             snapshot.alert_flags = await self._read_alert_flags()
         if hold_for is not None and isinstance(self._session, C1218Session):
@@ -317,7 +454,7 @@ class MeterClient:
         Keeps a fast poll within the guide's average of one table read per second.
         """
         now = time.monotonic()
-        if self._clock is None or now - self._clock[1] >= CLOCK_READ_INTERVAL:
+        if self._clock is None or now - self._clock[1] >= self.schedule.clock_interval:
             self._clock = (tables.decode_bt52(await self.read_table(tables.BT52, 0, 7)), now)
         meter_time, read_at = self._clock
         return meter_time + timedelta(seconds=round(now - read_at))

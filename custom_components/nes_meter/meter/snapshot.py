@@ -90,7 +90,13 @@ ValuePlan = tuple[tuple[int, str, float], ...]
 
 @dataclass(slots=True)
 class MeterSnapshot:
-    """One poll's worth of values in SI units (Wh, W, var, V, A, Hz; PF as 0..1)."""
+    """One poll's worth of values in SI units (Wh, W, var, V, A, Hz; PF as 0..1).
+
+    A field is ``None`` when this poll did not read it: the caller did not want it
+    (``MeterClient.set_wanted``), it was not due (``ReadSchedule``: energy registers may be
+    read less often than the live values), or the meter does not have it. ``read_fields``
+    names the fields read; ``MeterClient.available_fields`` those the meter has.
+    """
 
     energy_import_wh: float | None = None
     energy_export_wh: float | None = None
@@ -128,6 +134,9 @@ class MeterSnapshot:
     average_power_export_w: float | None = None
     meter_time: datetime | None = None
     alert_flags: tuple[str, ...] = field(default_factory=tuple)
+    # The fields this poll read (or, for ``meter_time``, carried forward from a read); a
+    # field outside it is None: not wanted, not due this poll, or not on this meter.
+    read_fields: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def power_net_w(self) -> float | None:
@@ -141,11 +150,12 @@ class MeterSnapshot:
         data = asdict(self)
         data["meter_time"] = self.meter_time.isoformat() if self.meter_time else None
         data["alert_flags"] = list(self.alert_flags)
+        data["read_fields"] = sorted(self.read_fields)
         data["power_net_w"] = self.power_net_w
         return data
 
 
-SNAPSHOT_FIELDS: Final = frozenset(f.name for f in fields(MeterSnapshot))
+SNAPSHOT_FIELDS: Final = frozenset(f.name for f in fields(MeterSnapshot)) - {"read_fields"}
 
 
 def present_sources(dims: RegisterDimensions, selection: tuple[int, ...] | None) -> tuple[int, ...]:
