@@ -37,6 +37,7 @@ from .const import (
     MEP_SECURITY_RC4,
     MEP_SECURITY_TLS,
 )
+from .events_coordinator import MeterEventTracker
 from .guard import GUARDED_COUNTERS, CounterGuard
 from .meter import (
     AuthenticationError,
@@ -130,6 +131,7 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
         self.client = build_client(dict(entry.data), dict(entry.options))
         self.identity: MeterIdentity | None = None
         self.guard = CounterGuard()
+        self.events = MeterEventTracker(hass, entry, self.client)  # event log and alarm bits
         self._failures = 0
         self._retry_at = 0.0
         self._port_lock = asyncio.Lock()
@@ -148,6 +150,7 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
         """
         try:
             await self._connect()
+            await self.events.async_setup()
         except MeterError as err:
             self._note_tls_required(err)
             raise ha_error(err) from err
@@ -219,6 +222,7 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
             if not self.client.is_open:
                 await self._connect()
             snapshot = await self.client.read_snapshot(hold_for=self.interval_seconds)
+            await self.events.after_poll()  # at most one more read
         except MeterError as err:
             await self.client.close()
             if not isinstance(err, AuthenticationError):

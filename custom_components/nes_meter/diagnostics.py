@@ -39,6 +39,7 @@ async def async_get_config_entry_diagnostics(hass: HomeAssistant, entry: NesMete
             "offset_seconds": clock_offset(meter_time),
         },
         "guard": coordinator.guard.as_dict(),
+        "events": coordinator.events.diagnostics(),
         "client": async_redact_data(client, TO_REDACT),
         "trace": async_redact_data(trace, TO_REDACT),
         "last_update_success": coordinator.last_update_success,

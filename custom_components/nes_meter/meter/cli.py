@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     history = sub.add_parser("history", help="print the load profile since a time", parents=[read], add_help=False)
     history.add_argument("--since", required=True, help="ISO 8601 time (UTC if no offset given)")
 
+    events = sub.add_parser("events", help="print the event log, oldest first", parents=[read], add_help=False)
+    events.add_argument("--after-sequence", type=int, help="only entries after this sequence number")
+
     sim = sub.add_parser("simulate", help="serve a simulated meter until stopped")
     sim.add_argument("--transport", choices=TRANSPORTS, help="required unless --replay gives it")
     sim.add_argument("--listen", default="tcp://127.0.0.1:0", help="tcp://127.0.0.1:PORT or pty")
@@ -62,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated meter variants: " + ", ".join(f"{name} ({what})" for name, what in VARIANTS.items()),
     )
 
+    sim.add_argument(
+        "--event",
+        action="append",
+        default=[],
+        metavar="NAME[=ARG][@SECONDS]",
+        help="log an event (e.g. cover_removed, voltage_sag=829@30) SECONDS after the start; repeatable",
+    )
     sim.add_argument("--replay", metavar="FILE", help="serve the meter a trace shows (read --trace), signed with --key")
 
     probe = sub.add_parser("probe", help="tell which transport answers on a port")
@@ -126,8 +136,18 @@ async def _history(args: argparse.Namespace) -> int:
     return await history(args)
 
 
+async def _events(args: argparse.Namespace) -> int:
+    from .events_cli import events
+
+    return await events(args)
+
+
 async def _simulate(args: argparse.Namespace) -> int:
+    from .events_cli import parse_event
     from .sim_image import MeterImage
+
+    for text in args.event:
+        parse_event(text)  # refuse an unknown event before serving
 
     meter: SimulatedMeter
     if args.replay:
@@ -169,14 +189,23 @@ async def _simulate(args: argparse.Namespace) -> int:
         print("--listen takes tcp://127.0.0.1:PORT or pty", file=sys.stderr)
         return 2
     print(f"simulated {args.transport}{' TLS' if args.tls else ''} meter at {server.url}", flush=True)
+    injections = [asyncio.create_task(_inject(meter, text)) for text in args.event]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    for task in injections:
+        task.cancel()
     await server.close()
     return 0
+
+
+async def _inject(meter: SimulatedMeter, text: str) -> None:
+    from .events_cli import inject_later
+
+    await inject_later(meter.image.events, text)
 
 
 def _replayed(args: argparse.Namespace) -> SimulatedMeter:
@@ -208,7 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    handler = {"read": _read, "history": _history, "simulate": _simulate, "probe": _probe}[args.command]
+    handler = {"read": _read, "history": _history, "events": _events, "simulate": _simulate, "probe": _probe}[
+        args.command
+    ]
     try:
         return asyncio.run(handler(args))
     except AuthenticationError as err:

@@ -25,6 +25,7 @@ from .errors import (
     ShortReadError,
     TlsRequiredError,
 )
+from .events import EventLogReader
 from .keys import MeterKey
 from .load_profile import LoadProfile, LoadProfileLayout, LoadProfileReader, ProgressCallback
 from .mep import MAX_READ_DATA
@@ -220,6 +221,10 @@ class MeterClient:
     ) -> LoadProfileReader:
         """The same, one table read per ``step()``, to interleave with live polls."""
         return LoadProfileReader(self, since, progress=progress)
+
+    def event_log_reader(self, after_sequence: int | None = None) -> EventLogReader:
+        """New event log entries after ``after_sequence``, one read per step (see ``events.py``)."""
+        return EventLogReader(self, after_sequence)
 
     async def _optional[T](self, what: str, read: Callable[[], Awaitable[T]]) -> T | None:
         """Read something a meter may refuse or lack: ``None`` then, said once at debug."""

@@ -17,6 +17,7 @@ import time
 from typing import Final
 
 from . import tables
+from .sim_events import TABLE_IDS as EVENT_TABLES, SimEventLog
 from .sim_load_profile import TABLE_IDS as LOAD_PROFILE_TABLES, SimLoadProfile
 from .snapshot import STANDARD_PRESENT_ORDER
 
@@ -91,6 +92,7 @@ class MeterImage:
             tables.ET55: bytearray(ET55_SIZE),
         }
         self.load_profile = SimLoadProfile(self, history_days=history_days)  # its tables come on first read
+        self.events = SimEventLog(self)  # BT03, BT71, BT74
         self.write_energy_unit()
         self.update(self._t0)
 
@@ -136,6 +138,7 @@ class MeterImage:
         self._write_bt28(p_import, p_export)
         self._write_bt52()
         self.load_profile.advance((now - self._t0) * self.speed)
+        self.events.advance((now - self._t0) * self.speed)
 
     def skip(self, seconds: float) -> None:
         """Let ``seconds`` of model time pass at once at the next update."""
@@ -231,6 +234,8 @@ class MeterImage:
         """Table bytes; past the end zero-filled like NES meters; None if no such table."""
         if table_id in LOAD_PROFILE_TABLES:
             self.load_profile.before_read(table_id)
+        if table_id in EVENT_TABLES:
+            self.events.before_read(table_id, offset)
         table = self.tables.get(table_id)
         if table is None:
             return None

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from . import tables
+from .sim_events import VARIANTS as EVENT_VARIANTS
 from .sim_image import MeterImage
 from .sim_load_profile import VARIANTS as LOAD_PROFILE_VARIANTS
 from .snapshot import STANDARD_PRESENT_ORDER
@@ -36,6 +37,7 @@ VARIANTS: Final[dict[str, str]] = {
     "mep2": "Gen 4: the client sits on the lower MEP port (ET70.142 = 2, alert flags in entry 5)",
     "big-endian-bt00": "BT00 says big-endian data (must be refused)",
     **LOAD_PROFILE_VARIANTS,
+    **EVENT_VARIANTS,
 }
 IR_ONLY: Final = frozenset({"fixed-toggle", "mirror-toggle", "bare-negotiate", "leftover-session", "echo", "fw2"})
 MEP_ONLY: Final = frozenset({"short-0b", "slow-reply"})
@@ -105,4 +107,5 @@ def apply_table_variants(image: MeterImage, variants: frozenset[str]) -> None:
     if "big-endian-bt00" in variants:
         image.tables[tables.BT00][0] |= 0x01
     image.load_profile.configure(variants)
+    image.events.configure(variants)
     image.update()

@@ -1,0 +1,74 @@
+"""Event entities: the meter's event log, one entity per family of events.
+
+The entity's state is when Home Assistant saw the entry; the meter's own (UTC) time of
+the entry, its sequence number, event id, argument and user are in the attributes.
+Entries logged before the integration was first set up are not fired.
+"""
+
+from __future__ import annotations
+
+from homeassistant.components.event import EventEntity, EventEntityDescription
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .coordinator import NesMeterConfigEntry, NesMeterCoordinator
+from .entity import NesMeterEntity
+from .meter import MeterIdentity
+from .meter.events import FAMILIES, HistoryEntry, event_types
+
+PARALLEL_UPDATES = 0
+
+# "other" (head-end reads and writes, unknown ids) is opt-in: it fires on every utility read.
+DESCRIPTIONS: tuple[EventEntityDescription, ...] = tuple(
+    EventEntityDescription(
+        key=f"{family}_event",
+        translation_key=f"{family}_event",
+        event_types=list(event_types(family)),
+        entity_registry_enabled_default=family != "other",
+    )
+    for family in FAMILIES
+)
+
+
+async def async_setup_entry(
+    hass: HomeAssistant, entry: NesMeterConfigEntry, async_add_entities: AddConfigEntryEntitiesCallback
+) -> None:
+    """One event entity per family, for a meter that keeps an event log."""
+    coordinator = entry.runtime_data
+    identity = coordinator.identity
+    assert identity is not None
+    if not coordinator.events.has_event_log:
+        return
+    async_add_entities(NesMeterEvent(coordinator, identity, description) for description in DESCRIPTIONS)
+
+
+class NesMeterEvent(NesMeterEntity, EventEntity):
+    """Fires once for each new entry of its family in the meter's event log."""
+
+    def __init__(
+        self, coordinator: NesMeterCoordinator, identity: MeterIdentity, description: EventEntityDescription
+    ) -> None:
+        """Describe the family this entity fires for."""
+        super().__init__(coordinator, identity, description)
+        self._family = description.key.removesuffix("_event")
+
+    async def async_added_to_hass(self) -> None:
+        """Listen to the event log."""
+        await super().async_added_to_hass()
+        self.async_on_remove(self.coordinator.events.async_add_listener(self._handle_entry))
+
+    @callback
+    def _handle_entry(self, entry: HistoryEntry) -> None:
+        if entry.family != self._family:
+            return
+        self._trigger_event(
+            entry.name,
+            {
+                "meter_time": entry.time.isoformat() if entry.time else None,
+                "sequence": entry.sequence,
+                "event_id": entry.event_id,
+                "argument": entry.argument,
+                "user": entry.user,
+            },
+        )
+        self.async_write_ha_state()

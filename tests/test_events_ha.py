@@ -1,0 +1,204 @@
+"""Meter events and alarm bits in Home Assistant, against the simulated meter over loopback."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from homeassistant.const import CONF_PORT, STATE_OFF, STATE_ON, STATE_UNAVAILABLE, STATE_UNKNOWN
+from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
+from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers.event import async_track_state_change_event
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.nes_meter.const import CONF_KEY, CONF_KEY_FORMAT, CONF_TRANSPORT, DOMAIN
+from custom_components.nes_meter.coordinator import NesMeterCoordinator
+from custom_components.nes_meter.meter.events import BT74
+from custom_components.nes_meter.meter.sim_image import MeterImage
+from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
+
+from .conftest import KEY, KEY_TEXT, SERIAL
+
+TAMPER = "event.nes_83334_tamper_events"
+POWER = "event.nes_83334_power_events"
+MAGNETIC = "binary_sensor.nes_83334_magnetic_tamper"
+COVER = "binary_sensor.nes_83334_cover_removed"
+
+
+@pytest.fixture
+def sim() -> SimulatedMeter:
+    return SimulatedMeter(KEY, image=MeterImage(speed=0))
+
+
+@pytest.fixture
+async def server(sim: SimulatedMeter) -> AsyncIterator[SimServer]:
+    server = await sim.serve_tcp("ir")
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+def entry(hass: HomeAssistant, server: SimServer) -> MockConfigEntry:
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=SERIAL,
+        title="NES 83334 (IR)",
+        data={CONF_PORT: server.url, CONF_TRANSPORT: "ir", CONF_KEY: KEY_TEXT, CONF_KEY_FORMAT: "auto"},
+    )
+    entry.add_to_hass(hass)
+    return entry
+
+
+async def setup(hass: HomeAssistant, entry: MockConfigEntry) -> NesMeterCoordinator:
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    coordinator: NesMeterCoordinator = entry.runtime_data
+    await drain(coordinator)
+    return coordinator
+
+
+async def drain(coordinator: NesMeterCoordinator, *, header_poll: bool = False) -> int:
+    """Live polls until the due event log and alarm reads are done; how many polls it took."""
+    if header_poll:
+        coordinator.events.poll_soon()
+    polls = 0
+    tracker = coordinator.events
+    while polls == 0 or (tracker.reader and tracker.reader.in_pass) or tracker._queue:
+        await coordinator.async_refresh()
+        assert coordinator.last_update_success
+        polls += 1
+        assert polls < 50
+    await coordinator.hass.async_block_till_done()
+    return polls
+
+
+def record(hass: HomeAssistant, entity_ids: list[str]) -> list[Event[EventStateChangedData]]:
+    """The events fired: state changes of an event entity that existed (not its restore after a reload)."""
+    changes: list[Event[EventStateChangedData]] = []
+
+    @callback
+    def changed(event: Event[EventStateChangedData]) -> None:
+        old, new = event.data["old_state"], event.data["new_state"]
+        if old is not None and old.state != STATE_UNAVAILABLE and new is not None and new.state != old.state:
+            changes.append(event)
+
+    async_track_state_change_event(hass, entity_ids, changed)
+    return changes
+
+
+async def test_old_entries_do_not_fire_and_a_new_one_fires_once(
+    hass: HomeAssistant, entry: MockConfigEntry, sim: SimulatedMeter
+) -> None:
+    """First setup imports the 100 entries silently; a new meter event fires exactly one HA event."""
+    changes = record(hass, [TAMPER, POWER])
+    coordinator = await setup(hass, entry)
+    assert coordinator.events.imported == 100
+    assert changes == []
+    assert hass.states.get(TAMPER).state == STATE_UNKNOWN  # type: ignore[union-attr]
+
+    reads_before = sim.stats.table_reads[BT74]
+    logged = sim.image.events.inject("magnetic_tamper")
+    polls = await drain(coordinator, header_poll=True)
+    # BT03, the BT74 header, one record read, the header again: one read per live poll.
+    assert polls == 4
+    assert sim.stats.table_reads[BT74] - reads_before == 3
+    assert [change.data["entity_id"] for change in changes] == [TAMPER]
+    state = hass.states.get(TAMPER)
+    assert state is not None
+    assert state.attributes["event_type"] == "magnetic_tamper"
+    assert state.attributes["meter_time"] == logged.time.isoformat()
+    assert state.attributes["sequence"] == logged.sequence
+    assert state.attributes["event_id"] == 89
+    assert state.attributes["argument"] == 0
+    assert state.attributes["user"] == "none"
+
+    # Nothing new: a header poll reads the header only and fires nothing.
+    reads_before = sim.stats.table_reads[BT74]
+    assert await drain(coordinator, header_poll=True) == 2  # BT03, header
+    assert sim.stats.table_reads[BT74] - reads_before == 1
+    assert len(changes) == 1
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_a_restart_does_not_fire_old_entries(
+    hass: HomeAssistant, entry: MockConfigEntry, sim: SimulatedMeter
+) -> None:
+    coordinator = await setup(hass, entry)
+    sim.image.events.inject("power_down")
+    sim.image.events.inject("power_up", 3)
+    await drain(coordinator, header_poll=True)
+    fired = hass.states.get(POWER)
+    assert fired is not None
+    assert fired.attributes["event_type"] == "power_up"
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+
+    changes = record(hass, [TAMPER, POWER])
+    coordinator = await setup(hass, entry)
+    await drain(coordinator, header_poll=True)
+    # Restored as it was, nothing fired again.
+    assert changes == []
+    restored = hass.states.get(POWER)
+    assert restored is not None
+    assert restored.state == fired.state
+    assert restored.attributes["sequence"] == fired.attributes["sequence"]
+    sim.image.events.inject("cover_removed")
+    await drain(coordinator, header_poll=True)
+    assert [c.data["entity_id"] for c in changes] == [TAMPER]
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_several_entries_fire_oldest_first(
+    hass: HomeAssistant, entry: MockConfigEntry, sim: SimulatedMeter
+) -> None:
+    coordinator = await setup(hass, entry)
+    changes = record(hass, [POWER])
+    first = sim.image.events.inject("power_down")
+    sim.image.events.inject("power_up", 3)
+    await drain(coordinator, header_poll=True)
+    types = [c.data["new_state"].attributes["event_type"] for c in changes]  # type: ignore[union-attr]
+    assert types == ["power_down", "power_up"]
+    assert changes[0].data["new_state"].attributes["sequence"] == first.sequence  # type: ignore[union-attr]
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_a_latched_alarm_turns_on_and_stays_on(
+    hass: HomeAssistant, entry: MockConfigEntry, sim: SimulatedMeter, entity_registry: er.EntityRegistry
+) -> None:
+    coordinator = await setup(hass, entry)
+    cover = hass.states.get(COVER)
+    assert cover is not None
+    assert cover.state == STATE_ON  # opened at installation, never cleared by the utility
+    assert "latched_since" in cover.attributes
+    assert hass.states.get(MAGNETIC).state == STATE_OFF  # type: ignore[union-attr]
+    registry_entry = entity_registry.async_get(MAGNETIC)
+    assert registry_entry is not None
+    assert registry_entry.entity_category == "diagnostic"
+    assert registry_entry.original_device_class == "tamper"
+
+    sim.image.events.inject("magnetic_tamper")
+    await drain(coordinator, header_poll=True)
+    state = hass.states.get(MAGNETIC)
+    assert state is not None
+    assert state.state == STATE_ON
+    since = state.attributes["latched_since"]
+    for _ in range(3):
+        await drain(coordinator, header_poll=True)
+        state = hass.states.get(MAGNETIC)
+        assert state is not None
+        assert state.state == STATE_ON
+        assert state.attributes["latched_since"] == since
+    # Bits beyond the 8-byte BT03 this meter reports get no entity.
+    assert hass.states.get("binary_sensor.nes_83334_unbalanced_voltage") is None
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+@pytest.mark.parametrize("sim", [SimulatedMeter(KEY, image=MeterImage(speed=0), variants="no-event-log")])
+async def test_nothing_is_created_for_a_meter_without_a_log(
+    hass: HomeAssistant, entry: MockConfigEntry, entity_registry: er.EntityRegistry
+) -> None:
+    await setup(hass, entry)
+    entities = er.async_entries_for_config_entry(entity_registry, entry.entry_id)
+    assert entities
+    assert not [e for e in entities if e.domain in ("event", "binary_sensor")]
+    assert await hass.config_entries.async_unload(entry.entry_id)
