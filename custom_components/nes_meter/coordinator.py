@@ -33,6 +33,7 @@ from .const import (
     DOMAIN,
 )
 from .guard import GUARDED_COUNTERS, CounterGuard
+from .history import HistoryImporter
 from .meter import (
     AuthenticationError,
     MeterClient,
@@ -102,6 +103,7 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
         self._failures = 0
         self._retry_at = 0.0
         self._port_lock = asyncio.Lock()
+        self.history = HistoryImporter(hass, self)
 
     @property
     def interval_seconds(self) -> float:
@@ -166,7 +168,10 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
 
     async def _async_update_data(self) -> MeterSnapshot:
         async with self._port_lock:
-            return await self._async_poll()
+            snapshot = await self._async_poll()
+            # Meter history (load profile): at most one read, after the live values.
+            await self.history.async_step(snapshot)
+            return snapshot
 
     async def _async_poll(self) -> MeterSnapshot:
         now = time.monotonic()

@@ -38,4 +38,5 @@ async def async_get_config_entry_diagnostics(hass: HomeAssistant, entry: NesMete
         "guard": coordinator.guard.as_dict(),
         "client": async_redact_data(client, TO_REDACT),
         "last_update_success": coordinator.last_update_success,
+        "history": coordinator.history.as_dict(),
     }
