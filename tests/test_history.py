@@ -420,3 +420,14 @@ async def test_energy_dashboard_accepts_the_history_statistics(
     assert issues == []
     assert result.energy_sources
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+def test_setup_text_points_to_the_history_statistics() -> None:
+    """The config flow tells the user to pick the nes_meter: statistics instead of the sensors."""
+    import json
+    from pathlib import Path
+
+    translations = Path(__file__).resolve().parents[1] / "custom_components" / DOMAIN / "translations"
+    for path in translations.glob("*.json"):
+        description = json.loads(path.read_text())["config"]["step"]["user"]["description"]
+        assert "nes_meter:" in description, path.name
