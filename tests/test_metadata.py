@@ -128,11 +128,12 @@ def test_translations_have_the_same_keys() -> None:
 
 
 def test_every_sensor_and_exception_is_translated() -> None:
+    from custom_components.nes_meter.history_sensor import HISTORY_SENSORS
     from custom_components.nes_meter.sensor import LINK_SENSORS, SENSORS
 
     english = json.loads((INTEGRATION / "translations" / "en.json").read_text())
     names = set(english["entity"]["sensor"])
-    assert {d.translation_key for d in (*SENSORS, *LINK_SENSORS)} == names
+    assert {d.translation_key for d in (*SENSORS, *LINK_SENSORS, *HISTORY_SENSORS)} == names
     icons = json.loads((INTEGRATION / "icons.json").read_text())["entity"]["sensor"]
     assert set(icons) <= names
     source = "\n".join(path.read_text() for path in INTEGRATION.glob("*.py"))

@@ -6,6 +6,7 @@ from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 
 from .coordinator import NesMeterConfigEntry, NesMeterCoordinator
+from .history import async_clear_statistics
 
 PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.EVENT, Platform.SENSOR]
 
@@ -31,6 +32,12 @@ async def async_unload_entry(hass: HomeAssistant, entry: NesMeterConfigEntry) ->
     needs nothing from ``runtime_data`` and works for any entry that reached LOADED.
     """
     return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+
+
+async def async_remove_entry(hass: HomeAssistant, entry: NesMeterConfigEntry) -> None:
+    """Delete the meter history statistics with the entry (unloading and reloading keep them)."""
+    if entry.unique_id:
+        await async_clear_statistics(hass, entry.unique_id)
 
 
 async def _async_options_updated(hass: HomeAssistant, entry: NesMeterConfigEntry) -> None:

@@ -39,6 +39,7 @@ from .const import (
 )
 from .events_coordinator import MeterEventTracker
 from .guard import GUARDED_COUNTERS, CounterGuard
+from .history import HistoryImporter
 from .meter import (
     AuthenticationError,
     MeterClient,
@@ -136,6 +137,8 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
         self._retry_at = 0.0
         self._port_lock = asyncio.Lock()
         self._tls_issue_raised = False
+        self._events_read = False  # the last poll's extra read went to the event log
+        self.history = HistoryImporter(hass, self)
 
     @property
     def interval_seconds(self) -> float:
@@ -208,7 +211,12 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
 
     async def _async_update_data(self) -> MeterSnapshot:
         async with self._port_lock:
-            return await self._async_poll()
+            snapshot = await self._async_poll()
+            # At most one extra read per live poll: the event log's when one is due, else
+            # the meter history's (load profile).
+            if not self._events_read:
+                await self.history.async_step(snapshot)
+            return snapshot
 
     async def _async_poll(self) -> MeterSnapshot:
         now = time.monotonic()
@@ -222,7 +230,7 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
             if not self.client.is_open:
                 await self._connect()
             snapshot = await self.client.read_snapshot(hold_for=self.interval_seconds)
-            await self.events.after_poll()  # at most one more read
+            self._events_read = await self.events.after_poll()
         except MeterError as err:
             await self.client.close()
             if not isinstance(err, AuthenticationError):

@@ -43,4 +43,5 @@ async def async_get_config_entry_diagnostics(hass: HomeAssistant, entry: NesMete
         "client": async_redact_data(client, TO_REDACT),
         "trace": async_redact_data(trace, TO_REDACT),
         "last_update_success": coordinator.last_update_success,
+        "history": coordinator.history.as_dict(),
     }

@@ -86,11 +86,15 @@ class MeterEventTracker:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
-    async def after_poll(self) -> None:
-        """Do at most one of the due reads; a failed one is tried again after the next poll."""
+    async def after_poll(self) -> bool:
+        """Do at most one of the due reads; a failed one is tried again after the next poll.
+
+        Returns whether it used the line, so the poll's other extra reader (meter history)
+        waits: a live poll gets at most one extra read in all.
+        """
         reader = self.reader
         if reader is None:
-            return
+            return False
         now = time.monotonic()
         if not self._queue and not reader.in_pass and now >= self._due:
             self._due = now + HEADER_INTERVAL
@@ -98,19 +102,21 @@ class MeterEventTracker:
                 *(["status"] if self._status_reader.available else []),
                 *(["events"] if reader.available else []),
             ]
+        if not reader.in_pass and not self._queue:
+            return False
         try:
             if reader.in_pass:
                 await self._step(reader)
-            elif self._queue:
-                if self._queue.pop(0) == "status":
-                    await self._set_status(await self._status_reader.read())
-                else:
-                    await self._step(reader)
+            elif self._queue.pop(0) == "status":
+                await self._set_status(await self._status_reader.read())
+            else:
+                await self._step(reader)
         except MeterError as err:
             _LOGGER.debug("event log or alarm read failed, trying again next poll: %s", err)
             reader.abort()
             self._queue.clear()
             self._due = 0.0
+        return True
 
     async def _step(self, reader: EventLogReader) -> None:
         entries = await reader.step()

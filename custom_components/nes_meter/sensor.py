@@ -35,6 +35,7 @@ from .const import DOMAIN
 from .coordinator import NesMeterConfigEntry, NesMeterCoordinator, counter_key
 from .entity import NesMeterEntity
 from .guard import GUARDED_COUNTERS
+from .history_sensor import history_sensors
 from .meter import MeterIdentity, MeterSnapshot
 
 PARALLEL_UPDATES = 0
@@ -329,6 +330,7 @@ async def async_setup_entry(
         if description.exists_fn(identity)
     ]
     entities += [NesLinkSensor(coordinator, identity, description) for description in LINK_SENSORS]
+    entities += history_sensors(coordinator, identity)
     async_add_entities(entities)
     coordinator.client.set_wanted(_wanted_fields(hass, identity))
 

@@ -1,0 +1,443 @@
+"""Meter history: the simulated meter's load profile into external statistics, with the recorder."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+import logging
+from typing import Any
+
+from freezegun.api import FrozenDateTimeFactory
+from homeassistant.components.recorder.statistics import list_statistic_ids, statistics_during_period
+from homeassistant.const import CONF_PORT, STATE_UNAVAILABLE
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.recorder import get_instance
+from homeassistant.util import dt as dt_util
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.components.diagnostics import get_diagnostics_for_config_entry
+from pytest_homeassistant_custom_component.components.recorder.common import async_wait_recording_done
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
+
+from custom_components.nes_meter.const import CONF_KEY, CONF_KEY_FORMAT, CONF_TRANSPORT, CONF_UPDATE_INTERVAL, DOMAIN
+from custom_components.nes_meter.coordinator import NesMeterCoordinator
+from custom_components.nes_meter.history import (
+    HAS_UNIT_CLASS,
+    MIN_STEP_SPACING,
+    Track,
+    statistic_id,
+    statistic_metadata,
+)
+from custom_components.nes_meter.meter import tables
+from custom_components.nes_meter.meter.sim_image import MeterImage
+from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
+
+from .conftest import KEY, KEY_TEXT, SERIAL
+
+IMPORT = f"{DOMAIN}:{SERIAL}_energy_import"
+EXPORT = f"{DOMAIN}:{SERIAL}_energy_export"
+LP_TABLES = frozenset({tables.BT61, tables.BT62, tables.BT63, tables.BT64, tables.ET21})
+UNTIL = "sensor.nes_83334_meter_history_imported_until"
+PENDING = "sensor.nes_83334_meter_history_pending"
+Rows = dict[str, list[tuple[datetime, float, float]]]  # id -> (hour start, state, sum)
+
+pytestmark = pytest.mark.usefixtures("recorder_mock")
+
+
+def history_meter(variants: str = "", days: int = 2) -> SimulatedMeter:
+    return SimulatedMeter(KEY, image=MeterImage(history_days=days), variants=variants)
+
+
+@pytest.fixture
+async def lp_meter() -> SimulatedMeter:
+    return history_meter()
+
+
+@pytest.fixture
+async def server(lp_meter: SimulatedMeter) -> AsyncIterator[SimServer]:
+    server = await lp_meter.serve_tcp("mep")
+    yield server
+    await server.close()
+
+
+async def setup_entry(hass: HomeAssistant, server: SimServer, **options: Any) -> MockConfigEntry:
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=SERIAL,
+        title="NES 83334 (MEP)",
+        data={CONF_PORT: server.url, CONF_TRANSPORT: "mep", CONF_KEY: KEY_TEXT, CONF_KEY_FORMAT: "auto"},
+        options=options,
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    return entry
+
+
+def coordinator_of(entry: MockConfigEntry) -> NesMeterCoordinator:
+    coordinator: NesMeterCoordinator = entry.runtime_data
+    return coordinator
+
+
+async def poll(hass: HomeAssistant, entry: MockConfigEntry) -> None:
+    await coordinator_of(entry).async_refresh()
+    await hass.async_block_till_done()
+
+
+async def import_all(hass: HomeAssistant, entry: MockConfigEntry, *, limit: int = 200) -> int:
+    """Poll until a history pass has finished (and none is running); the number of polls."""
+    history = coordinator_of(entry).history
+    passes = history.passes
+    for count in range(1, limit + 1):
+        await poll(hass, entry)
+        if history.passes > passes and history.reader is None:
+            await async_wait_recording_done(hass)
+            return count
+    raise AssertionError("the history import did not finish")
+
+
+async def stored(hass: HomeAssistant) -> Rows:
+    result = await get_instance(hass).async_add_executor_job(
+        statistics_during_period,
+        hass,
+        datetime(2000, 1, 1, tzinfo=UTC),
+        None,
+        {IMPORT, EXPORT},
+        "hour",
+        None,
+        {"state", "sum"},
+    )
+    return {
+        stat_id: [(datetime.fromtimestamp(row["start"], UTC), row["state"], row["sum"]) for row in rows]
+        for stat_id, rows in result.items()
+    }
+
+
+def truth(meter: SimulatedMeter) -> Rows:
+    """The rows the simulator's own record implies: one per hour-end reading, sums from 0."""
+    out: Rows = {}
+    for channel, stat_id in (("energy_import_wh", IMPORT), ("energy_export_wh", EXPORT)):
+        track = Track()
+        rows = []
+        for end, values, _flags in meter.image.load_profile.expected():
+            if end.minute == 0 and channel in values and (row := track.row(end, values[channel])):
+                rows.append((row["start"], row["state"], row["sum"]))
+        out[stat_id] = rows
+    return out
+
+
+def assert_rows_match(rows: Rows, expected: Rows) -> None:
+    for stat_id in (IMPORT, EXPORT):
+        got, want = rows[stat_id], expected[stat_id]
+        assert [start for start, _, _ in got] == [start for start, _, _ in want]
+        for (start, state, total), (_, true_state, true_sum) in zip(got, want, strict=True):
+            assert state == pytest.approx(true_state, abs=1e-9), start
+            assert total == pytest.approx(true_sum, abs=1e-5), start
+
+
+def assert_hourly(rows: Rows) -> None:
+    """Every hour from the first row on has a row, and sums never go down."""
+    for stat_id in (IMPORT, EXPORT):
+        starts = [start for start, _, _ in rows[stat_id]]
+        assert starts == [starts[0] + timedelta(hours=k) for k in range(len(starts))], stat_id
+        sums = [total for _, _, total in rows[stat_id]]
+        assert sums == sorted(sums)
+
+
+def test_statistic_ids_and_metadata() -> None:
+    assert statistic_id("5712345678", "energy_import") == "nes_meter:5712345678_energy_import"
+    assert statistic_id("mfg-AB 12__x_", "energy_export") == "nes_meter:mfg_ab_12_x_energy_export"
+    assert statistic_id("---", "energy_import") == "nes_meter:meter_energy_import"
+    metadata = statistic_metadata("MFG-7", "energy_import", "NES 83334")
+    assert metadata["statistic_id"] == "nes_meter:mfg_7_energy_import"
+    assert metadata["source"] == DOMAIN
+    assert metadata["has_sum"] is True
+    assert metadata["unit_of_measurement"] == "kWh"
+    assert "has_mean" not in metadata
+    assert ("unit_class" in metadata) is HAS_UNIT_CLASS
+
+
+def test_sum_never_decreases_and_first_row_is_the_base() -> None:
+    track = Track()
+    hour = datetime(2025, 3, 1, 10, tzinfo=UTC)
+    assert track.row(hour, 1_000_000) == {"start": hour - timedelta(hours=1), "state": 1000.0, "sum": 0.0}
+    assert track.row(hour, 1_000_000) is None  # already written
+    second = track.row(hour + timedelta(hours=1), 1_000_500)
+    assert second is not None
+    assert second["sum"] == 0.5
+    exchanged = track.row(hour + timedelta(hours=2), 20)  # a new meter starts near 0
+    assert exchanged is not None
+    assert exchanged["sum"] == 0.5
+    assert track.decreases == 1
+    later = track.row(hour + timedelta(hours=3), 1020)
+    assert later is not None
+    assert later["sum"] == 1.5
+
+
+async def test_first_import_matches_the_meter(
+    hass: HomeAssistant, lp_meter: SimulatedMeter, server: SimServer, hass_client: ClientSessionGenerator
+) -> None:
+    """Everything the meter holds is imported, hour by hour, equal to the simulator's record."""
+    entry = await setup_entry(hass, server)
+    assert await import_all(hass, entry) < 40
+    rows = await stored(hass)
+    assert_rows_match(rows, truth(lp_meter))
+    assert_hourly(rows)
+    assert len(rows[IMPORT]) >= 48
+    assert rows[IMPORT][0][2] == 0.0
+    listed = await get_instance(hass).async_add_executor_job(list_statistic_ids, hass)
+    ids = {item["statistic_id"]: item for item in listed}
+    assert ids[IMPORT]["source"] == DOMAIN
+    assert ids[IMPORT]["has_sum"] is True
+    assert ids[IMPORT]["statistics_unit_of_measurement"] == "kWh"
+    history = coordinator_of(entry).history
+    assert history.imported_until == rows[IMPORT][-1][0] + timedelta(hours=1)
+    assert hass.states.get(UNTIL).state == history.imported_until.isoformat()
+    assert hass.states.get(PENDING).state == "0"
+    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+    assert diagnostics["history"]["layout"]["interval_minutes"] == 15
+    assert diagnostics["history"]["layout"]["channels"] == 2
+    assert diagnostics["history"]["pending_hours"] == 0
+    assert SERIAL not in str(diagnostics["history"])
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_at_most_one_history_read_per_poll(
+    hass: HomeAssistant, lp_meter: SimulatedMeter, server: SimServer
+) -> None:
+    """The live poll keeps its reads; the history adds at most one table read to each poll."""
+    entry = await setup_entry(hass, server)
+    reads = lp_meter.stats.table_reads
+    for _ in range(6):
+        before = sum(reads[table] for table in LP_TABLES)
+        live = reads[tables.BT28]
+        await poll(hass, entry)
+        assert sum(reads[table] for table in LP_TABLES) - before <= 1
+        assert reads[tables.BT28] == live + 1  # the live values were read as always
+    assert coordinator_of(entry).history.reader is not None  # still importing
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+@pytest.mark.freeze_time(tick=True)
+async def test_fast_polls_space_history_reads(
+    hass: HomeAssistant, lp_meter: SimulatedMeter, server: SimServer, freezer: FrozenDateTimeFactory
+) -> None:
+    """At the 2 s minimum interval a poll already reads about once a second: history reads are spaced."""
+    entry = await setup_entry(hass, server, **{CONF_UPDATE_INTERVAL: 2})
+    history = coordinator_of(entry).history
+
+    async def poll_after(seconds: float) -> None:
+        freezer.move_to(dt_util.utcnow() + timedelta(seconds=seconds))
+        await poll(hass, entry)
+
+    # The event log's first import has the one extra read per poll first; then history steps.
+    for _ in range(60):
+        steps = history.steps
+        await poll_after(2)
+        if history.steps > steps:
+            break
+    stepped = history.steps
+    assert stepped > 0
+    for _ in range(4):  # 8 s: within MIN_STEP_SPACING of that step, no other
+        await poll_after(2)
+    assert history.steps == stepped
+    await poll_after(MIN_STEP_SPACING - 8 + 2)
+    assert history.steps == stepped + 1
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+@pytest.mark.freeze_time(tick=True)
+async def test_catch_up_after_an_outage_is_exact_per_hour(
+    hass: HomeAssistant, lp_meter: SimulatedMeter, server: SimServer, freezer: FrozenDateTimeFactory
+) -> None:
+    """Six hours without the port: the hours are read back from the meter, not lumped into one."""
+    entry = await setup_entry(hass, server)
+    await import_all(hass, entry)
+    before = await stored(hass)
+    port = int(server.url.rsplit(":", 1)[1])
+    await server.close()
+    await poll(hass, entry)  # the port is gone
+    freezer.move_to(dt_util.utcnow() + timedelta(hours=6))
+    for _ in range(3):  # meanwhile the live poll fails
+        await poll(hass, entry)
+    again = await lp_meter.serve_tcp("mep", port=port)
+    try:
+        freezer.move_to(dt_util.utcnow() + timedelta(minutes=2))  # past any reconnect backoff
+        await import_all(hass, entry)
+        rows = await stored(hass)
+        assert_rows_match(rows, truth(lp_meter))
+        assert_hourly(rows)
+        assert len(rows[IMPORT]) >= len(before[IMPORT]) + 6
+        assert rows[IMPORT][: len(before[IMPORT])] == before[IMPORT]  # nothing earlier changed
+        deltas = [b[2] - a[2] for a, b in pairwise(rows[IMPORT])]
+        new = deltas[len(before[IMPORT]) - 1 :]
+        assert max(new) < 0.5 * sum(new)  # spread over the hours, not one spike
+        assert await hass.config_entries.async_unload(entry.entry_id)
+    finally:
+        await again.close()
+
+
+async def test_reimport_gives_identical_rows(hass: HomeAssistant, lp_meter: SimulatedMeter, server: SimServer) -> None:
+    entry = await setup_entry(hass, server)
+    await import_all(hass, entry)
+    first = await stored(hass)
+    history = coordinator_of(entry).history
+    middle = first[IMPORT][len(first[IMPORT]) // 2][0]
+    for since in (middle, first[IMPORT][0][0]):
+        await history.async_reimport(since)
+        await import_all(hass, entry)
+        assert await stored(hass) == first
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_restart_in_the_middle_of_an_import(
+    hass: HomeAssistant, lp_meter: SimulatedMeter, server: SimServer
+) -> None:
+    """Unload after some reads, set up again: the import continues with no gap and no duplicate."""
+    entry = await setup_entry(hass, server)
+    history = coordinator_of(entry).history
+    for _ in range(30):
+        await poll(hass, entry)
+        if history.imported_until is not None:
+            break
+    assert history.reader is not None  # interrupted mid-pass
+    await async_wait_recording_done(hass)
+    partial = await stored(hass)
+    assert partial[IMPORT]
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    assert await stored(hass) == partial  # unloading keeps the statistics
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    await import_all(hass, entry)
+    rows = await stored(hass)
+    assert_rows_match(rows, truth(lp_meter))
+    assert_hourly(rows)
+    assert rows[IMPORT][: len(partial[IMPORT])] == partial[IMPORT]
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_opted_out_hours_are_skipped_and_the_next_carries_them(hass: HomeAssistant) -> None:
+    meter = history_meter("lp-opt-out")
+    server = await meter.serve_tcp("mep")
+    try:
+        entry = await setup_entry(hass, server)
+        await import_all(hass, entry)
+        rows = await stored(hass)
+        assert_rows_match(rows, truth(meter))
+        starts = [start for start, _, _ in rows[IMPORT]]
+        gaps = [b - a for a, b in pairwise(starts)]
+        assert max(gaps) == timedelta(hours=7)  # readings 06:15-12:00 opted out: the hours ending 07-12 have no row
+        assert await hass.config_entries.async_unload(entry.entry_id)
+    finally:
+        await server.close()
+
+
+async def test_hourly_profile(hass: HomeAssistant) -> None:
+    meter = history_meter("lp-60min")
+    server = await meter.serve_tcp("ir")
+    try:
+        entry = MockConfigEntry(
+            domain=DOMAIN,
+            unique_id=SERIAL,
+            data={CONF_PORT: server.url, CONF_TRANSPORT: "ir", CONF_KEY: KEY_TEXT},
+        )
+        entry.add_to_hass(hass)
+        assert await hass.config_entries.async_setup(entry.entry_id)
+        await hass.async_block_till_done()
+        await import_all(hass, entry)
+        rows = await stored(hass)
+        assert_rows_match(rows, truth(meter))
+        assert_hourly(rows)
+        assert await hass.config_entries.async_unload(entry.entry_id)
+    finally:
+        await server.close()
+
+
+@pytest.mark.freeze_time(tick=True)
+async def test_meter_without_load_profile(
+    hass: HomeAssistant, caplog: pytest.LogCaptureFixture, freezer: FrozenDateTimeFactory
+) -> None:
+    """No statistics, the history sensors unavailable, and one log line however often it is asked."""
+    meter = history_meter("lp-off")
+    server = await meter.serve_tcp("mep")
+    try:
+        entry = await setup_entry(hass, server)
+        with caplog.at_level(logging.WARNING):
+            await import_all(hass, entry)
+            freezer.move_to(dt_util.utcnow() + timedelta(hours=7))  # the absent profile is asked again
+            await import_all(hass, entry)
+        assert coordinator_of(entry).history.passes == 2
+        assert caplog.text.count("keeps no load profile") == 1
+        assert await stored(hass) == {}
+        assert hass.states.get(UNTIL).state == STATE_UNAVAILABLE
+        assert await hass.config_entries.async_unload(entry.entry_id)
+    finally:
+        await server.close()
+
+
+async def test_statistics_removed_only_with_the_entry(
+    hass: HomeAssistant, lp_meter: SimulatedMeter, server: SimServer
+) -> None:
+    entry = await setup_entry(hass, server)
+    await import_all(hass, entry)
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    await async_wait_recording_done(hass)
+    assert set(await stored(hass)) == {IMPORT, EXPORT}
+    await hass.config_entries.async_remove(entry.entry_id)
+    await hass.async_block_till_done()
+    await async_wait_recording_done(hass)
+    assert await stored(hass) == {}
+
+
+async def test_energy_dashboard_accepts_the_history_statistics(
+    hass: HomeAssistant, lp_meter: SimulatedMeter, server: SimServer
+) -> None:
+    from homeassistant.components.energy import data as energy_data, validate
+
+    entry = await setup_entry(hass, server)
+    await import_all(hass, entry)
+    manager = await energy_data.async_get_manager(hass)
+    await manager.async_update(
+        {
+            "energy_sources": [
+                {
+                    "type": "grid",
+                    "flow_from": [
+                        {
+                            "stat_energy_from": IMPORT,
+                            "stat_cost": None,
+                            "entity_energy_price": None,
+                            "number_energy_price": None,
+                        }
+                    ],
+                    "flow_to": [
+                        {
+                            "stat_energy_to": EXPORT,
+                            "stat_compensation": None,
+                            "entity_energy_price": None,
+                            "number_energy_price": None,
+                        }
+                    ],
+                    "cost_adjustment_day": 0,
+                }
+            ]
+        }
+    )
+    result = await validate.async_validate(hass)
+    issues = [issue for group in result.energy_sources for issue in group.issues.values()]
+    assert issues == []
+    assert result.energy_sources
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+def test_setup_text_points_to_the_history_statistics() -> None:
+    """The config flow tells the user to pick the nes_meter: statistics instead of the sensors."""
+    import json
+    from pathlib import Path
+
+    translations = Path(__file__).resolve().parents[1] / "custom_components" / DOMAIN / "translations"
+    for path in translations.glob("*.json"):
+        description = json.loads(path.read_text())["config"]["step"]["user"]["description"]
+        assert "nes_meter:" in description, path.name
