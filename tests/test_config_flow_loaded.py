@@ -10,15 +10,14 @@ from homeassistant.config_entries import SOURCE_REAUTH, SOURCE_USER, ConfigEntry
 from homeassistant.const import CONF_PORT, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResult, FlowResultType
-from homeassistant.helpers import config_validation as cv
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
-import voluptuous_serialize
 
 from custom_components.nes_meter.const import CONF_KEY, CONF_KEY_FORMAT, CONF_TRANSPORT, DOMAIN
 from custom_components.nes_meter.meter import MeterClient, MeterKey
 from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
 
+from .compat import form_as_sent
 from .conftest import KEY_TEXT, SERIAL
 
 ENERGY = "sensor.nes_83334_energy_import"
@@ -51,7 +50,7 @@ async def loaded(hass: HomeAssistant, pty: SimServer) -> MockConfigEntry:
 
 def serialized(result: FlowResult) -> str:
     """The form as the frontend receives it."""
-    return repr(voluptuous_serialize.convert(result["data_schema"], custom_serializer=cv.custom_serializer))
+    return form_as_sent(result["data_schema"])
 
 
 async def test_adding_a_configured_port_again_aborts(
