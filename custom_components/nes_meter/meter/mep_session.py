@@ -79,7 +79,73 @@ class _Request:
         return cipher.update(body)
 
 
-class MepSession:
+class MepPort:
+    """What every MEP session does on the line, whatever protects its messages (digest, RC4, TLS).
+
+    ENABLE powers the meter-side interface; unsolicited ``00 00`` mark a pending alert;
+    replies are ``LEN | payload``; reads are split into chunks that fit one reply.
+    """
+
+    _link: SerialLink
+    stats: LinkStats
+    frames: FrameLog
+    timing: MepTiming
+    alert_pending: bool
+    max_read_data: int = mep.MAX_READ_DATA
+
+    async def _power_up(self) -> None:
+        """Assert ENABLE, let it settle, flush."""
+        if await self._link.set_enable(True):
+            await asyncio.sleep(self.timing.enable_settle)
+        self._link.discard()
+
+    async def transact(self, apdu: bytes) -> bytes:
+        """Send one read APDU until an answer that checks out arrives; return its data."""
+        raise NotImplementedError
+
+    async def read(self, table_id: int, offset: int, count: int) -> bytes:
+        """Read ``count`` bytes of a table, in chunks that fit one reply."""
+        out = bytearray()
+        while len(out) < count:
+            size = min(self.max_read_data, count - len(out))
+            chunk = await self.transact(mep.read_apdu(table_id, offset + len(out), size))
+            if len(chunk) != size:
+                raise ShortReadError(f"asked for {size} bytes, got {len(chunk)}")
+            out += chunk
+        return bytes(out)
+
+    async def _read_reply(self, timeout: float) -> tuple[bytes, bytes]:
+        """The next reply's ``LEN`` header and payload, alert markers before it taken out."""
+        header = await self._link.read_exactly(2, timeout)
+        while header == mep.ALERT_MARKER:
+            self._note_alert()
+            header = await self._link.read_exactly(2, self.timing.response_timeout)
+        (length,) = struct.unpack(">H", header)
+        if not 1 <= length <= mep.MAX_MESSAGE:
+            raise FrameError(f"implausible reply length {length}")
+        payload = await self._link.read_exactly(
+            length, length * BYTE_TIME * 1.1 + self.timing.byte_slack + length // 117 * 0.025
+        )
+        self.stats.frames_received += 1
+        self.frames.add("rx", header + payload)
+        return header, payload
+
+    def _note_alert(self) -> None:
+        """An unsolicited 00 00: the meter has an alert pending (guide p.17)."""
+        self.stats.alert_markers += 1
+        self.alert_pending = True
+
+    async def _reset_enable(self) -> None:
+        """Power-cycle the meter-side interface through ENABLE after repeated timeouts."""
+        if await self._link.set_enable(False):
+            self.stats.enable_resets += 1
+            await asyncio.sleep(self.timing.enable_reset_off)
+            await self._link.set_enable(True)
+            await asyncio.sleep(self.timing.enable_settle)
+            self._link.discard()
+
+
+class MepSession(MepPort):
     """Signs, sends and verifies MEP reads."""
 
     def __init__(
@@ -112,23 +178,10 @@ class MepSession:
 
     async def start(self) -> None:
         """Assert ENABLE (it powers the meter-side interface), let it settle, flush."""
-        if await self._link.set_enable(True):
-            await asyncio.sleep(self.timing.enable_settle)
-        self._link.discard()
+        await self._power_up()
 
     async def stop(self) -> None:
         """Nothing to log off from: MEP has no session."""
-
-    async def read(self, table_id: int, offset: int, count: int) -> bytes:
-        """Read ``count`` bytes of a table, in chunks that fit one MEP reply."""
-        out = bytearray()
-        while len(out) < count:
-            size = min(mep.MAX_READ_DATA, count - len(out))
-            chunk = await self.transact(mep.read_apdu(table_id, offset + len(out), size))
-            if len(chunk) != size:
-                raise ShortReadError(f"asked for {size} bytes, got {len(chunk)}")
-            out += chunk
-        return bytes(out)
 
     async def transact(self, apdu: bytes) -> bytes:
         """Send one read APDU until a verified answer arrives; return its data."""
@@ -225,18 +278,8 @@ class MepSession:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._response_timeout + sent * BYTE_TIME
         while True:
-            header = await self._link.read_exactly(2, max(0.0, deadline - loop.time()))
-            while header == mep.ALERT_MARKER:
-                self._note_alert()
-                header = await self._link.read_exactly(2, self.timing.response_timeout)
-            (length,) = struct.unpack(">H", header)
-            if not 1 <= length <= mep.MAX_MESSAGE:
-                raise FrameError(f"implausible reply length {length}")
-            payload = await self._link.read_exactly(
-                length, length * BYTE_TIME * 1.1 + self.timing.byte_slack + length // 117 * 0.025
-            )
-            self.stats.frames_received += 1
-            self.frames.add("rx", header + payload)
+            header, payload = await self._read_reply(max(0.0, deadline - loop.time()))
+            length = len(payload)
             if self.trace is not None:
                 self.trace.mep_reply(header + payload, self._plaintext(outstanding, payload))
             if payload[0] == mep.MepResult.AUTHENTICATION_FAILURE and length <= mep.DIGEST_SIZE + 1:
@@ -283,17 +326,3 @@ class MepSession:
         if stretched > self._response_timeout:
             _LOGGER.debug("the meter answers after %.2f s; waiting up to %.2f s", latency, stretched)
             self._response_timeout = stretched
-
-    def _note_alert(self) -> None:
-        """An unsolicited 00 00: the meter has an alert pending (guide p.17)."""
-        self.stats.alert_markers += 1
-        self.alert_pending = True
-
-    async def _reset_enable(self) -> None:
-        """Power-cycle the meter-side interface through ENABLE after repeated timeouts."""
-        if await self._link.set_enable(False):
-            self.stats.enable_resets += 1
-            await asyncio.sleep(self.timing.enable_reset_off)
-            await self._link.set_enable(True)
-            await asyncio.sleep(self.timing.enable_settle)
-            self._link.discard()

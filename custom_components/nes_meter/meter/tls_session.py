@@ -21,7 +21,6 @@ import asyncio
 import dataclasses
 from dataclasses import dataclass
 import logging
-import struct
 from typing import TYPE_CHECKING
 
 from . import mep, tls
@@ -31,11 +30,10 @@ from .errors import (
     MeterError,
     NoResponseError,
     ResponseError,
-    ShortReadError,
     TlsError,
 )
 from .keys import MeterKey
-from .mep_session import RESULT_MESSAGES, MepTiming
+from .mep_session import RESULT_MESSAGES, MepPort, MepTiming
 from .stats import FrameLog, LinkStats
 from .tls import KeyId, PskIdentity, TlsCode, TlsResult
 from .tls_client import TlsClient
@@ -69,8 +67,10 @@ class _Refused(Exception):
     """Internal: the meter refused the key exchange (invalid identity or key)."""
 
 
-class MepTlsSession:
+class MepTlsSession(MepPort):
     """Reads over MEP TLS mode; the same interface as ``MepSession`` (start, stop, read, transact)."""
+
+    max_read_data = tls.MAX_TLS_READ_DATA  # a reply's record carries less than a plain reply
 
     def __init__(
         self,
@@ -109,9 +109,7 @@ class MepTlsSession:
 
     async def start(self) -> None:
         """Assert ENABLE, let it settle, flush, and run the handshake."""
-        if await self._link.set_enable(True):
-            await asyncio.sleep(self.timing.enable_settle)
-        self._link.discard()
+        await self._power_up()
         await self._run(None)
 
     async def stop(self) -> None:
@@ -124,17 +122,6 @@ class MepTlsSession:
             await self._round_trip(TlsCode.TERMINATE, TERMINATE_DATA, self.timing.response_timeout)
         except (LineTimeout, FrameError, TlsError) as err:
             _LOGGER.debug("TLS terminate not confirmed: %s", err)
-
-    async def read(self, table_id: int, offset: int, count: int) -> bytes:
-        """Read ``count`` bytes of a table, in chunks that fit one TLS reply."""
-        out = bytearray()
-        while len(out) < count:
-            size = min(tls.MAX_TLS_READ_DATA, count - len(out))
-            chunk = await self.transact(mep.read_apdu(table_id, offset + len(out), size))
-            if len(chunk) != size:
-                raise ShortReadError(f"asked for {size} bytes, got {len(chunk)}")
-            out += chunk
-        return bytes(out)
 
     async def transact(self, apdu: bytes) -> bytes:
         """Send one read APDU inside TLS until an authenticated answer arrives; return its data."""
@@ -266,38 +253,13 @@ class MepTlsSession:
         self._last_tx = loop.time()
         self.stats.frames_sent += 1
         self.frames.add("tx", frame)
-        header = await self._link.read_exactly(2, timeout + len(frame) * BYTE_TIME)
-        while header == mep.ALERT_MARKER:
-            self._note_alert()
-            header = await self._link.read_exactly(2, timeout)
-        (length,) = struct.unpack(">H", header)
-        if not 1 <= length <= mep.MAX_MESSAGE:
-            raise FrameError(f"implausible reply length {length}")
-        payload = await self._link.read_exactly(
-            length, length * BYTE_TIME * 1.1 + self.timing.byte_slack + length // 117 * 0.025
-        )
-        self.stats.frames_received += 1
-        self.frames.add("rx", header + payload)
-        if length == mep.DIGEST_SIZE + 1 and payload[0] == mep.MepResult.AUTHENTICATION_FAILURE:
+        _header, payload = await self._read_reply(timeout + len(frame) * BYTE_TIME)
+        if len(payload) == mep.DIGEST_SIZE + 1 and payload[0] == mep.MepResult.AUTHENTICATION_FAILURE:
             raise TlsError(
                 "the meter answered a TLS message as a digest message (0x0B): it does not speak MEP TLS "
                 "(firmware before 4.60?); use the plain or RC4 transport"
             )
         return payload[0], payload[1:]
-
-    def _note_alert(self) -> None:
-        """An unsolicited 00 00: the meter has an alert pending (guide p.17)."""
-        self.stats.alert_markers += 1
-        self.alert_pending = True
-
-    async def _reset_enable(self) -> None:
-        """Power-cycle the meter-side interface through ENABLE after repeated timeouts."""
-        if await self._link.set_enable(False):
-            self.stats.enable_resets += 1
-            await asyncio.sleep(self.timing.enable_reset_off)
-            await self._link.set_enable(True)
-            await asyncio.sleep(self.timing.enable_settle)
-            self._link.discard()
 
 
 def _refusal_text(result: int, records: bytes, what: str) -> str:
