@@ -16,7 +16,7 @@ import warnings
 
 from custom_components.nes_meter.meter.client import Transport
 
-from . import client_cpu, ha_scale, termineter_cycle, wire
+from . import client_cpu, ha_scale, load_profile, termineter_cycle, wire
 from .common import DEFAULT_FIELDS, LIVE_SCHEDULE
 
 TARGETS: dict[str, Any] = {
@@ -156,6 +156,21 @@ def _table(result: dict[str, Any]) -> str:
         )
     elif "termineter_error" in ir:
         rows.append(f"termineter failed, vs_termineter not measured: {ir['termineter_error']}")
+    history = result.get("load_profile", {})
+    if "error" in history:
+        rows.append(f"load profile failed: {history['error']}")
+    for run in history.get("first_import", []):
+        rows.append(
+            f"load profile first import {run['transport']:<3} {run['days']:>2} days  {run['seconds']:.2f} s  "
+            f"bound {run['bound_s']:.2f} s  ratio {run['ratio']:.3f}  {run['reads']} reads  {run['bytes']} bytes"
+            + (f"  at 1 read/s {run['paced_s']:.0f} s" if run["paced_s"] is not None else "")
+        )
+    for run in history.get("live_poll", []):
+        rows.append(
+            f"live poll during the import {run['transport']:<3} {run['live_poll_during_import_s']:.3f} s "
+            f"(alone {run['live_poll_s']:.3f} s), then one step {run['import_step_s']:.3f} s, "
+            f"at most {run['max_extra_reads_per_poll']} extra read per poll"
+        )
     if "error" in result.get("ha", {}):
         rows.append(f"Home Assistant failed: {result['ha']['error']}")
     elif "ha" in result:
@@ -187,6 +202,10 @@ def main() -> int:
             except Exception as err:
                 result[transport] = {"error": _error(err)}
         _termineter(result, max(5, cycles // 3))
+        try:
+            result["load_profile"] = asyncio.run(load_profile.measure((7,) if args.quick else (7, 30)))
+        except Exception as err:
+            result["load_profile"] = {"error": _error(err)}
         if not args.no_ha:
             counts = (1, 4, 16)
             try:

@@ -11,14 +11,16 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 import json
+import statistics
 import time
 from typing import Any
 
 from custom_components.nes_meter.meter import MeterClient
-from custom_components.nes_meter.meter.client import Transport
+from custom_components.nes_meter.meter.client import TRANSPORTS, Transport
 from custom_components.nes_meter.meter.sim_image import MeterImage
 from custom_components.nes_meter.meter.simulator import SimulatedMeter
 
+from .common import DEFAULT_FIELDS
 from .wire import KEY, TURNAROUND, Frame, ir_lower_bound, mep_lower_bound
 
 
@@ -54,10 +56,62 @@ async def first_import(transport: Transport, days: int) -> dict[str, Any]:
     }
 
 
+async def live_poll_during_import(transport: Transport, polls: int = 20) -> dict[str, Any]:
+    """The live poll while a first import runs, as the integration interleaves them.
+
+    Each cycle is one live poll (the default entities' values) and then one step of the
+    import: the live poll itself is not delayed, the cycle grows by one read at most.
+    """
+    meter = SimulatedMeter(KEY, image=MeterImage(history_days=7), pace=True, turnaround=TURNAROUND)
+    meter.image.load_profile.ensure()
+    server = await meter.serve_tcp(transport)
+    client = MeterClient(server.url, transport, KEY, enable_line="none")
+    client.set_wanted(DEFAULT_FIELDS)
+    alone: list[float] = []
+    during: list[float] = []
+    steps: list[float] = []
+    reads_per_step: list[int] = []
+    try:
+        await client.open()
+        await client.read_snapshot(hold_for=2)
+        for _ in range(polls):
+            started = time.perf_counter()
+            await client.read_snapshot(hold_for=2)
+            alone.append(time.perf_counter() - started)
+        reader = client.load_profile_reader(None)
+        for _ in range(polls):
+            started = time.perf_counter()
+            await client.read_snapshot(hold_for=2)
+            during.append(time.perf_counter() - started)
+            if reader.done:
+                continue
+            before = sum(meter.stats.table_reads.values())
+            started = time.perf_counter()
+            await reader.step()
+            steps.append(time.perf_counter() - started)
+            reads_per_step.append(sum(meter.stats.table_reads.values()) - before)
+    finally:
+        await client.close()
+        await server.close()
+    return {
+        "transport": transport,
+        "live_poll_s": round(statistics.median(alone), 4),
+        "live_poll_during_import_s": round(statistics.median(during), 4),
+        "import_step_s": round(statistics.median(steps), 4),
+        "max_extra_reads_per_poll": max(reads_per_step),
+    }
+
+
+async def measure(days: tuple[int, ...] = (7, 30)) -> dict[str, Any]:
+    """Every load-profile figure of scripts/bench."""
+    return {
+        "first_import": [await first_import(transport, count) for transport in TRANSPORTS for count in days],
+        "live_poll": [await live_poll_during_import(transport) for transport in TRANSPORTS],
+    }
+
+
 async def main() -> None:
-    for transport in ("mep", "ir"):
-        for days in (7, 30):
-            print(json.dumps(await first_import(transport, days)), flush=True)
+    print(json.dumps(await measure()), flush=True)
 
 
 if __name__ == "__main__":
