@@ -8,6 +8,8 @@ in time, so the truth is exact), not just "no exception".
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+import contextlib
 
 import pytest
 
@@ -15,6 +17,7 @@ from custom_components.nes_meter.meter import (
     AuthenticationError,
     MeterClient,
     MeterKey,
+    NoResponseError,
     ResponseError,
     probe_transport,
     tables,
@@ -316,3 +319,63 @@ def test_variant_names_are_validated() -> None:
         SimulatedMeter(KEY, variants="no-such-meter")
     assert FAST_IR.packet_size == 64
     assert MepTiming().response_timeout == 0.5
+
+
+async def test_energy_unit_is_read_only_from_firmware_3_70() -> None:
+    """3.56 packs as 0x3700: ET55 has no energy register unit there, whatever its byte says."""
+    meter = frozen_meter()
+    meter.image.tables[tables.BT01][14:16] = bytes([0x37, 0x00])  # 3.56.00
+    offset = tables.energy_register_unit_offset(4, 3)
+    meter.image.tables[tables.ET55][offset] = 10  # another field on this firmware
+    async with await meter.serve_tcp("mep") as server:
+        client = client_for(server, "mep")
+        snapshot = await read_once(server, "mep", client)
+    assert client.identity is not None
+    assert client.identity.firmware_version == "3.56.00"
+    assert client.identity.energy_unit == 1
+    assert_true_values(snapshot, meter)
+
+
+@contextlib.asynccontextmanager
+async def flooding_server(pattern: bytes) -> AsyncIterator[str]:
+    """A line that answers every request with an endless stream of ``pattern``."""
+    floods: set[asyncio.Task[None]] = set()
+
+    async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        floods.add(task)
+        try:
+            await reader.read(1)
+            while True:
+                writer.write(pattern * 8)
+                await writer.drain()
+                await asyncio.sleep(0.005)
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(flood, "127.0.0.1", 0)
+    try:
+        yield f"socket://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        for task in floods:
+            task.cancel()
+        await asyncio.gather(*floods, return_exceptions=True)
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize(("transport", "pattern"), [("mep", b"\x00\x00"), ("ir", b"\x55"), ("ir", b"\xee")])
+async def test_a_line_full_of_noise_ends_in_no_response_not_a_hang(transport: str, pattern: bytes) -> None:
+    """Alert markers or stray bytes without end: every wait has one deadline."""
+    async with flooding_server(pattern) as url:
+        client = MeterClient(url, transport, KEY, mep_timing=FAST_MEP, ir_timing=FAST_IR)  # type: ignore[arg-type]
+
+        async def identify() -> None:
+            async with asyncio.timeout(30), client:  # a hang would end in TimeoutError instead
+                await client.identify()
+
+        with pytest.raises(NoResponseError):
+            await identify()

@@ -215,7 +215,10 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
             # At most one extra read per live poll: the event log's when one is due, else
             # the meter history's (load profile).
             if not self._events_read:
-                await self.history.async_step(snapshot)
+                try:
+                    await self.history.async_step(snapshot)
+                except Exception:  # a decoder's bug must not cost the live values just read
+                    _LOGGER.debug("meter history step failed; it starts again later", exc_info=True)
             return snapshot
 
     async def _async_poll(self) -> MeterSnapshot:
@@ -230,7 +233,7 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
             if not self.client.is_open:
                 await self._connect()
             snapshot = await self.client.read_snapshot(hold_for=self.interval_seconds)
-            self._events_read = await self.events.after_poll()
+            self._events_read = await self._events_step()
         except MeterError as err:
             await self.client.close()
             if not isinstance(err, AuthenticationError):
@@ -243,6 +246,22 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
         self._failures = 0
         self._retry_at = 0.0
         return self.guard.apply(snapshot, time.monotonic())
+
+    async def _events_step(self) -> bool:
+        """Do the event log's read for this poll, if one is due; return whether it used the line.
+
+        Anything but a meter error (a decoder's bug) is logged and costs only the event
+        log's pass, not the live values.
+        """
+        try:
+            return await self.events.after_poll()
+        except MeterError:
+            raise
+        except Exception:
+            _LOGGER.debug("event log step failed; it starts again later", exc_info=True)
+            if self.events.reader is not None:
+                self.events.reader.abort()
+            return True
 
     def _note_tls_required(self, err: MeterError) -> None:
         """Raise a repair the user can accept (it switches the option) when the meter requires TLS."""

@@ -274,14 +274,18 @@ class C1218Session:
         raise NoResponseError("the meter did not acknowledge the request")
 
     async def _await_ack(self) -> bool:
-        """True on ACK (or a reply frame whose ACK was lost), False on NAK."""
-        timeout = self.timing.ack_timeout
+        """True on ACK (or a reply frame whose ACK was lost), False on NAK.
+
+        One deadline for the whole wait: a head that sends noise must not keep it open.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timing.ack_timeout
         while True:
             if self._link.peek()[:1] == bytes([c1218.STP]):
                 if await self._skip_echo():
                     continue
                 return True  # the reply itself: its ACK went missing
-            byte = (await self._link.read_exactly(1, timeout))[0]
+            byte = (await self._link.read_exactly(1, max(0.0, deadline - loop.time())))[0]
             if self._is_echoed_byte(byte):
                 continue
             if byte == c1218.ACK:
@@ -334,12 +338,20 @@ class C1218Session:
         self._echo_byte = byte if self._echoing else None
 
     async def _receive_packet(self) -> c1218.Packet:
-        """Read one good new packet: skip noise, NAK bad CRCs, drop duplicates."""
+        """Read one good new packet: skip noise, NAK bad CRCs, drop duplicates.
+
+        Within the channel timeout: noise or repeats must not keep the wait open for ever.
+        """
         naks = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timing.channel_timeout
         while True:
             if self._link.peek()[:1] == bytes([c1218.STP]) and await self._skip_echo():
                 continue
-            start = await self._link.read_exactly(1, self.timing.ack_timeout)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise LineTimeout
+            start = await self._link.read_exactly(1, min(self.timing.ack_timeout, remaining))
             if start[0] != c1218.STP:
                 self._is_echoed_byte(start[0])
                 continue
@@ -391,11 +403,14 @@ class C1218Session:
         last = self._last_rx
         if last is None:
             return False
+        new_reply = not packet.multi or packet.first  # inside a reply, mirrored toggles stay put
         if packet.toggle != last.toggle:
-            self._rx_alternates = True
+            if new_reply:
+                self._rx_alternates = True
             return False
         if packet != last:
-            self._rx_alternates = False
+            if new_reply:
+                self._rx_alternates = False
             return False
         return self._rx_alternates is True
 

@@ -63,6 +63,7 @@ TRANSPORTS: Final[tuple[Transport, ...]] = ("mep", "ir")
 ET03_SERIAL_SIZE: Final = 30
 BT01_SIZE: Final = 24
 BT00_SIZE: Final = 13
+ENERGY_UNIT_FIRMWARE: Final = (3 << 12) | (70 << 5)  # 3.70.00 as BT01 packs it (x.yy.zz in 4/7/5 bits)
 CLOCK_READ_INTERVAL: Final = 60.0
 MEP_CLIENT_INDEX_OFFSET: Final = 142  # ET70.142 (Gen 4)
 # Errors that mean "this table is not there (for this key) or shorter than documented".
@@ -305,7 +306,7 @@ class MeterClient:
 
     async def _energy_unit(self, firmware_word: int) -> int | None:
         """ET55's Energy Register Unit; it exists from firmware 3.70 (guide p.207)."""
-        if firmware_word < 0x3700:
+        if firmware_word < ENERGY_UNIT_FIRMWARE:
             return 1
         limits = await self._optional("BT20", lambda: self._decoded(tables.BT20, 0, 10, tables.decode_bt21))
         if limits is None:

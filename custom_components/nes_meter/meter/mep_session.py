@@ -115,11 +115,16 @@ class MepPort:
         return bytes(out)
 
     async def _read_reply(self, timeout: float) -> tuple[bytes, bytes]:
-        """The next reply's ``LEN`` header and payload, alert markers before it taken out."""
+        """The next reply's ``LEN`` header and payload, alert markers before it taken out.
+
+        Markers get the reply timeout once, not each: a line stuck at 0x00 must not hang the poll.
+        """
+        loop = asyncio.get_running_loop()
         header = await self._link.read_exactly(2, timeout)
+        markers_until = loop.time() + self.timing.response_timeout
         while header == mep.ALERT_MARKER:
             self._note_alert()
-            header = await self._link.read_exactly(2, self.timing.response_timeout)
+            header = await self._link.read_exactly(2, max(0.0, markers_until - loop.time()))
         (length,) = struct.unpack(">H", header)
         if not 1 <= length <= mep.MAX_MESSAGE:
             raise FrameError(f"implausible reply length {length}")
