@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 import pytest
 
+from benchmarks.common import DEFAULT_FIELDS
 from custom_components.nes_meter.meter import MeterClient, tables
 from custom_components.nes_meter.meter.read_plan import LinkModel, ReadSchedule, plan_ranges
 from custom_components.nes_meter.meter.snapshot import MeterSnapshot
@@ -17,15 +18,6 @@ from custom_components.nes_meter.meter.snapshot import MeterSnapshot
 from .test_client import client_for
 from .test_variants import TRUE_IMPORT_W, frozen_meter
 
-DEFAULT_FIELDS = (
-    "energy_import_wh",
-    "energy_export_wh",
-    "power_import_w",
-    "power_export_w",
-    "power_net_w",
-    "voltage_l1_v",
-    "current_l1_a",
-)
 TARGET_BYTES = {"mep": 120, "ir": 140}
 TRANSPORTS = ["mep", "ir"]
 
@@ -157,3 +149,11 @@ async def test_ir_sends_wait_only_when_the_next_poll_would_come_too_late() -> No
         assert "70" not in await services(2)
         assert "70" in await services(10)
         assert client.stats.session_starts == 1
+
+
+def test_the_benchmarked_default_is_what_a_new_installation_enables() -> None:
+    """scripts/bench measures the default poll: the fields of the sensors enabled by default."""
+    from custom_components.nes_meter.sensor import SENSORS
+
+    enabled = {field for d in SENSORS if d.entity_registry_enabled_default for field in d.reads}
+    assert set(DEFAULT_FIELDS) - {"power_net_w"} == enabled
