@@ -8,13 +8,16 @@ from pathlib import Path
 from typing import Any
 from unittest.mock import PropertyMock, patch
 
-from homeassistant.const import MAJOR_VERSION, MINOR_VERSION
+from homeassistant.const import CONF_PORT, MAJOR_VERSION, MINOR_VERSION
+from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity import Entity
 import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.syrupy import HomeAssistantSnapshotExtension
 from syrupy.assertion import SnapshotAssertion
 from syrupy.location import PyTestLocation
 
+from custom_components.nes_meter.const import CONF_KEY, CONF_KEY_FORMAT, CONF_TRANSPORT, DOMAIN
 from custom_components.nes_meter.meter import MeterKey
 from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
 
@@ -23,6 +26,19 @@ VECTORS = Path(__file__).resolve().parent / "vectors"
 KEY_TEXT = "a7941d85bce8a8fa2ab7"
 KEY = MeterKey.parse(KEY_TEXT)
 SERIAL = "5712345678"
+
+
+def add_meter_entry(hass: HomeAssistant, url: str, transport: str = "ir", **options: Any) -> MockConfigEntry:
+    """The config entry a user gets for the simulated meter at ``url`` (added, not set up)."""
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=SERIAL,
+        title=f"NES 83334 ({transport.upper()})",
+        data={CONF_PORT: url, CONF_TRANSPORT: transport, CONF_KEY: KEY_TEXT, CONF_KEY_FORMAT: "auto"},
+        options=options,
+    )
+    entry.add_to_hass(hass)
+    return entry
 
 
 def load_vectors(name: str) -> dict[str, Any]:

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from homeassistant.const import CONF_PORT, STATE_OFF, STATE_ON, STATE_UNAVAILABLE, STATE_UNKNOWN
+from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE, STATE_UNKNOWN
 from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.event import async_track_state_change_event
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.nes_meter.const import CONF_KEY, CONF_KEY_FORMAT, CONF_TRANSPORT, DOMAIN
 from custom_components.nes_meter.coordinator import NesMeterCoordinator
 from custom_components.nes_meter.meter.events import BT74
 from custom_components.nes_meter.meter.sim_image import MeterImage
 from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
 
-from .conftest import KEY, KEY_TEXT, SERIAL
+from .conftest import KEY, add_meter_entry
 
 TAMPER = "event.nes_83334_tamper_events"
 POWER = "event.nes_83334_power_events"
@@ -39,14 +38,7 @@ async def server(sim: SimulatedMeter) -> AsyncIterator[SimServer]:
 
 @pytest.fixture
 def entry(hass: HomeAssistant, server: SimServer) -> MockConfigEntry:
-    entry = MockConfigEntry(
-        domain=DOMAIN,
-        unique_id=SERIAL,
-        title="NES 83334 (IR)",
-        data={CONF_PORT: server.url, CONF_TRANSPORT: "ir", CONF_KEY: KEY_TEXT, CONF_KEY_FORMAT: "auto"},
-    )
-    entry.add_to_hass(hass)
-    return entry
+    return add_meter_entry(hass, server.url)
 
 
 async def setup(hass: HomeAssistant, entry: MockConfigEntry) -> NesMeterCoordinator:

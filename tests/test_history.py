@@ -20,7 +20,7 @@ from pytest_homeassistant_custom_component.components.diagnostics import get_dia
 from pytest_homeassistant_custom_component.components.recorder.common import async_wait_recording_done
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
-from custom_components.nes_meter.const import CONF_KEY, CONF_KEY_FORMAT, CONF_TRANSPORT, CONF_UPDATE_INTERVAL, DOMAIN
+from custom_components.nes_meter.const import CONF_KEY, CONF_TRANSPORT, CONF_UPDATE_INTERVAL, DOMAIN
 from custom_components.nes_meter.coordinator import NesMeterCoordinator
 from custom_components.nes_meter.history import (
     HAS_UNIT_CLASS,
@@ -33,7 +33,7 @@ from custom_components.nes_meter.meter import tables
 from custom_components.nes_meter.meter.sim_image import MeterImage
 from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
 
-from .conftest import KEY, KEY_TEXT, SERIAL
+from .conftest import KEY, KEY_TEXT, SERIAL, add_meter_entry
 
 IMPORT = f"{DOMAIN}:{SERIAL}_energy_import"
 EXPORT = f"{DOMAIN}:{SERIAL}_energy_export"
@@ -62,14 +62,7 @@ async def server(lp_meter: SimulatedMeter) -> AsyncIterator[SimServer]:
 
 
 async def setup_entry(hass: HomeAssistant, server: SimServer, **options: Any) -> MockConfigEntry:
-    entry = MockConfigEntry(
-        domain=DOMAIN,
-        unique_id=SERIAL,
-        title="NES 83334 (MEP)",
-        data={CONF_PORT: server.url, CONF_TRANSPORT: "mep", CONF_KEY: KEY_TEXT, CONF_KEY_FORMAT: "auto"},
-        options=options,
-    )
-    entry.add_to_hass(hass)
+    entry = add_meter_entry(hass, server.url, "mep", **options)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
     return entry

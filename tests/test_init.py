@@ -23,7 +23,6 @@ from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 from custom_components.nes_meter.const import (
     BACKOFF_MIN,
     CONF_KEY,
-    CONF_KEY_FORMAT,
     CONF_TRANSPORT,
     DEFAULT_UPDATE_INTERVAL,
     DOMAIN,
@@ -41,7 +40,7 @@ from custom_components.nes_meter.meter.simulator import Faults, SimServer, Simul
 from custom_components.nes_meter.sensor import LAST_ERROR_OPTIONS, clock_offset
 
 from .compat import get_device
-from .conftest import KEY, KEY_TEXT, SERIAL
+from .conftest import KEY, KEY_TEXT, SERIAL, add_meter_entry
 
 ENERGY = "sensor.nes_83334_energy_import"
 EXPORT = "sensor.nes_83334_energy_export"
@@ -54,13 +53,7 @@ def advance(freezer: FrozenDateTimeFactory, delta: timedelta) -> None:
 
 
 async def setup_entry(hass: HomeAssistant, server: SimServer, transport: str) -> MockConfigEntry:
-    entry = MockConfigEntry(
-        domain=DOMAIN,
-        unique_id=SERIAL,
-        title=f"NES 83334 ({transport.upper()})",
-        data={CONF_PORT: server.url, CONF_TRANSPORT: transport, CONF_KEY: KEY_TEXT, CONF_KEY_FORMAT: "auto"},
-    )
-    entry.add_to_hass(hass)
+    entry = add_meter_entry(hass, server.url, transport)
     await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
     return entry

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeassistant.const import CONF_PORT
 from homeassistant.core import HomeAssistant, State
 from homeassistant.helpers import entity_registry as er
 import pytest
@@ -12,12 +11,12 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, mock_r
 from pytest_homeassistant_custom_component.components.diagnostics import get_diagnostics_for_config_entry
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
-from custom_components.nes_meter.const import CONF_KEY, CONF_KEY_FORMAT, CONF_TRANSPORT, DOMAIN
+from custom_components.nes_meter.const import DOMAIN
 from custom_components.nes_meter.guard import DECREASE_CONFIRMATIONS
 from custom_components.nes_meter.meter.sim_image import MeterImage
 from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
 
-from .conftest import KEY, KEY_TEXT, SERIAL
+from .conftest import KEY, SERIAL, add_meter_entry
 
 ENERGY = "sensor.nes_83334_energy_import"
 RESTORED_KWH = 500.0  # above the simulated meter's 344.18 kWh
@@ -30,14 +29,7 @@ def meter() -> SimulatedMeter:
 
 
 def make_entry(hass: HomeAssistant, server: SimServer) -> MockConfigEntry:
-    entry = MockConfigEntry(
-        domain=DOMAIN,
-        unique_id=SERIAL,
-        title="NES 83334 (IR)",
-        data={CONF_PORT: server.url, CONF_TRANSPORT: "ir", CONF_KEY: KEY_TEXT, CONF_KEY_FORMAT: "auto"},
-    )
-    entry.add_to_hass(hass)
-    return entry
+    return add_meter_entry(hass, server.url)
 
 
 def energy(hass: HomeAssistant) -> str:

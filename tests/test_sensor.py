@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from homeassistant.const import CONF_PORT
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 import pytest
@@ -14,11 +13,10 @@ from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 from syrupy.assertion import SnapshotAssertion
 from syrupy.filters import props
 
-from custom_components.nes_meter.const import CONF_KEY, CONF_KEY_FORMAT, CONF_TRANSPORT, DOMAIN
 from custom_components.nes_meter.meter.sim_image import MeterImage
 from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
 
-from .conftest import KEY, KEY_TEXT, SERIAL
+from .conftest import KEY, SERIAL, add_meter_entry
 
 CLOCK_OFFSET = "sensor.nes_83334_clock_offset"
 
@@ -28,13 +26,7 @@ async def loaded(hass: HomeAssistant) -> AsyncIterator[MockConfigEntry]:
     """A meter whose values stand still (speed 0), set up over loopback on the optical port."""
     meter = SimulatedMeter(KEY, image=MeterImage(speed=0))
     server: SimServer = await meter.serve_tcp("ir")
-    entry = MockConfigEntry(
-        domain=DOMAIN,
-        unique_id=SERIAL,
-        title="NES 83334 (IR)",
-        data={CONF_PORT: server.url, CONF_TRANSPORT: "ir", CONF_KEY: KEY_TEXT, CONF_KEY_FORMAT: "auto"},
-    )
-    entry.add_to_hass(hass)
+    entry = add_meter_entry(hass, server.url)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
     yield entry

@@ -64,7 +64,6 @@ ET03_SERIAL_SIZE: Final = 30
 BT01_SIZE: Final = 24
 BT00_SIZE: Final = 13
 ENERGY_UNIT_FIRMWARE: Final = (3 << 12) | (70 << 5)  # 3.70.00 as BT01 packs it (x.yy.zz in 4/7/5 bits)
-CLOCK_READ_INTERVAL: Final = 60.0
 MEP_CLIENT_INDEX_OFFSET: Final = 142  # ET70.142 (Gen 4)
 # Errors that mean "this table is not there (for this key) or shorter than documented".
 ABSENT: Final = (ResponseError, ShortReadError, DecodeError)

@@ -172,21 +172,6 @@ def summation_sources(dims: RegisterDimensions, selection: tuple[int, ...] | Non
     return tuple(range(dims.summations))
 
 
-def present_plan(sources: tuple[int, ...]) -> ValuePlan:
-    """Which BT28 value feeds each field; a post-ratio source wins over its raw twin."""
-    chosen: dict[str, tuple[int, float, bool]] = {}
-    for index, source in enumerate(sources):
-        post_ratio = source in POST_RATIO_SOURCES
-        mapped = POST_RATIO_SOURCES.get(source) or PRESENT_SOURCES.get(source)
-        if mapped is None:
-            continue
-        name, scale = mapped
-        current = chosen.get(name)
-        if current is None or (post_ratio and not current[2]):
-            chosen[name] = (index, scale, post_ratio)
-    return tuple(sorted((index, name, scale) for name, (index, scale, _post) in chosen.items()))
-
-
 def summation_plan(sources: tuple[int, ...], energy_unit: int = 1) -> ValuePlan:
     """Which BT23 summation feeds each field, with the energy register unit applied."""
     plan = []
@@ -196,15 +181,3 @@ def summation_plan(sources: tuple[int, ...], energy_unit: int = 1) -> ValuePlan:
             name, is_energy = mapped
             plan.append((index, name, float(energy_unit) if is_energy else 1.0))
     return tuple(plan)
-
-
-def values_needed(plan: ValuePlan) -> int:
-    """How many leading values to read to cover the plan."""
-    return max((index for index, _name, _scale in plan), default=-1) + 1
-
-
-def apply_values(snapshot: MeterSnapshot, values: tuple[int, ...], plan: ValuePlan) -> None:
-    for index, name, scale in plan:
-        if index < len(values):
-            raw = values[index]
-            setattr(snapshot, name, raw * scale if scale != 1 else raw)

@@ -254,6 +254,28 @@ def alert_error(payload: bytes, *, peer: str) -> TlsError:
     return TlsError(f"the {peer} sent a TLS {kind}: {alert_name(description)}", alert=description)
 
 
+def open_application_data(read: RecordCipher, data: bytes, *, peer: str) -> bytes:
+    """The plaintext of an established session's records: application data only.
+
+    The same rules on both ends: an alert ends the session, a handshake record (a
+    renegotiation) is refused, any other record type is unexpected.
+    """
+    records = parse_records(data)
+    if not records:
+        raise TlsError(f"empty TLS records from the {peer}")
+    out = bytearray()
+    for content_type, payload in records:
+        if content_type not in (ContentType.APPLICATION_DATA, ContentType.ALERT, ContentType.HANDSHAKE):
+            raise TlsError(f"unexpected {ContentType(content_type).name} record in an established session")
+        plaintext = read.open(content_type, payload)
+        if content_type == ContentType.ALERT:
+            raise alert_error(plaintext, peer=peer)
+        if content_type == ContentType.HANDSHAKE:
+            raise TlsError(f"the {peer} started a renegotiation; refused", alert=AlertDescription.NO_RENEGOTIATION)
+        out += plaintext
+    return bytes(out)
+
+
 class RecordCipher:
     """AES-256-GCM protection of one direction (RFC 5288): nonce = salt ‖ explicit 8 bytes.
 

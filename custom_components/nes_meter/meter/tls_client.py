@@ -116,26 +116,11 @@ class TlsClient:
         """The plaintext of the server's application-data records."""
         self._expect(_State.ESTABLISHED)
         assert self._read is not None
-        out = bytearray()
         try:
-            records = tls.parse_records(data)
-            if not records:
-                raise TlsError("empty TLS reply")
-            for content_type, payload in records:
-                if content_type not in (ContentType.APPLICATION_DATA, ContentType.ALERT, ContentType.HANDSHAKE):
-                    raise TlsError(f"unexpected {ContentType(content_type).name} record in an established session")
-                plaintext = self._read.open(content_type, payload)
-                if content_type == ContentType.ALERT:
-                    raise tls.alert_error(plaintext, peer="meter")
-                if content_type == ContentType.HANDSHAKE:
-                    raise TlsError(
-                        "the meter started a renegotiation; refused", alert=AlertDescription.NO_RENEGOTIATION
-                    )
-                out += plaintext
+            return tls.open_application_data(self._read, data, peer="meter")
         except TlsError:
             self._fail()
             raise
-        return bytes(out)
 
     # ---- internals ----
 

@@ -126,24 +126,11 @@ class TlsServer:
     def open(self, data: bytes) -> bytes:
         self._expect(_State.ESTABLISHED)
         assert self._read is not None
-        out = bytearray()
         try:
-            records = tls.parse_records(data)
-            if not records:
-                raise TlsError("empty TLS request")
-            for content_type, payload in records:
-                if content_type not in (ContentType.APPLICATION_DATA, ContentType.ALERT, ContentType.HANDSHAKE):
-                    raise TlsError(f"unexpected {ContentType(content_type).name} record in an established session")
-                plaintext = self._read.open(content_type, payload)
-                if content_type == ContentType.ALERT:
-                    raise tls.alert_error(plaintext, peer="client")
-                if content_type == ContentType.HANDSHAKE:
-                    raise TlsError("renegotiation refused", alert=AlertDescription.NO_RENEGOTIATION)
-                out += plaintext
+            return tls.open_application_data(self._read, data, peer="client")
         except TlsError:
             self._fail()
             raise
-        return bytes(out)
 
     def alert(self, description: int) -> bytes:
         """A fatal alert record for ``description``, protected once keys are in use."""
