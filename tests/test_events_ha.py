@@ -52,10 +52,9 @@ async def setup(hass: HomeAssistant, entry: MockConfigEntry) -> NesMeterCoordina
 async def drain(coordinator: NesMeterCoordinator, *, header_poll: bool = False) -> int:
     """Live polls until the due event log and alarm reads are done; how many polls it took."""
     if header_poll:
-        coordinator.events.poll_soon()
+        coordinator.rare_reads.poll_soon()
     polls = 0
-    tracker = coordinator.events
-    while polls == 0 or (tracker.reader and tracker.reader.in_pass) or tracker._queue:
+    while polls == 0 or coordinator.rare_reads.pending:
         await coordinator.async_refresh()
         assert coordinator.last_update_success
         polls += 1

@@ -6,6 +6,7 @@ from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 
 from .coordinator import NesMeterConfigEntry, NesMeterCoordinator
+from .events_coordinator import async_remove_event_storage
 from .history import async_clear_statistics
 
 PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.EVENT, Platform.SENSOR]
@@ -35,7 +36,8 @@ async def async_unload_entry(hass: HomeAssistant, entry: NesMeterConfigEntry) ->
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: NesMeterConfigEntry) -> None:
-    """Delete the meter history statistics with the entry (unloading and reloading keep them)."""
+    """Delete the meter history statistics and event log state with the entry (reloads keep them)."""
+    await async_remove_event_storage(hass, entry)
     if entry.unique_id:
         await async_clear_statistics(hass, entry.unique_id)
 

@@ -54,6 +54,7 @@ from .meter import (
 )
 from .meter.tls import KeyId
 from .meter.trace import record_reading
+from .rare_reads import RareReadScheduler
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -132,12 +133,13 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
         self.client = build_client(dict(entry.data), dict(entry.options))
         self.identity: MeterIdentity | None = None
         self.guard = CounterGuard()
-        self.events = MeterEventTracker(hass, entry, self.client)  # event log and alarm bits
+        self.rare_reads = RareReadScheduler()  # one extra read per live poll, for what changes rarely
+        self.events = MeterEventTracker(hass, entry, self.client, self.rare_reads)  # event log and alarm bits
         self._failures = 0
         self._retry_at = 0.0
         self._port_lock = asyncio.Lock()
         self._tls_issue_raised = False
-        self._events_read = False  # the last poll's extra read went to the event log
+        self._rare_read = False  # the last poll's extra read went to a rare read
         self.history = HistoryImporter(hass, self)
 
     @property
@@ -154,6 +156,8 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
         try:
             await self._connect()
             await self.events.async_setup()
+            for read in self.events.rare_reads():
+                self.rare_reads.add(read)
         except MeterError as err:
             self._note_tls_required(err)
             raise ha_error(err) from err
@@ -212,9 +216,9 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
     async def _async_update_data(self) -> MeterSnapshot:
         async with self._port_lock:
             snapshot = await self._async_poll()
-            # At most one extra read per live poll: the event log's when one is due, else
-            # the meter history's (load profile).
-            if not self._events_read:
+            # At most one extra read per live poll: a rare read's (alarms, event log, billing,
+            # power quality) when one is due, else the meter history's (load profile).
+            if not self._rare_read:
                 try:
                     await self.history.async_step(snapshot)
                 except Exception:  # a decoder's bug must not cost the live values just read
@@ -233,7 +237,7 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
             if not self.client.is_open:
                 await self._connect()
             snapshot = await self.client.read_snapshot(hold_for=self.interval_seconds)
-            self._events_read = await self._events_step()
+            self._rare_read = await self.rare_reads.step()
         except MeterError as err:
             await self.client.close()
             if not isinstance(err, AuthenticationError):
@@ -246,22 +250,6 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
         self._failures = 0
         self._retry_at = 0.0
         return self.guard.apply(snapshot, time.monotonic())
-
-    async def _events_step(self) -> bool:
-        """Do the event log's read for this poll, if one is due; return whether it used the line.
-
-        Anything but a meter error (a decoder's bug) is logged and costs only the event
-        log's pass, not the live values.
-        """
-        try:
-            return await self.events.after_poll()
-        except MeterError:
-            raise
-        except Exception:
-            _LOGGER.debug("event log step failed; it starts again later", exc_info=True)
-            if self.events.reader is not None:
-                self.events.reader.abort()
-            return True
 
     def _note_tls_required(self, err: MeterError) -> None:
         """Raise a repair the user can accept (it switches the option) when the meter requires TLS."""

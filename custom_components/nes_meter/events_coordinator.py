@@ -25,8 +25,9 @@ from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
 
 from .const import DOMAIN
-from .meter import MeterClient, MeterError
+from .meter import MeterClient
 from .meter.events import EventLogReader, HistoryEntry, MeterStatus, StatusReader
+from .rare_reads import RareRead, RareReadScheduler
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -37,20 +38,30 @@ FIRE_SPACING: Final = 0.002
 EventListener = Callable[[HistoryEntry], None]
 
 
+def _store(hass: HomeAssistant, entry: ConfigEntry[Any]) -> Store[dict[str, Any]]:
+    return Store(hass, STORAGE_VERSION, f"{DOMAIN}.events.{entry.entry_id}")
+
+
+async def async_remove_event_storage(hass: HomeAssistant, entry: ConfigEntry[Any]) -> None:
+    """Forget the newest sequence and latched alarms with the entry (a new entry starts afresh)."""
+    await _store(hass, entry).async_remove()
+
+
 class MeterEventTracker:
     """Event log entries to listeners, alarm bits to binary sensors."""
 
-    def __init__(self, hass: HomeAssistant, entry: ConfigEntry[Any], client: MeterClient) -> None:
-        """Keep state in the entry's own storage file."""
-        self._store: Store[dict[str, Any]] = Store(hass, STORAGE_VERSION, f"{DOMAIN}.events.{entry.entry_id}")
+    def __init__(
+        self, hass: HomeAssistant, entry: ConfigEntry[Any], client: MeterClient, scheduler: RareReadScheduler
+    ) -> None:
+        """Keep state in the entry's own storage file; ``scheduler`` hands out the line."""
+        self._scheduler = scheduler
+        self._store = _store(hass, entry)
         self._client = client
         self.reader: EventLogReader | None = None
         self._status_reader = StatusReader(client)
         self.status: MeterStatus | None = None
         self.latched_since: dict[str, datetime] = {}
         self._listeners: list[EventListener] = []
-        self._queue: list[str] = []
-        self._due = 0.0
         self._importing = False  # the first pass ever: history, not news
         self.imported = 0
 
@@ -72,13 +83,19 @@ class MeterEventTracker:
         self.reader = self._client.event_log_reader(last)
         await self.reader.dimensions_read()
         await self._set_status(await self._status_reader.read())
-        # The alarm bits were just read: the first live poll reads the log header.
-        self._queue = ["events"] if self.reader.available else []
-        self._due = time.monotonic() + HEADER_INTERVAL
 
-    def poll_soon(self) -> None:
-        """Read the alarm bits and the log header after the next live poll."""
-        self._due = 0.0
+    def rare_reads(self) -> list[RareRead]:
+        """Return the alarm bits and the event log as parts read every ``HEADER_INTERVAL`` seconds.
+
+        The alarm bits were just read by ``async_setup``; the event log header is due after
+        the first live poll.
+        """
+        reads = []
+        if self._status_reader.available:
+            reads.append(RareRead("status", HEADER_INTERVAL, self._status_step, due=time.monotonic() + HEADER_INTERVAL))
+        if self.reader is not None and self.reader.available:
+            reads.append(RareRead("events", HEADER_INTERVAL, self._events_step, abort=self.reader.abort))
+        return reads
 
     @callback
     def async_add_listener(self, listener: EventListener) -> CALLBACK_TYPE:
@@ -86,37 +103,14 @@ class MeterEventTracker:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
-    async def after_poll(self) -> bool:
-        """Do at most one of the due reads; a failed one is tried again after the next poll.
+    async def _status_step(self) -> bool:
+        await self._set_status(await self._status_reader.read())
+        return False
 
-        Returns whether it used the line, so the poll's other extra reader (meter history)
-        waits: a live poll gets at most one extra read in all.
-        """
-        reader = self.reader
-        if reader is None:
-            return False
-        now = time.monotonic()
-        if not self._queue and not reader.in_pass and now >= self._due:
-            self._due = now + HEADER_INTERVAL
-            self._queue = [
-                *(["status"] if self._status_reader.available else []),
-                *(["events"] if reader.available else []),
-            ]
-        if not reader.in_pass and not self._queue:
-            return False
-        try:
-            if reader.in_pass:
-                await self._step(reader)
-            elif self._queue.pop(0) == "status":
-                await self._set_status(await self._status_reader.read())
-            else:
-                await self._step(reader)
-        except MeterError as err:
-            _LOGGER.debug("event log or alarm read failed, trying again next poll: %s", err)
-            reader.abort()
-            self._queue.clear()
-            self._due = 0.0
-        return True
+    async def _events_step(self) -> bool:
+        assert self.reader is not None
+        await self._step(self.reader)
+        return self.reader.in_pass
 
     async def _step(self, reader: EventLogReader) -> None:
         entries = await reader.step()
@@ -139,7 +133,12 @@ class MeterEventTracker:
     async def _set_status(self, status: MeterStatus | None) -> None:
         if status is None:
             return
-        self.status = status
+        previous, self.status = self.status, status
+        # The meter flags what is new: read it now rather than at the next interval.
+        if status.event_log_unread and not (previous and previous.event_log_unread):
+            self._scheduler.poll_soon("events")
+        if status.self_read_occurred and not (previous and previous.self_read_occurred):
+            self._scheduler.poll_soon("self_read")
         now = dt_util.utcnow()
         changed = False
         for name in status.reported:

@@ -286,6 +286,7 @@ STATUS_BITS: Final[dict[tuple[int, int], str]] = {
     (8, 0): "unbalanced_voltage",
 }
 EVENT_LOG_UNREAD: Final = (7, 4)
+SELF_READ_OCCURRED: Final = (4, 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +313,10 @@ class MeterStatus:
     @property
     def event_log_unread(self) -> bool:
         return bit_set(self.raw, *EVENT_LOG_UNREAD)
+
+    @property
+    def self_read_occurred(self) -> bool:
+        return bit_set(self.raw, *SELF_READ_OCCURRED)
 
 
 def bit_set(raw: bytes, byte: int, bit: int) -> bool:

@@ -1,0 +1,94 @@
+"""Reads of what changes rarely (alarms, event log, billing, power quality): one per live poll.
+
+Each part of the meter that changes slowly registers a :class:`RareRead` with its own
+interval. After every live poll the scheduler does at most one table read: the next
+read of a pass already under way (an event log catch-up takes several), else the most
+overdue part. So the live values stay on time, a live poll is never delayed by more than
+one read, and the meter stays well within the guide's average of one read per second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+import logging
+import time
+
+from .meter import MeterError
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class RareRead:
+    """One slowly changing part of the meter and how to read it, a table read per ``step``."""
+
+    name: str
+    interval: float  # seconds between passes
+    step: Callable[[], Awaitable[bool]]  # does one read; True while the pass needs more
+    abort: Callable[[], None] | None = None  # forget a pass cut short by an error
+    due: float = 0.0  # monotonic time of the next pass
+
+
+class RareReadScheduler:
+    """Hands the line, one read per live poll, to the rare reads that are due."""
+
+    def __init__(self) -> None:
+        """Start with nothing to read; parts register with :meth:`add`."""
+        self._reads: dict[str, RareRead] = {}
+        self._current: RareRead | None = None
+
+    def add(self, read: RareRead) -> None:
+        """Schedule a part; its first pass is at ``read.due`` (0: after the next live poll)."""
+        self._reads[read.name] = read
+
+    def poll_soon(self, *names: str) -> None:
+        """Make these parts (all when none are named) due after the next live poll."""
+        for name in names or tuple(self._reads):
+            if (read := self._reads.get(name)) is not None:
+                read.due = 0.0
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The parts this meter has, in the order they were added."""
+        return tuple(self._reads)
+
+    @property
+    def pending(self) -> bool:
+        """Whether a pass is under way or a part is due now."""
+        now = time.monotonic()
+        return self._current is not None or any(read.due <= now for read in self._reads.values())
+
+    async def step(self) -> bool:
+        """Do at most one read; return whether the line was used (other extra readers wait).
+
+        A meter error costs the pass, which is tried again after the next poll; anything
+        else (a decoder's bug) costs the pass until its next interval, never the live values.
+        """
+        now = time.monotonic()
+        due = sorted((read for read in self._reads.values() if read.due <= now), key=lambda read: read.due)
+        read = self._current or (due[0] if due else None)
+        if read is None:
+            return False
+        try:
+            more = await read.step()
+        except MeterError as err:
+            _LOGGER.debug("%s read failed, trying again next poll: %s", read.name, err)
+            self._end(read, due=0.0)
+            return True
+        except Exception:
+            _LOGGER.debug("%s read failed; it is tried again in %.0f s", read.name, read.interval, exc_info=True)
+            self._end(read, due=now + read.interval)
+            return True
+        if more:
+            self._current = read
+        else:
+            self._current = None
+            read.due = time.monotonic() + read.interval
+        return True
+
+    def _end(self, read: RareRead, *, due: float) -> None:
+        if read.abort is not None:
+            read.abort()
+        self._current = None
+        read.due = due
