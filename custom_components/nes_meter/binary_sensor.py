@@ -1,11 +1,17 @@
-"""Binary sensors for the meter's alarm bits (BT03): latched until the utility clears them.
+"""Binary sensors: the meter's alarm bits (BT03), phase loss now (ET09), MEP alert flags (ET13).
 
-Only the bits inside the status length the meter reports are created, and only for a
-meter that answers BT03. ``latched_since`` is when Home Assistant first saw the bit set.
+Alarm bits are latched until the utility clears them: only the bits inside the status
+length the meter reports are created, and only for a meter that answers BT03;
+``latched_since`` is when Home Assistant first saw the bit set. Phase loss is the live
+condition ET09 reports per measured phase. The alert flags are what the meter signals
+to a MEP client with alert markers (read only when it does): they exist on MEP only and
+are opt-in, as they mean most to a client registered with the utility.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Final
 
 from homeassistant.components.binary_sensor import (
@@ -17,9 +23,12 @@ from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .coordinator import NesMeterConfigEntry
+from .const import TRANSPORT_MEP
+from .coordinator import NesMeterConfigEntry, NesMeterCoordinator
 from .entity import NesMeterEntity
+from .meter import tables
 from .meter.events import STATUS_BITS
+from .power_quality_sensor import measured_phases
 
 PARALLEL_UPDATES = 0
 
@@ -51,17 +60,60 @@ def _description(name: str) -> BinarySensorEntityDescription:
 DESCRIPTIONS: Final = {name: _description(name) for name in STATUS_BITS.values()}
 
 
+@dataclass(frozen=True, kw_only=True)
+class NesBinarySensorDescription(BinarySensorEntityDescription):
+    """A condition the coordinator knows from its live poll or its rare reads."""
+
+    is_on_fn: Callable[[NesMeterCoordinator], bool | None]
+    attributes_fn: Callable[[NesMeterCoordinator], dict[str, Any] | None] = lambda _coordinator: None
+
+
+def _phase_loss(phase: int) -> NesBinarySensorDescription:
+    def quality_value(coordinator: NesMeterCoordinator, pick: Callable[..., Any]) -> Any:
+        quality = coordinator.quality.quality
+        return None if quality is None else pick(quality)
+
+    return NesBinarySensorDescription(
+        key=f"phase_loss_l{phase}",
+        translation_key="phase_loss_now",
+        translation_placeholders={"phase": f"L{phase}"},
+        device_class=BinarySensorDeviceClass.PROBLEM,
+        is_on_fn=lambda coordinator: quality_value(coordinator, lambda quality: quality.phase_loss[phase - 1]),
+        attributes_fn=lambda coordinator: (
+            None
+            if (count := quality_value(coordinator, lambda quality: quality.phase_loss_counts[phase - 1])) is None
+            else {"count": count}
+        ),
+    )
+
+
+def _alert_flag(name: str) -> NesBinarySensorDescription:
+    return NesBinarySensorDescription(
+        key=f"alert_{name}",
+        translation_key=f"alert_{name}",
+        is_on_fn=lambda coordinator: name in coordinator.data.alert_flags,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+    )
+
+
 async def async_setup_entry(
     hass: HomeAssistant, entry: NesMeterConfigEntry, async_add_entities: AddConfigEntryEntitiesCallback
 ) -> None:
-    """One binary sensor per alarm bit the meter reports."""
+    """One binary sensor per alarm bit the meter reports, phase and alert flag it has."""
     coordinator = entry.runtime_data
     identity = coordinator.identity
     assert identity is not None
-    status = coordinator.events.status
-    if status is None:
-        return
-    async_add_entities(NesMeterAlarm(coordinator, identity, DESCRIPTIONS[name]) for name in status.reported)
+    entities: list[BinarySensorEntity] = []
+    if (status := coordinator.events.status) is not None:
+        entities += [NesMeterAlarm(coordinator, identity, DESCRIPTIONS[name]) for name in status.reported]
+    conditions: list[NesBinarySensorDescription] = []
+    if coordinator.quality.has_power_quality:
+        conditions += [_phase_loss(phase) for phase in measured_phases(identity)]
+    if coordinator.client.transport == TRANSPORT_MEP:
+        conditions += [_alert_flag(name) for name in tables.ET13_ALERT_FLAG_NAMES.values()]
+    entities += [NesMeterCondition(coordinator, identity, description) for description in conditions]
+    async_add_entities(entities)
 
 
 class NesMeterAlarm(NesMeterEntity, BinarySensorEntity):
@@ -82,3 +134,19 @@ class NesMeterAlarm(NesMeterEntity, BinarySensorEntity):
         """When Home Assistant first saw the bit set."""
         since = self.coordinator.events.latched_since.get(self._name)
         return {"latched_since": since.isoformat()} if since else None
+
+
+class NesMeterCondition(NesMeterEntity, BinarySensorEntity):
+    """On while the meter reports the condition."""
+
+    entity_description: NesBinarySensorDescription
+
+    @property
+    def is_on(self) -> bool | None:
+        """Whether the last read reported the condition."""
+        return self.entity_description.is_on_fn(self.coordinator)
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any] | None:
+        """What else the meter said about it."""
+        return self.entity_description.attributes_fn(self.coordinator)

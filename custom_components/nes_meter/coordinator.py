@@ -37,6 +37,7 @@ from .const import (
     MEP_SECURITY_RC4,
     MEP_SECURITY_TLS,
 )
+from .billing_tracker import MeterBillingTracker
 from .events_coordinator import MeterEventTracker
 from .guard import GUARDED_COUNTERS, CounterGuard
 from .history import HistoryImporter
@@ -54,6 +55,7 @@ from .meter import (
 )
 from .meter.tls import KeyId
 from .meter.trace import record_reading
+from .quality_tracker import PowerQualityTracker
 from .rare_reads import RareReadScheduler
 
 _LOGGER = logging.getLogger(__name__)
@@ -135,6 +137,8 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
         self.guard = CounterGuard()
         self.rare_reads = RareReadScheduler()  # one extra read per live poll, for what changes rarely
         self.events = MeterEventTracker(hass, entry, self.client, self.rare_reads)  # event log and alarm bits
+        self.billing = MeterBillingTracker(self.client, self.rare_reads)  # tariff, tiers, demands, self-reads
+        self.quality = PowerQualityTracker(self.client)  # power quality and the disconnect relay
         self._failures = 0
         self._retry_at = 0.0
         self._port_lock = asyncio.Lock()
@@ -156,8 +160,9 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
         try:
             await self._connect()
             await self.events.async_setup()
-            for read in self.events.rare_reads():
-                self.rare_reads.add(read)
+            await self.billing.async_setup()
+            await self.quality.async_setup()
+            self.rare_reads.add(*self.events.rare_reads(), *self.billing.rare_reads(), *self.quality.rare_reads())
         except MeterError as err:
             self._note_tls_required(err)
             raise ha_error(err) from err

@@ -92,7 +92,7 @@ class MeterEventTracker:
         """
         reads = []
         if self._status_reader.available:
-            reads.append(RareRead("status", HEADER_INTERVAL, self._status_step, due=time.monotonic() + HEADER_INTERVAL))
+            reads.append(RareRead("status", HEADER_INTERVAL, self._status_step, just_read=True))
         if self.reader is not None and self.reader.available:
             reads.append(RareRead("events", HEADER_INTERVAL, self._events_step, abort=self.reader.abort))
         return reads

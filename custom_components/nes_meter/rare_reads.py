@@ -27,6 +27,7 @@ class RareRead:
     interval: float  # seconds between passes
     step: Callable[[], Awaitable[bool]]  # does one read; True while the pass needs more
     abort: Callable[[], None] | None = None  # forget a pass cut short by an error
+    just_read: bool = False  # set up read it: the first pass is one interval away, else due now
     due: float = 0.0  # monotonic time of the next pass
 
 
@@ -38,9 +39,12 @@ class RareReadScheduler:
         self._reads: dict[str, RareRead] = {}
         self._current: RareRead | None = None
 
-    def add(self, read: RareRead) -> None:
-        """Schedule a part; its first pass is at ``read.due`` (0: after the next live poll)."""
-        self._reads[read.name] = read
+    def add(self, *reads: RareRead) -> None:
+        """Schedule parts: due after the next live poll, or one interval away if ``just_read``."""
+        now = time.monotonic()
+        for read in reads:
+            read.due = now + read.interval if read.just_read else 0.0
+            self._reads[read.name] = read
 
     def poll_soon(self, *names: str) -> None:
         """Make these parts (all when none are named) due after the next live poll."""

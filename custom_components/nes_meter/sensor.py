@@ -35,8 +35,10 @@ from .const import DOMAIN
 from .coordinator import NesMeterConfigEntry, NesMeterCoordinator, counter_key
 from .entity import NesMeterEntity
 from .guard import GUARDED_COUNTERS
+from .billing_sensor import billing_sensors
 from .history_sensor import history_sensors
 from .meter import MeterIdentity, MeterSnapshot
+from .power_quality_sensor import power_quality_sensors
 
 PARALLEL_UPDATES = 0
 
@@ -331,6 +333,8 @@ async def async_setup_entry(
     ]
     entities += [NesLinkSensor(coordinator, identity, description) for description in LINK_SENSORS]
     entities += history_sensors(coordinator, identity)
+    entities += billing_sensors(coordinator, identity)
+    entities += power_quality_sensors(coordinator, identity)
     async_add_entities(entities)
     coordinator.client.set_wanted(_wanted_fields(hass, identity))
 

@@ -1,0 +1,141 @@
+"""The meter's billing registers, read rarely: tariff tier (BT55), tier energies, demands, self-reads.
+
+What a meter has is learned once at setup (its dimension table and a first read of each
+part), so sensors are created only for what it keeps: tier sensors only where tiers are
+in use, demand sensors only when demands are configured, self-read sensors only when the
+meter takes self-reads. Afterwards each part is one rare read (``rare_reads.py``): the
+tier every minute, tier energies every five, demands every quarter of an hour, the
+self-read header hourly and the newest self-read only when the header moved.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final
+
+from .meter import MeterClient
+from .meter.billing import BillingReader, Demands, SelfRead, SelfReadHeader, TariffState, TierEnergy
+from .rare_reads import RareRead, RareReadScheduler
+
+_LOGGER = logging.getLogger(__name__)
+
+TARIFF_INTERVAL: Final = 60.0  # BT55 is updated every minute
+TIERS_INTERVAL: Final = 300.0
+DEMANDS_INTERVAL: Final = 900.0  # the common demand interval
+SELF_READ_INTERVAL: Final = 3600.0  # self-reads happen at most daily
+
+
+class MeterBillingTracker:
+    """The newest billing values, for the billing sensors."""
+
+    def __init__(self, client: MeterClient, scheduler: RareReadScheduler) -> None:
+        """Read through ``client``; nothing is known before ``async_setup``."""
+        self._scheduler = scheduler
+        self.reader = BillingReader(client)
+        self.tariff: TariffState | None = None
+        self.tiers: dict[int, TierEnergy] = {}
+        self.tiers_in_use: tuple[int, ...] = ()  # tiers with sensors enabled for a new user
+        self.demands: Demands | None = None
+        self.self_read: SelfRead | None = None
+        self._self_read_header: SelfReadHeader | None = None
+        self._self_read_due = False  # the header moved: the entry is read next
+
+    @property
+    def has_tiers(self) -> bool:
+        """Whether tiers are in use: more than one tier block counts, or the tier is not the first."""
+        return bool(self.tiers_in_use)
+
+    async def async_setup(self) -> None:
+        """Learn what the meter keeps and read each part once (at most six reads)."""
+        reader = self.reader
+        await reader.setup()
+        self.tariff = reader.tariff
+        if reader.tiers > 1:
+            self._set_tiers(await reader.read_tiers())
+            counting = [tier.tier for tier in self.tiers.values() if tier.energy_import_wh or tier.energy_export_wh]
+            current = self.tariff.tier if self.tariff else 0
+            if len(counting) > 1 or current > 0:
+                self.tiers_in_use = tuple(sorted({*counting, current}))
+        if reader.has_demands:
+            self.demands = await reader.read_demands()
+        if reader.has_self_reads:
+            self._self_read_header = reader.self_read_header
+            self.self_read = await reader.read_newest_self_read()
+
+    def rare_reads(self) -> list[RareRead]:
+        """Return the parts this meter has (``async_setup`` just read each)."""
+        reads = []
+        if self.has_tiers:
+            if self.reader.has_tariff:
+                reads.append(RareRead("tariff", TARIFF_INTERVAL, self._tariff_step, just_read=True))
+            reads.append(RareRead("tiers", TIERS_INTERVAL, self._tiers_step, just_read=True))
+        if self.reader.has_demands:
+            reads.append(RareRead("demands", DEMANDS_INTERVAL, self._demands_step, just_read=True))
+        if self.reader.has_self_reads:
+            reads.append(
+                RareRead(
+                    "self_read", SELF_READ_INTERVAL, self._self_read_step, abort=self._abort_self_read, just_read=True
+                )
+            )
+        return reads
+
+    async def _tariff_step(self) -> bool:
+        tariff = await self.reader.read_tariff()
+        if tariff is not None:
+            if self.tariff is not None and tariff.tier != self.tariff.tier:
+                # The tier switched: the old tier's energy is final, the new one starts counting.
+                self._scheduler.poll_soon("tiers")
+            self.tariff = tariff
+        return False
+
+    async def _tiers_step(self) -> bool:
+        self._set_tiers(await self.reader.read_tiers())
+        return False
+
+    def _set_tiers(self, tiers: tuple[TierEnergy, ...] | None) -> None:
+        """Keep each tier's registers; a lower reading than before is a glitch and is not taken."""
+        for tier in tiers or ():
+            previous = self.tiers.get(tier.tier)
+            if previous is not None and _lower(tier, previous):
+                _LOGGER.debug("tier %d registers went down (%s after %s); keeping the last", tier.tier, tier, previous)
+                continue
+            self.tiers[tier.tier] = tier
+
+    async def _demands_step(self) -> bool:
+        demands = await self.reader.read_demands()
+        if demands is not None:
+            self.demands = demands
+        return False
+
+    async def _self_read_step(self) -> bool:
+        """The header (6 bytes) first; the newest entry only when the header moved."""
+        if not self._self_read_due:
+            header = await self.reader.read_self_read_header()
+            if header is None or header == self._self_read_header:
+                return False
+            self._self_read_header = header
+            self._self_read_due = True
+            return True
+        self._self_read_due = False
+        if (self_read := await self.reader.read_newest_self_read()) is not None:
+            self.self_read = self_read
+        return False
+
+    def _abort_self_read(self) -> None:
+        self._self_read_due = False
+        self._self_read_header = None  # read the entry again after the next header
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Return what the meter keeps and the newest values (no secrets in any of them)."""
+        return {
+            "tiers": self.reader.tiers,
+            "tiers_in_use": list(self.tiers_in_use),
+            "tariff": repr(self.tariff) if self.tariff else None,
+            "demands": len(self.demands.values) if self.demands else None,
+            "self_read": repr(self.self_read) if self.self_read else None,
+        }
+
+
+def _lower(new: TierEnergy, old: TierEnergy) -> bool:
+    pairs = ((new.energy_import_wh, old.energy_import_wh), (new.energy_export_wh, old.energy_export_wh))
+    return any(a is not None and b is not None and a < b for a, b in pairs)

@@ -1,0 +1,62 @@
+"""Sensors whose values come from the rare reads (billing, power quality), not the live poll.
+
+Each value is taken from the coordinator's trackers when the coordinator updates (the
+rare reads run inside its poll), so these sensors go unavailable with the meter, like
+the live ones. The meter's own time of a value goes into the attributes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from homeassistant.components.sensor import SensorEntity, SensorEntityDescription
+from homeassistant.util import dt as dt_util
+
+from .coordinator import NesMeterCoordinator
+from .entity import NesMeterEntity
+
+type Value = float | int | str | datetime | None
+type ValueFn = Callable[[NesMeterCoordinator], Value]
+
+
+@dataclass(frozen=True, kw_only=True)
+class NesTrackedSensorDescription(SensorEntityDescription):
+    """How one value of a tracker becomes a sensor."""
+
+    value_fn: ValueFn
+    attributes_fn: Callable[[NesMeterCoordinator], dict[str, Any] | None] = lambda _coordinator: None
+
+
+class NesTrackedSensor(NesMeterEntity, SensorEntity):
+    """A value the rare reads keep."""
+
+    entity_description: NesTrackedSensorDescription
+
+    @property
+    def native_value(self) -> Value:
+        """Return the tracker's newest value."""
+        return self.entity_description.value_fn(self.coordinator)
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any] | None:
+        """Return when the meter recorded the value, and what else it said about it."""
+        return self.entity_description.attributes_fn(self.coordinator)
+
+
+def utc_text(when: datetime | None) -> str | None:
+    """An aware meter time as ISO 8601 for an attribute."""
+    return when.isoformat() if when else None
+
+
+def meter_local(when: datetime | None) -> datetime | None:
+    """A meter local time (BT55 clock: billing stamps) as an aware time.
+
+    The meter keeps its local time with its own zone settings (BT53); they are taken to
+    be Home Assistant's, which is what a meter in the same house has.
+    """
+    if when is None:
+        return None
+    return dt_util.as_utc(when.replace(tzinfo=dt_util.get_default_time_zone()))

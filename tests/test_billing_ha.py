@@ -1,0 +1,261 @@
+"""Billing registers, power quality, the disconnect switch and alert flags in Home Assistant.
+
+Each test loads a config entry against the simulated meter (over loopback TCP, the real
+client) with the meter variant that has the feature, and one without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable
+import json
+from pathlib import Path
+
+from homeassistant.const import STATE_OFF, STATE_ON
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import entity_registry as er
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.nes_meter.const import DOMAIN
+from custom_components.nes_meter.coordinator import NesMeterCoordinator
+from custom_components.nes_meter.meter import tables
+from custom_components.nes_meter.meter.sim_image import MeterImage
+from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
+
+from .conftest import KEY, SERIAL, add_meter_entry
+
+TIER = "sensor.nes_83334_tariff_tier"
+DISCONNECT = "sensor.nes_83334_disconnect_switch"
+TRANSLATIONS = Path(__file__).parent.parent / "custom_components" / "nes_meter" / "translations" / "en.json"
+
+
+class Meter:
+    """A simulated meter with variants, served over loopback, and its Home Assistant entry."""
+
+    def __init__(self, variants: str, transport: str = "ir") -> None:
+        self.sim = SimulatedMeter(KEY, image=MeterImage(speed=0), variants=variants)
+        self.transport = transport
+        self.server: SimServer | None = None
+
+    async def setup(self, hass: HomeAssistant, **options: object) -> NesMeterCoordinator:
+        self.server = await self.sim.serve_tcp(self.transport)
+        entry = add_meter_entry(hass, self.server.url, self.transport, **options)
+        assert await hass.config_entries.async_setup(entry.entry_id)
+        await hass.async_block_till_done()
+        coordinator: NesMeterCoordinator = entry.runtime_data
+        await drain(coordinator)
+        return coordinator
+
+    async def close(self) -> None:
+        if self.server is not None:
+            await self.server.close()
+
+
+@pytest.fixture
+async def meters() -> AsyncIterator[list[Meter]]:
+    made: list[Meter] = []
+    yield made
+    for meter in made:
+        await meter.close()
+
+
+type MakeMeter = Callable[..., Meter]
+
+
+@pytest.fixture
+def make(meters: list[Meter]) -> MakeMeter:
+    def make(variants: str = "", transport: str = "ir") -> Meter:
+        meter = Meter(variants, transport)
+        meters.append(meter)
+        return meter
+
+    return make
+
+
+async def drain(coordinator: NesMeterCoordinator, *due: str) -> int:
+    """Poll until the named rare reads (if any) and whatever else is due are done."""
+    if due:
+        coordinator.rare_reads.poll_soon(*due)
+    polls = 0
+    while polls == 0 or coordinator.rare_reads.pending:
+        await coordinator.async_refresh()
+        assert coordinator.last_update_success
+        polls += 1
+        assert polls < 50
+    await coordinator.hass.async_block_till_done()
+    return polls
+
+
+def state(hass: HomeAssistant, entity_id: str) -> str:
+    current = hass.states.get(entity_id)
+    assert current is not None, entity_id
+    return current.state
+
+
+def unique_ids(hass: HomeAssistant, entry: MockConfigEntry | None = None) -> set[str]:
+    registry = er.async_get(hass)
+    return {
+        item.unique_id.removeprefix(f"{SERIAL}_")
+        for item in registry.entities.values()
+        if item.platform == DOMAIN and (entry is None or item.config_entry_id == entry.entry_id)
+    }
+
+
+def entries_with(hass: HomeAssistant, keys: Iterable[str]) -> dict[str, er.RegistryEntry]:
+    registry = er.async_get(hass)
+    return {
+        key: entity
+        for key in keys
+        if (entity_id := registry.async_get_entity_id("sensor", DOMAIN, f"{SERIAL}_{key}"))
+        and (entity := registry.async_get(entity_id))
+    }
+
+
+async def test_a_single_tariff_meter_gets_no_tier_demand_self_read_or_disconnect_entities(
+    hass: HomeAssistant, make: MakeMeter
+) -> None:
+    """Nothing is created for what a meter lacks: the default meter counts everything in tier 1."""
+    coordinator = await make().setup(hass)
+    keys = unique_ids(hass)
+    assert not {key for key in keys if "tier" in key or "demand" in key or "self_read" in key}
+    assert "disconnect_switch" not in keys
+    # ET09 is there: the power quality sensors and a phase-loss sensor per measured phase.
+    assert {"short_power_failure_count", "last_power_failure_duration", "phase_loss_l1", "phase_loss_l3"} <= keys
+    assert not {key for key in keys if key.startswith("alert_")}  # IR: no MEP alert flags
+    assert coordinator.billing.reader.tiers == 4
+    assert coordinator.billing.tiers_in_use == ()
+
+
+async def test_tier_sensors_follow_a_tier_switch(hass: HomeAssistant, make: MakeMeter) -> None:
+    meter = make("tou")
+    billing = meter.sim.image.billing
+    billing.switch_tier(1)
+    coordinator = await meter.setup(hass)
+    assert state(hass, TIER) == "tier_2"
+    enabled = {key for key, entity in entries_with(hass, unique_ids(hass)).items() if not entity.disabled}
+    assert {"energy_import_tier_1", "energy_import_tier_2"} <= enabled
+    assert "energy_import_tier_4" not in enabled  # the calendar never uses it: created, disabled
+    assert "energy_import_tier_4" in unique_ids(hass)
+    truth = billing.tier_energies()
+    assert float(state(hass, "sensor.nes_83334_energy_import_tier_1")) == pytest.approx(truth[0].import_wh / 1000)
+
+    billing.switch_tier(2)
+    meter.sim.image.skip(600)  # ten minutes of load go into tier 3
+    meter.sim.image.update()
+    await drain(coordinator, "tariff")  # the tier changed: its energies are read right after
+    assert state(hass, TIER) == "tier_3"
+    truth = billing.tier_energies()
+    assert float(state(hass, "sensor.nes_83334_energy_import_tier_3")) == pytest.approx(truth[2].import_wh / 1000)
+    tier_state = hass.states.get(TIER)
+    assert tier_state is not None and tier_state.attributes["tier_drive"] in ("calendar", "manual", "manual_hold")
+
+
+async def test_the_newest_self_read_is_read_when_the_meter_takes_one(hass: HomeAssistant, make: MakeMeter) -> None:
+    meter = make("self-reads")
+    coordinator = await meter.setup(hass)
+    first = hass.states.get("sensor.nes_83334_last_self_read")
+    assert first is not None and first.state not in ("unknown", "unavailable")
+    taken = meter.sim.image.billing.self_read()
+    reads_before = meter.sim.stats.table_reads[tables.BT26]
+    await drain(coordinator, "self_read")
+    assert meter.sim.stats.table_reads[tables.BT26] - reads_before == 2  # the header, then the entry
+    imported = hass.states.get("sensor.nes_83334_self_read_energy_import")
+    assert imported is not None
+    assert float(imported.state) == pytest.approx(taken.import_wh / 1000)
+    assert imported.attributes["sequence"] == taken.sequence
+    assert "state_class" not in imported.attributes  # a snapshot, not a second energy series
+    # Nothing new: only the header is read.
+    reads_before = meter.sim.stats.table_reads[tables.BT26]
+    await drain(coordinator, "self_read")
+    assert meter.sim.stats.table_reads[tables.BT26] - reads_before == 1
+
+
+async def test_maximum_demands_have_their_time(hass: HomeAssistant, make: MakeMeter) -> None:
+    meter = make("demand")
+    coordinator = await meter.setup(hass)
+    demands = coordinator.billing.demands
+    assert demands is not None and len(demands.values) == 8
+    truth = meter.sim.image.billing.demands()
+    first = hass.states.get("sensor.nes_83334_maximum_demand_1")
+    assert first is not None
+    assert float(first.state) == pytest.approx(truth[0].value)
+    assert first.attributes["time"] is not None
+    assert first.attributes["unit_of_measurement"] == "W"
+    assert "self_read_time" in unique_ids(hass)  # the demand meter also takes self-reads
+
+
+async def test_disconnect_switch_state_follows_the_meter(hass: HomeAssistant, make: MakeMeter) -> None:
+    meter = make("disconnect")
+    coordinator = await meter.setup(hass)
+    assert state(hass, DISCONNECT) == "closed"
+    meter.sim.image.power_quality.set_disconnect("open")
+    await drain(coordinator, "relay")
+    assert state(hass, DISCONNECT) == "open"
+
+
+async def test_phase_loss_and_power_quality_values(hass: HomeAssistant, make: MakeMeter) -> None:
+    meter = make("phase-loss")
+    coordinator = await meter.setup(hass)
+    assert state(hass, "binary_sensor.nes_83334_phase_l3_lost") == STATE_ON
+    assert state(hass, "binary_sensor.nes_83334_phase_l1_lost") == STATE_OFF
+    quality = coordinator.quality.quality
+    assert quality is not None
+    assert int(state(hass, "sensor.nes_83334_short_power_failures")) == quality.short_outages
+    outage = hass.states.get("sensor.nes_83334_last_power_failure_duration")
+    assert outage is not None and quality.last_outage is not None
+    assert int(float(outage.state)) == quality.last_outage.duration_s
+    assert outage.attributes["power_on"] == quality.last_outage.power_on.isoformat()  # type: ignore[union-attr]
+
+
+async def test_a_meter_without_power_quality_gets_none_of_its_entities(hass: HomeAssistant, make: MakeMeter) -> None:
+    await make("no-power-quality").setup(hass)
+    keys = unique_ids(hass)
+    assert not {key for key in keys if "power_failure" in key or "phase_loss" in key or "sag" in key}
+
+
+@pytest.mark.usefixtures("entity_registry_enabled_by_default")
+async def test_mep_alert_flags_turn_on_with_the_meter_s_alert(hass: HomeAssistant, make: MakeMeter) -> None:
+    meter = make("", transport="mep")
+    coordinator = await meter.setup(hass)
+    entity = "binary_sensor.nes_83334_alert_scheduled_read"
+    assert state(hass, entity) == STATE_OFF
+    meter.sim.image.set_alert_flags(0x01)
+    await drain(coordinator)  # the alert marker arrives with a reply; the flags are read then
+    await drain(coordinator)
+    assert state(hass, entity) == STATE_ON
+
+
+async def test_one_extra_read_per_live_poll_at_most(hass: HomeAssistant, make: MakeMeter) -> None:
+    """With every rare part due at once, each poll reads its live values plus one more table."""
+    meter = make("tou,self-reads,disconnect")
+    coordinator = await meter.setup(hass)
+    await coordinator.async_refresh()  # a poll with nothing due: the live reads alone
+    before = sum(meter.sim.stats.table_reads.values())
+    await coordinator.async_refresh()
+    live = sum(meter.sim.stats.table_reads.values()) - before
+    coordinator.rare_reads.poll_soon()
+    counts = []
+    while coordinator.rare_reads.pending:
+        before = sum(meter.sim.stats.table_reads.values())
+        await coordinator.async_refresh()
+        counts.append(sum(meter.sim.stats.table_reads.values()) - before)
+    # status, events header, tariff, tiers, self-read header, power quality, relay (+ history)
+    assert len(counts) >= 7
+    assert max(counts) <= live + 1
+
+
+@pytest.mark.usefixtures("entity_registry_enabled_by_default")
+async def test_every_entity_of_a_full_featured_meter_is_translated(hass: HomeAssistant, make: MakeMeter) -> None:
+    """Each entity has a translated name, and every translated sensor name is used by some entity."""
+    await make("tou,self-reads,demand,disconnect", transport="mep").setup(hass)
+    english = json.loads(TRANSLATIONS.read_text())["entity"]
+    registry = er.async_get(hass)
+    used: dict[str, set[str]] = {}
+    for item in registry.entities.values():
+        if item.platform != DOMAIN:
+            continue
+        assert item.translation_key in english[item.domain], item.entity_id
+        used.setdefault(item.domain, set()).add(item.translation_key)
+        assert "{" not in (item.original_name or "")  # placeholders filled
+    # Names only other meters or HA setups use (history: the recorder; retries etc.: always there).
+    assert set(english["sensor"]) - used["sensor"] <= {"history_imported_until", "history_pending"}
