@@ -122,6 +122,7 @@ class SimBilling:
     # ---- configuration -----------------------------------------------------------
 
     def configure(self, variants: Iterable[str]) -> None:
+        """Apply the chosen variants; only those touch tables (a replayed trace keeps its own)."""
         chosen = set(variants)
         bt21 = self.image.tables.get(tables.BT21)
         if "self-reads" in chosen and bt21 is not None:
@@ -129,8 +130,8 @@ class SimBilling:
         if "tou" in chosen:
             self.calendar = True
             self._calendar_tier = None  # the next advance applies the calendar
-        dims = self.image.dimensions
-        if dims.demands and tables.BT22 in self.image.tables:
+        if "demand" in chosen and bt21 is not None:
+            dims = self.image.dimensions
             selection = bytes(SIM_DEMAND_SOURCES[d % len(SIM_DEMAND_SOURCES)] for d in range(dims.demands))
             flags = bytes([0xFF] * ((dims.demands + 7) // 8))  # every demand a maximum
             self.image.tables[tables.BT22] = bytearray(
@@ -138,7 +139,7 @@ class SimBilling:
             )
             self._initial_maxima(dims.demands)
         self.image.update()
-        if bt21 is not None and bt21[2] > 0:
+        if chosen & {"self-reads", "demand"} and bt21 is not None and bt21[2] > 0:
             self._history(bt21[2])
 
     def _initial_maxima(self, demands: int) -> None:
