@@ -236,10 +236,13 @@ class SimBilling:
             self._write_registers(table, self.tier_energies())
 
     def _write_bt55(self) -> None:
+        table = self.image.tables.get(tables.BT55)
+        if table is None:  # a test took it away
+            return
         local = self.local_time()
         weekday = (local.weekday() + 1) % 7  # 0 = Sunday
         status = self.tier | self.drive << 6 | self.special_schedule << 8 | self.season << 12
-        self.image.tables[tables.BT55][:] = (
+        table[:] = (
             bytes([local.year - 2000, local.month, local.day, local.hour, local.minute, local.second])
             + bytes([weekday | 0x20 | 0x40])  # time zone and DST adjustment applied (G p.230), DST off
             + struct.pack("<H", status)
