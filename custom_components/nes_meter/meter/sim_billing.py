@@ -11,8 +11,8 @@ the wall clock when the image is made and runs at the image's ``speed``.
   accrues into the active tier's block, tier 0 holding the rest, so the tiers always sum
   to the total. ``switch_tier`` changes the tier at run time (tests) and logs a
   ``tier_switch`` event like the meter's history log would.
-* ``self-reads`` (BT21.2 = 12), and any layout whose BT21 lists self-reads (the
-  ``demand`` variant): BT26 holds ``HISTORY_DAYS`` daily midnight self-reads, so the
+* ``self-reads`` (BT21.2 = 12) and ``demand`` (whose guide BT21 says 12 self-reads):
+  BT26 holds ``HISTORY_DAYS`` daily midnight self-reads, so the
   12-slot ring has wrapped; ``self_read`` takes one now. Each entry is what the meter
   copies: ``[BIDN]`` STIME_DATE season and the whole BT23 image.
 * Layouts with demands: the demand records of every block hold plausible maxima with
