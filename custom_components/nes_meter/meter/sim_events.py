@@ -210,7 +210,9 @@ class SimEventLog:
             status[1:] = bytes(len(status) - 1)
 
     def advance(self, elapsed: float) -> None:
-        """A tier switch every model hour while the model runs."""
+        """A tier switch every model hour while the model runs (a ``tou`` meter logs its calendar's)."""
+        if self.image.billing.calendar:
+            return
         while elapsed >= self._next_tier:
             self._tier = 1 - self._tier
             self.inject("tier_switch", self._tier)

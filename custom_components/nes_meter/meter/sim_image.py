@@ -17,6 +17,7 @@ import time
 from typing import Final
 
 from . import tables
+from .sim_billing import TABLE_IDS as BILLING_TABLES, SimBilling
 from .sim_events import TABLE_IDS as EVENT_TABLES, SimEventLog
 from .sim_load_profile import TABLE_IDS as LOAD_PROFILE_TABLES, SimLoadProfile
 from .snapshot import STANDARD_PRESENT_ORDER
@@ -93,6 +94,7 @@ class MeterImage:
         }
         self.load_profile = SimLoadProfile(self, history_days=history_days)  # its tables come on first read
         self.events = SimEventLog(self)  # BT03, BT71, BT74
+        self.billing = SimBilling(self)  # BT55, BT26, BT23 tier blocks and demand records
         self.write_energy_unit()
         self.update(self._t0)
 
@@ -139,6 +141,7 @@ class MeterImage:
         self._write_bt52()
         self.load_profile.advance((now - self._t0) * self.speed)
         self.events.advance((now - self._t0) * self.speed)
+        self.billing.advance((now - self._t0) * self.speed)
 
     def skip(self, seconds: float) -> None:
         """Let ``seconds`` of model time pass at once at the next update."""
@@ -236,6 +239,8 @@ class MeterImage:
             self.load_profile.before_read(table_id)
         if table_id in EVENT_TABLES:
             self.events.before_read(table_id, offset)
+        if table_id in BILLING_TABLES:
+            self.update()
         table = self.tables.get(table_id)
         if table is None:
             return None
