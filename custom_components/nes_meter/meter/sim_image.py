@@ -19,6 +19,7 @@ from typing import Final
 from . import tables
 from .sim_events import TABLE_IDS as EVENT_TABLES, SimEventLog
 from .sim_load_profile import TABLE_IDS as LOAD_PROFILE_TABLES, SimLoadProfile
+from .sim_power_quality import SimPowerQuality
 from .snapshot import STANDARD_PRESENT_ORDER
 
 # Real captured replies (see protocol/mep_vectors.json and protocol/ir_vectors.json).
@@ -93,6 +94,7 @@ class MeterImage:
         }
         self.load_profile = SimLoadProfile(self, history_days=history_days)  # its tables come on first read
         self.events = SimEventLog(self)  # BT03, BT71, BT74
+        self.power_quality = SimPowerQuality(self)  # ET04, ET09, ET23, ET29
         self.write_energy_unit()
         self.update(self._t0)
 

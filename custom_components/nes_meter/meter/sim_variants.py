@@ -15,6 +15,7 @@ from . import tables
 from .sim_events import VARIANTS as EVENT_VARIANTS
 from .sim_image import MeterImage
 from .sim_load_profile import VARIANTS as LOAD_PROFILE_VARIANTS
+from .sim_power_quality import VARIANTS as POWER_QUALITY_VARIANTS
 from .snapshot import STANDARD_PRESENT_ORDER
 
 VARIANTS: Final[dict[str, str]] = {
@@ -38,6 +39,7 @@ VARIANTS: Final[dict[str, str]] = {
     "big-endian-bt00": "BT00 says big-endian data (must be refused)",
     **LOAD_PROFILE_VARIANTS,
     **EVENT_VARIANTS,
+    **POWER_QUALITY_VARIANTS,
 }
 IR_ONLY: Final = frozenset({"fixed-toggle", "mirror-toggle", "bare-negotiate", "leftover-session", "echo", "fw2"})
 MEP_ONLY: Final = frozenset({"short-0b", "slow-reply"})
@@ -108,4 +110,5 @@ def apply_table_variants(image: MeterImage, variants: frozenset[str]) -> None:
         image.tables[tables.BT00][0] |= 0x01
     image.load_profile.configure(variants)
     image.events.configure(variants)
+    image.power_quality.configure(variants)
     image.update()
