@@ -48,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     events = sub.add_parser("events", help="print the event log, oldest first", parents=[read], add_help=False)
     events.add_argument("--after-sequence", type=int, help="only entries after this sequence number")
 
+    sub.add_parser(
+        "power-quality", help="print power quality (ET09) and the disconnect state", parents=[read], add_help=False
+    )
+
     sim = sub.add_parser("simulate", help="serve a simulated meter until stopped")
     sim.add_argument("--transport", choices=TRANSPORTS, help="required unless --replay gives it")
     sim.add_argument("--listen", default="tcp://127.0.0.1:0", help="tcp://127.0.0.1:PORT or pty")
@@ -140,6 +144,12 @@ async def _events(args: argparse.Namespace) -> int:
     from .events_cli import events
 
     return await events(args)
+
+
+async def _power_quality(args: argparse.Namespace) -> int:
+    from .power_quality_cli import power_quality
+
+    return await power_quality(args)
 
 
 async def _simulate(args: argparse.Namespace) -> int:
@@ -237,9 +247,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    handler = {"read": _read, "history": _history, "events": _events, "simulate": _simulate, "probe": _probe}[
-        args.command
-    ]
+    handler = {
+        "read": _read,
+        "history": _history,
+        "events": _events,
+        "power-quality": _power_quality,
+        "simulate": _simulate,
+        "probe": _probe,
+    }[args.command]
     try:
         return asyncio.run(handler(args))
     except AuthenticationError as err:

@@ -20,11 +20,16 @@ Layout (MEP guide "G", printed pages 67-77; every field little-endian):
 * P+135 UINT32 short outages (shorter than the long-outage threshold).
 * P+139 UINT32 PQ configuration id (fw >= 2.12), then thresholds and THD records.
 
-The reader takes ONE table read per poll: from the newest outage record (offset 6) to
-the end of the short-outage count (P+139), 313 bytes with the default P = 180. That fits
-one MEP reply (465 bytes of data) and is one multi-packet read on the optical port.
-Only when a meter keeps so many outage records that the span would not fit one MEP reply
-does the reader start at P+6 and go without the last outage.
+The reader takes ONE table read (one ``read_table`` call) per poll: from the newest
+outage record (offset 6) to the end of the short-outage count (P+139), 313 bytes with the
+default P = 180. That is one MEP request and reply (up to 465 bytes of data); on the
+optical port, whose negotiated 2 x 64-byte packets carry 108 bytes a reply, the session
+splits it into three request/reply pairs. The whole ET09 (~660 bytes) would be two MEP
+replies and seven optical ones, most of it configuration and THD records nobody shows.
+``PowerQualityReader(client, with_outage=False)`` reads only P+6..P+139 (133 bytes: one
+MEP reply, two optical ones) for a caller that has no use for the last outage; a meter
+with more outage records than one MEP reply can span (ET04.53 > 18) still takes one
+``read_table`` call, which the session splits.
 
 Counts are "since statistics were reset" and the meter updates them every 120 ms; a
 zero date (never happened, or statistics reset) and a date the calendar does not know
@@ -101,10 +106,10 @@ def outage_span(outage_records: int) -> int:
     return OUTAGE_RECORD * outage_records
 
 
-def read_range(outage_records: int, max_read: int) -> tuple[int, int]:
-    """(offset, count) of the one ET09 read: from the newest outage if it fits ``max_read``."""
+def read_range(outage_records: int, *, with_outage: bool = True) -> tuple[int, int]:
+    """(offset, count) of the one ET09 read: from the newest outage record, or from P+6."""
     p = outage_span(outage_records)
-    if outage_records and p + SPAN_END - OUTAGES_START <= max_read:
+    if with_outage and outage_records:
         return OUTAGES_START, p + SPAN_END - OUTAGES_START
     return p + 6, SPAN_END - 6
 
@@ -190,8 +195,9 @@ class PowerQualityReader:
     later is taken as passing (None this time, said once at debug).
     """
 
-    def __init__(self, client: MeterClient) -> None:
+    def __init__(self, client: MeterClient, *, with_outage: bool = True) -> None:
         self._client = client
+        self.with_outage = with_outage
         self.available: bool | None = None
         self.latest: PowerQuality | None = None
         self.outage_records: int | None = None
@@ -207,7 +213,7 @@ class PowerQualityReader:
         except ABSENT as err:
             _LOGGER.debug("ET04 not available (%s); assuming %d outage records", err, DEFAULT_OUTAGE_RECORDS)
             self.outage_records = DEFAULT_OUTAGE_RECORDS
-        self._range = read_range(self.outage_records, self._client.max_read_size)
+        self._range = read_range(self.outage_records, with_outage=self.with_outage)
         self.available = await self._read() is not None
 
     async def read(self) -> PowerQuality | None:
