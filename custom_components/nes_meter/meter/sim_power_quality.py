@@ -173,6 +173,15 @@ class SimPowerQuality:
         self.swells[phase] = self._bumped(self.swells[phase], when or datetime.now(UTC), round(voltage_v * 1000))
         self.write()
 
+    def set_outage_records(self, count: int) -> None:
+        """Another ET04.53: ET09's outage array (and everything after it) resized."""
+        self.outage_records = count
+        self.image.tables[ET04][ET04_OUTAGE_RECORDS] = count
+        if self.image.tables.get(ET09) is not None:
+            self.image.tables[ET09] = bytearray(outage_span(count) + ET09_TAIL)
+        self.outages = self.outages[:count]
+        self.write()
+
     def set_disconnect(self, state: str | int) -> None:
         """The contactor's commanded state (ET23.94): a name from ``RELAY_STATES`` or a raw byte."""
         self.disconnect_state = RELAY_STATES.index(state) if isinstance(state, str) else state
