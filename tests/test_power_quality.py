@@ -14,7 +14,7 @@ import pytest
 
 from custom_components.nes_meter.meter.cli import _parser
 from custom_components.nes_meter.meter.client import MeterClient
-from custom_components.nes_meter.meter.errors import DecodeError
+from custom_components.nes_meter.meter.errors import DecodeError, NoResponseError, ResponseError, ShortReadError
 from custom_components.nes_meter.meter.power_quality import (
     ET04,
     ET09,
@@ -419,3 +419,59 @@ async def test_cli_power_quality_json(capsys: pytest.CaptureFixture[str], varian
         assert "no disconnect" in text
         assert data["power_quality"] is None
         assert data["relay"]["disconnect_state"] is None
+
+
+class FlakyClient:
+    """A stand-in client: table bytes from a dict; the listed calls fail with the given error."""
+
+    max_read_size = 465
+
+    def __init__(self, tables: dict[int, bytes], failures: dict[int, Exception]) -> None:
+        self.tables = tables
+        self.failures = failures  # call number -> error
+        self.calls = 0
+
+    async def read_table(self, table_id: int, offset: int, count: int) -> bytes:
+        self.calls += 1
+        if self.calls in self.failures:
+            raise self.failures[self.calls]
+        return self.tables[table_id][offset : offset + count]
+
+
+def flaky(failures: dict[int, Exception]) -> Any:
+    et04 = bytearray(140)
+    et04[53] = 10
+    et23 = bytearray(186)
+    et23[94] = 2
+    return FlakyClient({ET04: bytes(et04), ET09: et09(), ET23: bytes(et23), ET29: bytes.fromhex("210400")}, failures)
+
+
+async def test_a_link_error_during_setup_is_raised_and_setup_is_done_again() -> None:
+    client = flaky({2: NoResponseError("no answer")})
+    reader = PowerQualityReader(client)
+    with pytest.raises(NoResponseError):
+        await reader.setup()
+    assert reader.available is None
+    quality = await reader.read()  # sets up again
+    assert quality is not None and quality.last_outage == NEWEST
+    assert reader.available is True
+    assert client.calls == 4
+    relay_client = flaky({1: NoResponseError("no answer")})
+    relay = RelayReader(relay_client)
+    with pytest.raises(NoResponseError):
+        await relay.read()
+    assert await relay.read() == "open"
+    assert relay.has_disconnect
+
+
+async def test_a_refusal_after_setup_is_none_this_time_and_keeps_the_last_values() -> None:
+    client = flaky({3: ResponseError(0x05, "iar", "refused"), 5: ShortReadError("short")})
+    reader = PowerQualityReader(client)
+    await reader.setup()
+    first = reader.latest
+    assert await reader.read() is None
+    assert reader.available is True
+    assert reader.latest == first
+    assert await reader.read() == first
+    assert await reader.read() is None  # short
+    assert await reader.read() == first

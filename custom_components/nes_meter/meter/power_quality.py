@@ -218,9 +218,9 @@ class PowerQualityReader:
 
     async def read(self) -> PowerQuality | None:
         """The power quality data; None when the meter refuses ET09 or answers short."""
-        if self._range is None:
-            await self.setup()
-            return self.latest
+        if self._range is None or self.available is None:
+            await self.setup()  # not yet, or cut short by a link error: learn it all again
+            return self.latest if self.available else None
         if self.available is False:
             return None
         return await self._read()

@@ -87,8 +87,7 @@ class RelayReader:
         return self.hardware is not None and self.hardware.disconnect
 
     async def setup(self) -> None:
-        """Read ET29's hardware options (once)."""
-        self._set_up = True
+        """Read ET29's hardware options (once; again only after a link error cut it short)."""
         try:
             self.hardware = decode_et29(await self._client.read_table(ET29, 0, ET29_OPTIONS_SIZE))
         except TlsRequiredError:
@@ -96,6 +95,7 @@ class RelayReader:
         except ABSENT as err:
             _LOGGER.debug("no hardware configuration (ET29: %s); assuming no disconnect", err)
             self.hardware = None
+        self._set_up = True
 
     async def read(self) -> str | None:
         """The contactor's commanded state; None without a contactor or when ET23 is refused."""
