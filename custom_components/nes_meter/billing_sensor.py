@@ -113,7 +113,9 @@ def _demand(described: DemandValue) -> NesTrackedSensorDescription:
         suggested_display_precision=0,
         value_fn=lambda coordinator: value.value if (value := current(coordinator)) else None,
         attributes_fn=lambda coordinator: (
-            {"source": value.name, "time": utc_text(meter_local(value.time))} if (value := current(coordinator)) else None
+            {"source": value.name, "time": utc_text(meter_local(value.time))}
+            if (value := current(coordinator))
+            else None
         ),
     )
 
@@ -150,7 +152,9 @@ def _self_read_sensors(billing: MeterBillingTracker) -> list[NesTrackedSensorDes
             key="self_read_time",
             translation_key="self_read_time",
             device_class=SensorDeviceClass.TIMESTAMP,
-            value_fn=lambda coordinator: meter_local(self_read.time) if (self_read := coordinator.billing.self_read) else None,
+            value_fn=lambda coordinator: meter_local(self_read.time)
+            if (self_read := coordinator.billing.self_read)
+            else None,
             attributes_fn=attributes,
             entity_category=EntityCategory.DIAGNOSTIC,
         ),

@@ -31,6 +31,7 @@ class MeterBillingTracker:
     def __init__(self, client: MeterClient, scheduler: RareReadScheduler) -> None:
         """Read through ``client``; nothing is known before ``async_setup``."""
         self._scheduler = scheduler
+        self._client = client
         self.reader = BillingReader(client)
         self.tariff: TariffState | None = None
         self.tiers: dict[int, TierEnergy] = {}
@@ -46,7 +47,12 @@ class MeterBillingTracker:
         return bool(self.tiers_in_use)
 
     async def async_setup(self) -> None:
-        """Learn what the meter keeps and read each part once (at most six reads)."""
+        """Learn what the meter keeps and read each part once (at most seven reads)."""
+        client = self._client
+        if client.transport == "ir":
+            # One optical exchange carries 108 bytes, 3 of a house meter's 4 tier blocks:
+            # a tier or demand read may take two (one table read, a two-packet answer).
+            self.reader = BillingReader(client, max_read=2 * client.max_read_size)
         reader = self.reader
         await reader.setup()
         self.tariff = reader.tariff
@@ -108,7 +114,7 @@ class MeterBillingTracker:
         return False
 
     async def _self_read_step(self) -> bool:
-        """The header (6 bytes) first; the newest entry only when the header moved."""
+        """Read the header (6 bytes) first; the newest entry only when the header moved."""
         if not self._self_read_due:
             header = await self.reader.read_self_read_header()
             if header is None or header == self._self_read_header:

@@ -19,6 +19,7 @@ from homeassistant.helpers import entity_registry as er, issue_registry as ir, r
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 from homeassistant.util import dt as dt_util
 
+from .billing_tracker import MeterBillingTracker
 from .const import (
     BACKOFF_MAX,
     BACKOFF_MIN,
@@ -37,7 +38,6 @@ from .const import (
     MEP_SECURITY_RC4,
     MEP_SECURITY_TLS,
 )
-from .billing_tracker import MeterBillingTracker
 from .events_coordinator import MeterEventTracker
 from .guard import GUARDED_COUNTERS, CounterGuard
 from .history import HistoryImporter

@@ -16,7 +16,6 @@ import asyncio
 from collections.abc import Callable
 from datetime import datetime
 import logging
-import time
 from typing import Any, Final
 
 from homeassistant.config_entries import ConfigEntry

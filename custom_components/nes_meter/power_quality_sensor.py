@@ -23,7 +23,7 @@ VOLTAGE_SOURCES = (15, 16, 17)  # BT28 voltage L1-L3: the phases a meter measure
 
 
 def measured_phases(identity: MeterIdentity) -> tuple[int, ...]:
-    """The phases (1-3) whose voltage the meter lists; phase 1 at least."""
+    """Return the phases (1-3) whose voltage the meter lists; phase 1 at least."""
     return tuple(phase for phase, source in enumerate(VOLTAGE_SOURCES, 1) if source in identity.present_sources) or (1,)
 
 
@@ -34,7 +34,7 @@ def power_quality_sensors(coordinator: NesMeterCoordinator, identity: MeterIdent
         for phase in measured_phases(identity):
             descriptions += [_phase_events("sag", phase), _phase_events("swell", phase)]
             descriptions += [_event_voltage("sag", phase), _event_voltage("swell", phase)]
-        descriptions += [*_frequency_sensors(), *_outage_sensors()]
+        descriptions += [_frequency("min"), _frequency("max"), *_outage_sensors()]
     if coordinator.quality.has_disconnect:
         descriptions.append(
             NesTrackedSensorDescription(
@@ -93,25 +93,26 @@ def _event_voltage(kind: str, phase: int) -> NesTrackedSensorDescription:
     )
 
 
-def _frequency_sensors() -> list[NesTrackedSensorDescription]:
-    return [
-        NesTrackedSensorDescription(
-            key=f"{extreme}_frequency",
-            translation_key=f"{extreme}_frequency",
-            device_class=SensorDeviceClass.FREQUENCY,
-            native_unit_of_measurement=UnitOfFrequency.HERTZ,
-            suggested_display_precision=3,
-            value_fn=_quality(lambda quality, extreme=extreme: getattr(quality, f"{extreme}_frequency_hz")),
-            attributes_fn=lambda coordinator, extreme=extreme: (
-                {"time": utc_text(getattr(quality, f"{extreme}_frequency_time"))}
-                if (quality := coordinator.quality.quality)
-                else None
-            ),
-            entity_category=EntityCategory.DIAGNOSTIC,
-            entity_registry_enabled_default=False,
-        )
-        for extreme in ("min", "max")
-    ]
+def _frequency(extreme: str) -> NesTrackedSensorDescription:
+    def attributes(coordinator: NesMeterCoordinator) -> dict[str, str | None] | None:
+        quality = coordinator.quality.quality
+        return {"time": utc_text(getattr(quality, f"{extreme}_frequency_time"))} if quality else None
+
+    def value(quality: PowerQuality) -> Value:
+        frequency: float | None = getattr(quality, f"{extreme}_frequency_hz")
+        return frequency
+
+    return NesTrackedSensorDescription(
+        key=f"{extreme}_frequency",
+        translation_key=f"{extreme}_frequency",
+        device_class=SensorDeviceClass.FREQUENCY,
+        native_unit_of_measurement=UnitOfFrequency.HERTZ,
+        suggested_display_precision=3,
+        value_fn=_quality(value),
+        attributes_fn=attributes,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+    )
 
 
 def _outage_sensors() -> list[NesTrackedSensorDescription]:

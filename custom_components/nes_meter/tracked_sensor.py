@@ -47,12 +47,12 @@ class NesTrackedSensor(NesMeterEntity, SensorEntity):
 
 
 def utc_text(when: datetime | None) -> str | None:
-    """An aware meter time as ISO 8601 for an attribute."""
+    """Format an aware meter time as ISO 8601 for an attribute."""
     return when.isoformat() if when else None
 
 
 def meter_local(when: datetime | None) -> datetime | None:
-    """A meter local time (BT55 clock: billing stamps) as an aware time.
+    """Return a meter local time (BT55 clock: billing stamps) as an aware time.
 
     The meter keeps its local time with its own zone settings (BT53); they are taken to
     be Home Assistant's, which is what a meter in the same house has.

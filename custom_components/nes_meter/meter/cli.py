@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "billing", help="print tariff, tiers, demands and the newest self-read", parents=[read], add_help=False
     )
+    sub.add_parser(
+        "power-quality", help="print power quality (ET09) and the disconnect state", parents=[read], add_help=False
+    )
 
     sim = sub.add_parser("simulate", help="serve a simulated meter until stopped")
     sim.add_argument("--transport", choices=TRANSPORTS, help="required unless --replay gives it")
@@ -150,6 +153,12 @@ async def _billing(args: argparse.Namespace) -> int:
     from .billing_cli import billing
 
     return await billing(args)
+
+
+async def _power_quality(args: argparse.Namespace) -> int:
+    from .power_quality_cli import power_quality
+
+    return await power_quality(args)
 
 
 async def _simulate(args: argparse.Namespace) -> int:
@@ -252,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         "history": _history,
         "events": _events,
         "billing": _billing,
+        "power-quality": _power_quality,
         "simulate": _simulate,
         "probe": _probe,
     }[args.command]

@@ -14,7 +14,7 @@ every model hour.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 import struct
@@ -101,6 +101,7 @@ class SimEventLog:
         self.step = 1
         self.logged: list[LoggedEvent] = []
         self.inject_after_reads: list[tuple[int, str | int, int]] = []  # (record reads, event, argument)
+        self.listeners: list[Callable[[LoggedEvent], None]] = []  # told of each injected event (ET09 follows)
         self._record_reads = 0
         self._tier = 0
         self._next_tier = TIER_PERIOD
@@ -182,6 +183,8 @@ class SimEventLog:
         event = event_id(name)
         entry = self._log(event, argument, when or datetime.now(UTC))
         self._write_status()
+        for listener in self.listeners:
+            listener(entry)
         return entry
 
     def _write_status(self) -> None:

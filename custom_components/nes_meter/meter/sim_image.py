@@ -20,6 +20,7 @@ from . import tables
 from .sim_billing import TABLE_IDS as BILLING_TABLES, SimBilling
 from .sim_events import TABLE_IDS as EVENT_TABLES, SimEventLog
 from .sim_load_profile import TABLE_IDS as LOAD_PROFILE_TABLES, SimLoadProfile
+from .sim_power_quality import SimPowerQuality
 from .snapshot import STANDARD_PRESENT_ORDER
 
 # Real captured replies (see protocol/mep_vectors.json and protocol/ir_vectors.json).
@@ -95,6 +96,7 @@ class MeterImage:
         self.load_profile = SimLoadProfile(self, history_days=history_days)  # its tables come on first read
         self.events = SimEventLog(self)  # BT03, BT71, BT74
         self.billing = SimBilling(self)  # BT55, BT26, BT23 tier blocks and demand records
+        self.power_quality = SimPowerQuality(self)  # ET04, ET09, ET23, ET29
         self.write_energy_unit()
         self.update(self._t0)
 

@@ -16,6 +16,7 @@ from .sim_billing import VARIANTS as BILLING_VARIANTS
 from .sim_events import VARIANTS as EVENT_VARIANTS
 from .sim_image import MeterImage
 from .sim_load_profile import VARIANTS as LOAD_PROFILE_VARIANTS
+from .sim_power_quality import VARIANTS as POWER_QUALITY_VARIANTS
 from .snapshot import STANDARD_PRESENT_ORDER
 
 VARIANTS: Final[dict[str, str]] = {
@@ -40,6 +41,7 @@ VARIANTS: Final[dict[str, str]] = {
     **LOAD_PROFILE_VARIANTS,
     **EVENT_VARIANTS,
     **BILLING_VARIANTS,
+    **POWER_QUALITY_VARIANTS,
 }
 IR_ONLY: Final = frozenset({"fixed-toggle", "mirror-toggle", "bare-negotiate", "leftover-session", "echo", "fw2"})
 MEP_ONLY: Final = frozenset({"short-0b", "slow-reply"})
@@ -111,4 +113,5 @@ def apply_table_variants(image: MeterImage, variants: frozenset[str]) -> None:
     image.load_profile.configure(variants)
     image.events.configure(variants)
     image.billing.configure(variants)
+    image.power_quality.configure(variants)
     image.update()
