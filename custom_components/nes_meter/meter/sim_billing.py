@@ -65,6 +65,7 @@ ENERGY_SUMMATIONS: Final = frozenset({0, 1, 2, 3, 6, 7, 11, 12, 13, 14})
 EVENT_TIER_SWITCH: Final = "tier_switch"
 EVENT_SELF_READ: Final = "self_read"
 
+TOU_HISTORY_SHARES: Final = {1: 0.35, 2: 0.2}  # of the registers so far, counted in tiers 1 and 2
 Energies = list[float]  # import Wh, export Wh, reactive import varh, reactive export varh
 
 
@@ -129,6 +130,10 @@ class SimBilling:
             bt21[2] = SELF_READ_SLOTS
         if "tou" in chosen:
             self.calendar = True
+            # A time-of-use meter has counted in its day and peak tiers for years already.
+            totals = self._totals()
+            for tier, share in TOU_HISTORY_SHARES.items():
+                self._accrued[tier] = [value * share for value in totals]
             self._calendar_tier = None  # the next advance applies the calendar
         if "demand" in chosen and bt21 is not None:
             dims = self.image.dimensions
