@@ -52,7 +52,7 @@ async def setup(hass: HomeAssistant, entry: MockConfigEntry) -> NesMeterCoordina
 async def drain(coordinator: NesMeterCoordinator, *, header_poll: bool = False) -> int:
     """Live polls until the due event log and alarm reads are done; how many polls it took."""
     if header_poll:
-        coordinator.rare_reads.poll_soon()
+        coordinator.rare_reads.poll_soon("status", "events")
     polls = 0
     while polls == 0 or coordinator.rare_reads.pending:
         await coordinator.async_refresh()
@@ -191,5 +191,5 @@ async def test_nothing_is_created_for_a_meter_without_a_log(
     await setup(hass, entry)
     entities = er.async_entries_for_config_entry(entity_registry, entry.entry_id)
     assert entities
-    assert not [e for e in entities if e.domain in ("event", "binary_sensor")]
+    assert not [e for e in entities if e.domain == "event" or e.unique_id.split("_", 1)[1].startswith("alarm_")]
     assert await hass.config_entries.async_unload(entry.entry_id)

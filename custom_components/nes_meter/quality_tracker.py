@@ -69,7 +69,7 @@ class PowerQualityTracker:
     def diagnostics(self) -> dict[str, Any]:
         """Return what the meter has and the newest values."""
         return {
-            "power_quality": repr(self.quality) if self.quality else None,
+            "quality": repr(self.quality) if self.quality else None,
             "disconnect": self.has_disconnect,
             "relay": self.relay,
         }
