@@ -18,6 +18,7 @@ from syrupy.assertion import SnapshotAssertion
 from syrupy.location import PyTestLocation
 
 from custom_components.nes_meter.const import CONF_KEY, CONF_KEY_FORMAT, CONF_TRANSPORT, DOMAIN
+from custom_components.nes_meter.coordinator import NesMeterCoordinator
 from custom_components.nes_meter.meter import MeterKey
 from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
 
@@ -39,6 +40,20 @@ def add_meter_entry(hass: HomeAssistant, url: str, transport: str = "ir", **opti
     )
     entry.add_to_hass(hass)
     return entry
+
+
+async def drain_rare_reads(coordinator: NesMeterCoordinator, *due: str) -> int:
+    """Poll until the named rare reads (if any) and whatever else is due are done; the polls it took."""
+    if due:
+        coordinator.rare_reads.poll_soon(*due)
+    polls = 0
+    while polls == 0 or coordinator.rare_reads.pending:
+        await coordinator.async_refresh()
+        assert coordinator.last_update_success
+        polls += 1
+        assert polls < 50
+    await coordinator.hass.async_block_till_done()
+    return polls
 
 
 def load_vectors(name: str) -> dict[str, Any]:

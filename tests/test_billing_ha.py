@@ -24,7 +24,7 @@ from custom_components.nes_meter.meter.billing import BT26
 from custom_components.nes_meter.meter.sim_image import MeterImage
 from custom_components.nes_meter.meter.simulator import Faults, SimServer, SimulatedMeter
 
-from .conftest import KEY, SERIAL, add_meter_entry
+from .conftest import KEY, SERIAL, add_meter_entry, drain_rare_reads
 
 TIER = "sensor.nes_83334_tariff_tier"
 DISCONNECT = "sensor.nes_83334_disconnect_switch"
@@ -46,7 +46,7 @@ class Meter:
         assert await hass.config_entries.async_setup(entry.entry_id)
         await hass.async_block_till_done()
         coordinator: NesMeterCoordinator = entry.runtime_data
-        await drain(coordinator)
+        await drain_rare_reads(coordinator)
         return coordinator
 
     async def close(self) -> None:
@@ -73,20 +73,6 @@ def make(meters: list[Meter]) -> MakeMeter:
         return meter
 
     return make
-
-
-async def drain(coordinator: NesMeterCoordinator, *due: str) -> int:
-    """Poll until the named rare reads (if any) and whatever else is due are done."""
-    if due:
-        coordinator.rare_reads.poll_soon(*due)
-    polls = 0
-    while polls == 0 or coordinator.rare_reads.pending:
-        await coordinator.async_refresh()
-        assert coordinator.last_update_success
-        polls += 1
-        assert polls < 50
-    await coordinator.hass.async_block_till_done()
-    return polls
 
 
 def state(hass: HomeAssistant, entity_id: str) -> str:
@@ -143,7 +129,7 @@ async def test_tier_sensors_follow_a_tier_switch(hass: HomeAssistant, make: Make
     assert float(state(hass, "sensor.nes_83334_energy_import_tier_1")) == pytest.approx(truth[0][0] / 1000)
 
     billing.switch_tier(2)
-    await drain(coordinator, "tariff")  # the tier changed: its energies are read right after
+    await drain_rare_reads(coordinator, "tariff")  # the tier changed: its energies are read right after
     assert state(hass, TIER) == "tier_3"
     truth = billing.tier_energies()
     assert float(state(hass, "sensor.nes_83334_energy_import_tier_3")) == pytest.approx(truth[2][0] / 1000)
@@ -158,7 +144,7 @@ async def test_the_newest_self_read_is_read_when_the_meter_takes_one(hass: HomeA
     assert first is not None and first.state not in ("unknown", "unavailable")
     taken = meter.sim.image.billing.self_read()
     reads_before = meter.sim.stats.table_reads[BT26]
-    await drain(coordinator, "self_read")
+    await drain_rare_reads(coordinator, "self_read")
     assert meter.sim.stats.table_reads[BT26] - reads_before == 2  # the header, then the entry
     imported = hass.states.get("sensor.nes_83334_self_read_energy_import")
     assert imported is not None
@@ -167,7 +153,7 @@ async def test_the_newest_self_read_is_read_when_the_meter_takes_one(hass: HomeA
     assert "state_class" not in imported.attributes  # a snapshot, not a second energy series
     # Nothing new: only the header is read.
     reads_before = meter.sim.stats.table_reads[BT26]
-    await drain(coordinator, "self_read")
+    await drain_rare_reads(coordinator, "self_read")
     assert meter.sim.stats.table_reads[BT26] - reads_before == 1
 
 
@@ -190,7 +176,7 @@ async def test_disconnect_switch_state_follows_the_meter(hass: HomeAssistant, ma
     coordinator = await meter.setup(hass)
     assert state(hass, DISCONNECT) == "closed"
     meter.sim.image.power_quality.set_disconnect("open")
-    await drain(coordinator, "relay")
+    await drain_rare_reads(coordinator, "relay")
     assert state(hass, DISCONNECT) == "open"
 
 
@@ -222,11 +208,11 @@ async def test_mep_alert_flags_turn_on_with_the_meter_s_alert(hass: HomeAssistan
     assert state(hass, entity) == STATE_OFF
     meter.sim.image.set_alert_flags(0x01)
     await asyncio.sleep(1.4)  # idle: the meter starts repeating its 00 00 alert marker
-    await drain(coordinator)  # the poll sees the marker and reads the flags
+    await drain_rare_reads(coordinator)  # the poll sees the marker and reads the flags
     assert state(hass, entity) == STATE_ON
     meter.sim.image.set_alert_flags(0)
     await asyncio.sleep(1.4)
-    await drain(coordinator)
+    await drain_rare_reads(coordinator)
     assert state(hass, entity) == STATE_OFF
 
 

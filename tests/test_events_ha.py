@@ -16,7 +16,7 @@ from custom_components.nes_meter.meter.events import BT74
 from custom_components.nes_meter.meter.sim_image import MeterImage
 from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
 
-from .conftest import KEY, add_meter_entry
+from .conftest import KEY, add_meter_entry, drain_rare_reads
 
 TAMPER = "event.nes_83334_tamper_events"
 POWER = "event.nes_83334_power_events"
@@ -51,16 +51,7 @@ async def setup(hass: HomeAssistant, entry: MockConfigEntry) -> NesMeterCoordina
 
 async def drain(coordinator: NesMeterCoordinator, *, header_poll: bool = False) -> int:
     """Live polls until the due event log and alarm reads are done; how many polls it took."""
-    if header_poll:
-        coordinator.rare_reads.poll_soon("status", "events")
-    polls = 0
-    while polls == 0 or coordinator.rare_reads.pending:
-        await coordinator.async_refresh()
-        assert coordinator.last_update_success
-        polls += 1
-        assert polls < 50
-    await coordinator.hass.async_block_till_done()
-    return polls
+    return await drain_rare_reads(coordinator, *(("status", "events") if header_poll else ()))
 
 
 def record(hass: HomeAssistant, entity_ids: list[str]) -> list[Event[EventStateChangedData]]:

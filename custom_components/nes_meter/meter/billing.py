@@ -37,7 +37,7 @@ import struct
 from typing import TYPE_CHECKING, Final
 
 from . import tables
-from .errors import DecodeError, ResponseError, ShortReadError, TlsRequiredError
+from .errors import ABSENT, TlsRequiredError
 
 if TYPE_CHECKING:
     from .client import MeterClient, MeterIdentity
@@ -53,7 +53,6 @@ TIER_DRIVES: Final = ("calendar", "manual", "manual_hold", "override")  # BT55.7
 IMPORT_SOURCE: Final = 0  # BT22 summation source: forward active Wh
 EXPORT_SOURCE: Final = 1  # reverse active Wh
 # Errors that mean "this table is not there (for this key) or shorter than documented".
-ABSENT: Final = (ResponseError, ShortReadError, DecodeError)
 # BT22 demand source id -> (name, SI unit); G p.204-207.
 DEMAND_SOURCES: Final[dict[int, tuple[str, str]]] = {
     8: ("power_import", "W"),

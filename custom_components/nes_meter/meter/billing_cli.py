@@ -9,8 +9,8 @@ import json
 from typing import Any
 
 from .billing import BillingReader
+from .cli_client import client_from_args
 from .client import MeterClient
-from .keys import MeterKey
 
 
 def _plain(value: Any) -> Any:
@@ -44,8 +44,7 @@ async def read_billing(client: MeterClient) -> dict[str, Any]:
 
 
 async def billing(args: argparse.Namespace) -> int:
-    key = MeterKey.parse(args.key, args.key_format)
-    client = MeterClient(args.port, args.transport, key, encrypt=args.encrypt, enable_line=args.enable_line)
+    client = client_from_args(args)
     async with client:
         await client.identify()
         result = await read_billing(client)

@@ -12,12 +12,12 @@ import sys
 from typing import Any
 
 from . import trace
+from .cli_client import client_from_args
 from .client import TRANSPORTS, MeterClient, probe_transport
 from .errors import AuthenticationError, MeterError, TlsRequiredError
 from .keys import KEY_FORMATS, MeterKey
 from .sim_variants import VARIANTS
 from .simulator import Faults, SimulatedMeter
-from .tls import KeyId
 from .tls_server import TlsSimulatedMeter
 
 
@@ -87,18 +87,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _read(args: argparse.Namespace) -> int:
-    key = MeterKey.parse(args.key, args.key_format)
-    if args.key_id and not args.tls:
-        raise ValueError("--key-id applies to --tls reads only")
-    client = MeterClient(
-        args.port,
-        args.transport,
-        key,
-        encrypt=args.encrypt,
-        tls=args.tls,
-        tls_key_id=KeyId[(args.key_id or "mbk").upper()],
-        enable_line=args.enable_line,
-    )
+    client = client_from_args(args)
     if args.trace:
         return await _read_traced(client, args)
     async with client:

@@ -16,13 +16,13 @@ from typing import Any, Final, Literal
 from . import mep, tables
 from .c1218_session import C1218Session, C1218Timing
 from .errors import (
+    ABSENT,
     AuthenticationError,
     DecodeError,
     FrameError,
     MeterError,
     NoResponseError,
     ResponseError,
-    ShortReadError,
     TlsRequiredError,
 )
 from .events import EventLogReader
@@ -66,7 +66,6 @@ BT00_SIZE: Final = 13
 ENERGY_UNIT_FIRMWARE: Final = (3 << 12) | (70 << 5)  # 3.70.00 as BT01 packs it (x.yy.zz in 4/7/5 bits)
 MEP_CLIENT_INDEX_OFFSET: Final = 142  # ET70.142 (Gen 4)
 # Errors that mean "this table is not there (for this key) or shorter than documented".
-ABSENT: Final = (ResponseError, ShortReadError, DecodeError)
 _warned_serial_fallback: set[str] = set()
 # Fields a caller can ask for: every value field, the clock, and the derived net power.
 WANTABLE_FIELDS: Final = (SNAPSHOT_FIELDS - {"alert_flags"}) | {"power_net_w"}

@@ -7,6 +7,8 @@ message ever contains key material.
 
 from __future__ import annotations
 
+from typing import Final
+
 
 class MeterError(Exception):
     """Base class of every error this library raises."""
@@ -74,3 +76,7 @@ class TlsError(MeterError):
 
 class TlsRequiredError(ResponseError):
     """The meter refuses plain and RC4 messages on this port: it is configured to require TLS."""
+
+
+# What a meter that lacks a table (or part of one) answers: refused, short or nonsense.
+ABSENT: Final = (ResponseError, ShortReadError, DecodeError)

@@ -44,7 +44,7 @@ import struct
 from typing import TYPE_CHECKING, Any, Final
 
 from . import tables
-from .errors import DecodeError, ResponseError, ShortReadError
+from .errors import ABSENT, DecodeError
 
 if TYPE_CHECKING:
     from .client import MeterClient
@@ -60,7 +60,6 @@ BT74_HEADER: Final = 11
 RECORD_FIXED: Final = 12  # time 6, sequence 2, user 2, event 2; then the argument
 SEQUENCE_MODULUS: Final = 1 << 32
 MAX_PASSES: Final = 3  # header moved during the read: read again, at most this often
-ABSENT: Final = (ResponseError, ShortReadError, DecodeError)
 
 USERS: Final[dict[int, str]] = {0xFFFF: "none", 0xFFFE: "network", 0xFFFD: "mep"}
 

@@ -6,15 +6,13 @@ import argparse
 import asyncio
 import json
 
-from .client import MeterClient
+from .cli_client import client_from_args
 from .events import EventLogReader
-from .keys import MeterKey
 from .sim_events import SimEventLog, event_id
 
 
 async def events(args: argparse.Namespace) -> int:
-    key = MeterKey.parse(args.key, args.key_format)
-    client = MeterClient(args.port, args.transport, key, encrypt=args.encrypt, enable_line=args.enable_line)
+    client = client_from_args(args)
     async with client:
         reader = EventLogReader(client, args.after_sequence)
         entries = await reader.read_new()

@@ -45,7 +45,7 @@ import struct
 from typing import TYPE_CHECKING, Any, Final
 
 from . import tables
-from .errors import DecodeError, ResponseError, ShortReadError
+from .errors import ABSENT, DecodeError
 from .snapshot import PRESENT_SOURCES, SUMMATION_SOURCES
 
 if TYPE_CHECKING:
@@ -80,7 +80,6 @@ CHANNEL_STATUS: Final[dict[int, str]] = {
 # Channel codes whose value is not a register reading of this interval (zeroed, encrypted,
 # stale or missing): never handed out as values.
 NO_VALUE: Final = frozenset({4, 8, 10, 11, 12, 15})
-ABSENT: Final = (ResponseError, ShortReadError, DecodeError)
 
 ProgressCallback = Callable[[int, int], None]
 

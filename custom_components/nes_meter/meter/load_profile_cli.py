@@ -7,8 +7,7 @@ from datetime import UTC, datetime
 import json
 import sys
 
-from .client import MeterClient
-from .keys import MeterKey
+from .cli_client import client_from_args
 
 BAR_WIDTH = 30
 
@@ -28,8 +27,7 @@ def progress_bar(done: int, total: int) -> None:
 
 async def history(args: argparse.Namespace) -> int:
     since = parse_since(args.since)
-    key = MeterKey.parse(args.key, args.key_format)
-    client = MeterClient(args.port, args.transport, key, encrypt=args.encrypt, enable_line=args.enable_line)
+    client = client_from_args(args)
     show = sys.stderr.isatty()
     async with client:
         await client.identify()

@@ -44,7 +44,7 @@ import logging
 import struct
 from typing import TYPE_CHECKING, Final
 
-from .errors import DecodeError, ResponseError, ShortReadError, TlsRequiredError
+from .errors import ABSENT, DecodeError, TlsRequiredError
 
 if TYPE_CHECKING:
     from .client import MeterClient
@@ -59,7 +59,6 @@ OUTAGE_RECORD: Final = 18
 OUTAGES_START: Final = 6  # ET09.6: the newest outage record
 SPAN_END: Final = 139  # P+139: just after the short-outage count
 # Errors that mean "this table is not there (for this key) or shorter than documented".
-ABSENT: Final = (ResponseError, ShortReadError, DecodeError)
 
 
 @dataclass(frozen=True, slots=True)

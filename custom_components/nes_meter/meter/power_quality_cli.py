@@ -8,11 +8,9 @@ from datetime import datetime
 import json
 from typing import Any
 
-from .client import MeterClient
-from .keys import MeterKey
+from .cli_client import client_from_args
 from .power_quality import PowerQuality, PowerQualityReader
 from .relay import RelayReader
-from .tls import KeyId
 
 PHASES = ("L1", "L2", "L3")
 
@@ -40,18 +38,7 @@ def as_dict(quality: PowerQuality | None, relay: RelayReader) -> dict[str, Any]:
 
 
 async def power_quality(args: argparse.Namespace) -> int:
-    key = MeterKey.parse(args.key, args.key_format)
-    if args.key_id and not args.tls:
-        raise ValueError("--key-id applies to --tls reads only")
-    client = MeterClient(
-        args.port,
-        args.transport,
-        key,
-        encrypt=args.encrypt,
-        tls=args.tls,
-        tls_key_id=KeyId[(args.key_id or "mbk").upper()],
-        enable_line=args.enable_line,
-    )
+    client = client_from_args(args)
     async with client:
         reader = PowerQualityReader(client)
         await reader.setup()

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import logging
 from typing import TYPE_CHECKING, Final
 
-from .errors import DecodeError, ResponseError, ShortReadError, TlsRequiredError
+from .errors import ABSENT, DecodeError, TlsRequiredError
 
 if TYPE_CHECKING:
     from .client import MeterClient
@@ -35,7 +35,6 @@ RELAY_STATES: Final = ("closed", "closing", "open", "opening")  # ET23.94 0..3
 DISCONNECT_BIT: Final = 5
 CONTROL_RELAY_1_BIT: Final = 6
 CONTROL_RELAY_2_BIT: Final = 7
-ABSENT: Final = (ResponseError, ShortReadError, DecodeError)
 
 
 @dataclass(frozen=True, slots=True)
