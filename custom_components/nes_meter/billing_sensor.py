@@ -12,22 +12,35 @@ from __future__ import annotations
 from homeassistant.components.sensor import SensorDeviceClass, SensorEntity, SensorStateClass
 from homeassistant.const import EntityCategory, UnitOfEnergy, UnitOfPower
 
-from .billing_tracker import MeterBillingTracker
+from .billing_tracker import DIRECTIONS, MAX_TIERS, TIER_COUNTERS, MeterBillingTracker
 from .coordinator import NesMeterCoordinator
 from .meter import MeterIdentity
 from .meter.billing import DemandValue, TierEnergy
-from .tracked_sensor import NesTrackedSensor, NesTrackedSensorDescription, Value, ValueFn, meter_local, utc_text
+from .tracked_sensor import (
+    NesTrackedCounterSensor,
+    NesTrackedSensor,
+    NesTrackedSensorDescription,
+    Value,
+    ValueFn,
+    meter_local,
+    utc_text,
+)
 
-MAX_TIERS = 8  # BT21.7 is 4, or 8 from firmware 3.70
 TIER_OPTIONS = [f"tier_{number}" for number in range(1, MAX_TIERS + 1)]
 UNIT_VAR = "var"
+TIER_SENSOR_KEYS = frozenset(counter.removesuffix("_wh") for counter in TIER_COUNTERS)
 
 
 def billing_sensors(coordinator: NesMeterCoordinator, identity: MeterIdentity) -> list[SensorEntity]:
     """Create the billing sensors this meter's tables say it has."""
     billing = coordinator.billing
     descriptions = [*_tier_sensors(billing), *_demand_sensors(billing), *_self_read_sensors(billing)]
-    return [NesTrackedSensor(coordinator, identity, description) for description in descriptions]
+    return [
+        (NesTrackedCounterSensor if description.key in TIER_SENSOR_KEYS else NesTrackedSensor)(
+            coordinator, identity, description
+        )
+        for description in descriptions
+    ]
 
 
 def _tier_sensors(billing: MeterBillingTracker) -> list[NesTrackedSensorDescription]:
@@ -41,9 +54,7 @@ def _tier_sensors(billing: MeterBillingTracker) -> list[NesTrackedSensorDescript
                 translation_key="tariff_tier",
                 device_class=SensorDeviceClass.ENUM,
                 options=TIER_OPTIONS[: billing.reader.tiers],
-                value_fn=lambda coordinator: (
-                    f"tier_{tariff.tier + 1}" if (tariff := coordinator.billing.tariff) else None
-                ),
+                value_fn=_current_tier,
                 attributes_fn=lambda coordinator: (
                     {"tier_drive": tariff.tier_drive, "season": tariff.season}
                     if (tariff := coordinator.billing.tariff)
@@ -51,8 +62,10 @@ def _tier_sensors(billing: MeterBillingTracker) -> list[NesTrackedSensorDescript
                 ),
             )
         )
-    for tier in range(billing.reader.tiers):
-        for direction in ("import", "export"):
+    for tier, registers in sorted(billing.tiers.items()):  # the tiers one read carries
+        for direction in DIRECTIONS:
+            if getattr(registers, f"energy_{direction}_wh") is None:
+                continue  # BT22 lists no such summation
             sensors.append(
                 NesTrackedSensorDescription(
                     key=f"energy_{direction}_tier_{tier + 1}",
@@ -67,6 +80,14 @@ def _tier_sensors(billing: MeterBillingTracker) -> list[NesTrackedSensorDescript
                 )
             )
     return sensors
+
+
+def _current_tier(coordinator: NesMeterCoordinator) -> Value:
+    """Return the tier as an option; a tier beyond what BT21 dimensions is not shown."""
+    tariff = coordinator.billing.tariff
+    if tariff is None or tariff.tier >= coordinator.billing.reader.tiers:
+        return None
+    return f"tier_{tariff.tier + 1}"
 
 
 def _tier_energy(tier: int, direction: str) -> ValueFn:
@@ -103,9 +124,12 @@ def _demand(described: DemandValue) -> NesTrackedSensorDescription:
         demands = coordinator.billing.demands
         return next((value for value in demands.values if value.index == index), None) if demands else None
 
+    extreme = "max" if described.maximum else "min"
     return NesTrackedSensorDescription(
-        key=f"max_demand_{index + 1}",
-        translation_key="max_demand",
+        # The source is part of the key: a demand register set to measure something else
+        # (another unit) is another sensor, not a jump in this one's statistics.
+        key=f"{extreme}_demand_{index + 1}_{described.name}",
+        translation_key=f"{extreme}_demand",
         translation_placeholders={"number": str(index + 1)},
         device_class={"W": SensorDeviceClass.POWER, UNIT_VAR: SensorDeviceClass.REACTIVE_POWER}.get(described.unit),
         state_class=SensorStateClass.MEASUREMENT,
@@ -113,7 +137,7 @@ def _demand(described: DemandValue) -> NesTrackedSensorDescription:
         suggested_display_precision=0,
         value_fn=lambda coordinator: value.value if (value := current(coordinator)) else None,
         attributes_fn=lambda coordinator: (
-            {"source": value.name, "time": utc_text(meter_local(value.time))}
+            {"source": value.name, "time": utc_text(meter_local(coordinator, value.time))}
             if (value := current(coordinator))
             else None
         ),
@@ -128,7 +152,7 @@ def _self_read_sensors(billing: MeterBillingTracker) -> list[NesTrackedSensorDes
         self_read = coordinator.billing.self_read
         if self_read is None:
             return None
-        return {"time": utc_text(meter_local(self_read.time)), "sequence": self_read.sequence}
+        return {"time": utc_text(meter_local(coordinator, self_read.time)), "sequence": self_read.sequence}
 
     def energy(direction: str) -> NesTrackedSensorDescription:
         def value(coordinator: NesMeterCoordinator) -> Value:
@@ -152,7 +176,7 @@ def _self_read_sensors(billing: MeterBillingTracker) -> list[NesTrackedSensorDes
             key="self_read_time",
             translation_key="self_read_time",
             device_class=SensorDeviceClass.TIMESTAMP,
-            value_fn=lambda coordinator: meter_local(self_read.time)
+            value_fn=lambda coordinator: meter_local(coordinator, self_read.time)
             if (self_read := coordinator.billing.self_read)
             else None,
             attributes_fn=attributes,

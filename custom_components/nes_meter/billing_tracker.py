@@ -10,9 +10,15 @@ self-read header hourly and the newest self-read only when the header moved.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import timedelta
 import logging
+import time
 from typing import Any, Final
 
+from homeassistant.util import dt as dt_util
+
+from .guard import CounterGuard
 from .meter import MeterClient
 from .meter.billing import BillingReader, Demands, SelfRead, SelfReadHeader, TariffState, TierEnergy
 from .rare_reads import RareRead, RareReadScheduler
@@ -20,17 +26,30 @@ from .rare_reads import RareRead, RareReadScheduler
 _LOGGER = logging.getLogger(__name__)
 
 TARIFF_INTERVAL: Final = 60.0  # BT55 is updated every minute
+TARIFF_CHECK_INTERVAL: Final = 3600.0  # a single-tariff meter: is a calendar switched on, DST?
 TIERS_INTERVAL: Final = 300.0
 DEMANDS_INTERVAL: Final = 900.0  # the common demand interval
 SELF_READ_INTERVAL: Final = 3600.0  # self-reads happen at most daily
+MAX_TIERS: Final = 8  # BT21.7 is 4, or 8 from firmware 3.70
+DIRECTIONS: Final = ("import", "export")
+QUARTER_HOUR: Final = timedelta(minutes=15)
+
+
+def tier_counter(tier: int, direction: str) -> str:
+    """Return the counter guard's name of a tier register (``tier`` 0-based)."""
+    return f"energy_{direction}_tier_{tier + 1}_wh"
+
+
+TIER_COUNTERS: Final = tuple(tier_counter(tier, direction) for tier in range(MAX_TIERS) for direction in DIRECTIONS)
 
 
 class MeterBillingTracker:
     """The newest billing values, for the billing sensors."""
 
-    def __init__(self, client: MeterClient, scheduler: RareReadScheduler) -> None:
-        """Read through ``client``; nothing is known before ``async_setup``."""
+    def __init__(self, client: MeterClient, scheduler: RareReadScheduler, guard: CounterGuard) -> None:
+        """Read through ``client``; tier registers pass ``guard`` like the totals."""
         self._scheduler = scheduler
+        self._guard = guard
         self._client = client
         self.reader = BillingReader(client)
         self.tariff: TariffState | None = None
@@ -40,6 +59,8 @@ class MeterBillingTracker:
         self.self_read: SelfRead | None = None
         self._self_read_header: SelfReadHeader | None = None
         self._self_read_due = False  # the header moved: the entry is read next
+        self.utc_offset: timedelta | None = None  # the meter's local time minus UTC (BT55 - now)
+        self.tiers_appeared = False  # a single-tariff meter started switching tiers: reload
 
     @property
     def has_tiers(self) -> bool:
@@ -55,13 +76,14 @@ class MeterBillingTracker:
             self.reader = BillingReader(client, max_read=2 * client.max_read_size)
         reader = self.reader
         await reader.setup()
-        self.tariff = reader.tariff
+        self._set_tariff(reader.tariff)
         if reader.tiers > 1:
             self._set_tiers(await reader.read_tiers())
             counting = [tier.tier for tier in self.tiers.values() if tier.energy_import_wh or tier.energy_export_wh]
             current = self.tariff.tier if self.tariff else 0
             if len(counting) > 1 or current > 0:
-                self.tiers_in_use = tuple(sorted({*counting, current}))
+                # Only tiers one read carries have sensors (3 of 4 on the optical port).
+                self.tiers_in_use = tuple(sorted({*counting, current} & self.tiers.keys()))
         if reader.has_demands:
             self.demands = await reader.read_demands()
         if reader.has_self_reads:
@@ -71,11 +93,12 @@ class MeterBillingTracker:
     def rare_reads(self) -> list[RareRead]:
         """Return the parts this meter has (``async_setup`` just read each)."""
         reads = []
+        if self.reader.has_tariff:
+            interval = TARIFF_INTERVAL if self.has_tiers else TARIFF_CHECK_INTERVAL
+            reads.append(RareRead("tariff", interval, self._tariff_step, just_read=True))
         if self.has_tiers:
-            if self.reader.has_tariff:
-                reads.append(RareRead("tariff", TARIFF_INTERVAL, self._tariff_step, just_read=True))
             reads.append(RareRead("tiers", TIERS_INTERVAL, self._tiers_step, just_read=True))
-        if self.reader.has_demands:
+        if self.demands is not None:
             reads.append(RareRead("demands", DEMANDS_INTERVAL, self._demands_step, just_read=True))
         if self.reader.has_self_reads:
             reads.append(
@@ -91,21 +114,41 @@ class MeterBillingTracker:
             if self.tariff is not None and tariff.tier != self.tariff.tier:
                 # The tier switched: the old tier's energy is final, the new one starts counting.
                 self._scheduler.poll_soon("tiers")
-            self.tariff = tariff
+            if not self.has_tiers and tariff.tier != 0 and self.reader.tiers > 1:
+                _LOGGER.info("the meter started switching tariff tiers; its tier sensors are added")
+                self.tiers_appeared = True
+            self._set_tariff(tariff)
         return False
+
+    def _set_tariff(self, tariff: TariffState | None) -> None:
+        """Keep BT55, and the meter's offset from UTC it shows (to the quarter hour)."""
+        self.tariff = tariff
+        if tariff is None or tariff.local_time is None:
+            return
+        offset = tariff.local_time - dt_util.utcnow().replace(tzinfo=None)
+        quarters = round(offset / QUARTER_HOUR)
+        if abs(quarters) <= 14 * 4:  # a real zone; a meter clock far off tells nothing
+            self.utc_offset = quarters * QUARTER_HOUR
 
     async def _tiers_step(self) -> bool:
         self._set_tiers(await self.reader.read_tiers())
         return False
 
     def _set_tiers(self, tiers: tuple[TierEnergy, ...] | None) -> None:
-        """Keep each tier's registers; a lower reading than before is a glitch and is not taken."""
+        """Keep each tier's registers as the counter guard lets them through (Energy dashboard)."""
+        now = time.monotonic()
         for tier in tiers or ():
-            previous = self.tiers.get(tier.tier)
-            if previous is not None and _lower(tier, previous):
-                _LOGGER.debug("tier %d registers went down (%s after %s); keeping the last", tier.tier, tier, previous)
-                continue
-            self.tiers[tier.tier] = tier
+            guarded = {direction: self._guarded(tier.tier, direction, tier, now) for direction in DIRECTIONS}
+            self.tiers[tier.tier] = replace(
+                tier, energy_import_wh=guarded["import"], energy_export_wh=guarded["export"]
+            )
+
+    def _guarded(self, tier: int, direction: str, registers: TierEnergy, now: float) -> float | None:
+        wh: float | None = getattr(registers, f"energy_{direction}_wh")
+        name = tier_counter(tier, direction)
+        if wh is None or (wh == 0 and name not in self._guard.last):
+            return wh  # a tier never used reads 0: no glitch, unlike a total of 0
+        return self._guard.check(name, wh, now)
 
     async def _demands_step(self) -> bool:
         demands = await self.reader.read_demands()
@@ -140,8 +183,3 @@ class MeterBillingTracker:
             "demands": len(self.demands.values) if self.demands else None,
             "self_read": repr(self.self_read) if self.self_read else None,
         }
-
-
-def _lower(new: TierEnergy, old: TierEnergy) -> bool:
-    pairs = ((new.energy_import_wh, old.energy_import_wh), (new.energy_export_wh, old.energy_export_wh))
-    return any(a is not None and b is not None and a < b for a, b in pairs)

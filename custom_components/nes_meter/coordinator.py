@@ -19,7 +19,7 @@ from homeassistant.helpers import entity_registry as er, issue_registry as ir, r
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 from homeassistant.util import dt as dt_util
 
-from .billing_tracker import MeterBillingTracker
+from .billing_tracker import TIER_COUNTERS, MeterBillingTracker
 from .const import (
     BACKOFF_MAX,
     BACKOFF_MIN,
@@ -50,6 +50,7 @@ from .meter import (
     MeterSnapshot,
     NoResponseError,
     PortError,
+    ResponseError,
     TlsRequiredError,
     UnsupportedMeterError,
 )
@@ -135,15 +136,16 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
         self.client = build_client(dict(entry.data), dict(entry.options))
         self.identity: MeterIdentity | None = None
         self.guard = CounterGuard()
-        self.rare_reads = RareReadScheduler()  # one extra read per live poll, for what changes rarely
+        self.rare_reads = RareReadScheduler(self._extra_read_failed)  # what changes rarely
         self.events = MeterEventTracker(hass, entry, self.client, self.rare_reads)  # event log and alarm bits
-        self.billing = MeterBillingTracker(self.client, self.rare_reads)  # tariff, tiers, demands, self-reads
+        # tariff, tiers, demands and self-reads; tier registers pass the counter guard
+        self.billing = MeterBillingTracker(self.client, self.rare_reads, self.guard)
         self.quality = PowerQualityTracker(self.client)  # power quality and the disconnect relay
         self._failures = 0
         self._retry_at = 0.0
         self._port_lock = asyncio.Lock()
         self._tls_issue_raised = False
-        self._rare_read = False  # the last poll's extra read went to a rare read
+        self._rare_turn = False  # the last poll's extra read went to a rare read: history's turn
         self.history = HistoryImporter(hass, self)
 
     @property
@@ -159,6 +161,7 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
         """
         try:
             await self._connect()
+            self._restore_guard()  # before the first register read, tier energies included
             await self.events.async_setup()
             await self.billing.async_setup()
             await self.quality.async_setup()
@@ -167,7 +170,6 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
             self._note_tls_required(err)
             raise ha_error(err) from err
         ir.async_delete_issue(self.hass, DOMAIN, tls_issue_id(self.config_entry))  # read: fixed, if raised
-        self._restore_guard()
 
     def _restore_guard(self) -> None:
         """Seed the counter guard with what the energy sensors showed before a restart or reload.
@@ -182,7 +184,7 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
         registry = er.async_get(self.hass)
         stored = restore_state.async_get(self.hass).last_states
         now, wall_now = time.monotonic(), dt_util.utcnow()
-        for name in GUARDED_COUNTERS:
+        for name in (*GUARDED_COUNTERS, *TIER_COUNTERS):
             unique_id = f"{self.identity.utility_serial}_{counter_key(name)}"
             entity_id = registry.async_get_entity_id(Platform.SENSOR, DOMAIN, unique_id)
             state = stored.get(entity_id) if entity_id else None
@@ -221,14 +223,41 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
     async def _async_update_data(self) -> MeterSnapshot:
         async with self._port_lock:
             snapshot = await self._async_poll()
-            # At most one extra read per live poll: a rare read's (alarms, event log, billing,
-            # power quality) when one is due, else the meter history's (load profile).
-            if not self._rare_read:
-                try:
-                    await self.history.async_step(snapshot)
-                except Exception:  # a decoder's bug must not cost the live values just read
-                    _LOGGER.debug("meter history step failed; it starts again later", exc_info=True)
+            await self._extra_read(snapshot)
             return snapshot
+
+    async def _extra_read(self, snapshot: MeterSnapshot) -> None:
+        """At most one extra read per live poll: a rare read's or the meter history's.
+
+        When both have work they take turns, so neither starves the other, whatever
+        the poll interval.
+        """
+        steps = (self._history_step, self._rare_step) if self._rare_turn else (self._rare_step, self._history_step)
+        for step in steps:
+            if await step(snapshot):
+                self._rare_turn = step == self._rare_step
+                return
+        self._rare_turn = False
+
+    async def _rare_step(self, _snapshot: MeterSnapshot) -> bool:
+        used = await self.rare_reads.step()
+        if self.billing.tiers_appeared:  # tier sensors are made at setup: set up again
+            self.billing.tiers_appeared = False
+            self.hass.config_entries.async_schedule_reload(self.config_entry.entry_id)
+        return used
+
+    async def _history_step(self, snapshot: MeterSnapshot) -> bool:
+        try:
+            return await self.history.async_step(snapshot)
+        except Exception:  # a decoder's bug must not cost the live values just read
+            _LOGGER.debug("meter history step failed; it starts again later", exc_info=True)
+            return True
+
+    async def _extra_read_failed(self, err: MeterError) -> None:
+        """Reconnect at the next poll when a rare read's link failed (the live values stand)."""
+        self._note_tls_required(err)
+        if not isinstance(err, ResponseError):
+            await self.client.close()
 
     async def _async_poll(self) -> MeterSnapshot:
         now = time.monotonic()
@@ -242,7 +271,6 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
             if not self.client.is_open:
                 await self._connect()
             snapshot = await self.client.read_snapshot(hold_for=self.interval_seconds)
-            self._rare_read = await self.rare_reads.step()
         except MeterError as err:
             await self.client.close()
             if not isinstance(err, AuthenticationError):

@@ -58,7 +58,7 @@ class CounterGuard:
             value = getattr(snapshot, name)
             if value is None:
                 continue
-            accepted = self._check(name, float(value), now)
+            accepted = self.check(name, float(value), now)
             setattr(snapshot, name, accepted)
         self.phase_mismatch = self._phases_disagree(snapshot)
         if self.phase_mismatch:
@@ -70,11 +70,12 @@ class CounterGuard:
 
         Only a positive value is a baseline; a reading already taken in this run wins.
         """
-        if name in GUARDED_COUNTERS and value > 0 and name not in self.last:
+        if name.endswith(("_wh", "_varh")) and value > 0 and name not in self.last:
             self._accept(name, value, at)
             self.restored.add(name)
 
-    def _check(self, name: str, value: float, now: float) -> float | None:
+    def check(self, name: str, value: float, now: float) -> float | None:
+        """Return the value to show for counter ``name`` (any energy register, in Wh)."""
         previous = self.last.get(name)
         if value <= 0:
             self.dropped[f"{name}:{'zero' if value == 0 else 'negative'}"] += 1

@@ -220,22 +220,23 @@ class HistoryImporter:
             return True
         return time.monotonic() - self._last_step >= MIN_STEP_SPACING
 
-    async def async_step(self, snapshot: MeterSnapshot) -> None:
+    async def async_step(self, snapshot: MeterSnapshot) -> bool:
         """Do at most one load-profile read and store the hours it completes.
 
         Called with the port held, right after a successful snapshot. Never raises a
         meter error: a failed read drops the pass (the next starts from what is stored)
         and closes the port when the link itself failed, so the next poll reconnects.
+        Returns whether it used the line.
         """
         if not self.enabled or not self.step_allowed():
-            return
+            return False
         serial = self._serial()
         if serial is None:
-            return
+            return False
         now = snapshot.meter_time or dt_util.utcnow()
         if self.reader is None:
             if self._next_pass is not None and now < self._next_pass:
-                return
+                return False
             if not self._loaded:
                 await self._async_load(serial)
             self.reader = self.coordinator.client.load_profile_reader(self._since())
@@ -252,13 +253,14 @@ class HistoryImporter:
             _LOGGER.debug("load profile read failed (%s); the next pass starts from the last imported hour", err)
             if not isinstance(err, ResponseError | DecodeError):
                 await self.coordinator.client.close()
-            return
+            return True
         self.newest_end = reader.result.newest_end or self.newest_end
         if intervals:
             self._first_seen = self._first_seen or intervals[0].end
             self._store(serial, intervals)
         if reader.done:
             self._finish(reader, now)
+        return True
 
     def _since(self) -> datetime | None:
         """Where the next pass starts: the oldest of the statistics' newest hours."""

@@ -17,6 +17,7 @@ from .rare_reads import RareRead
 
 POWER_QUALITY_INTERVAL: Final = 300.0
 RELAY_INTERVAL: Final = 30.0
+STALE_AFTER: Final = 3  # failed reads after which the last power quality values are dropped
 
 
 class PowerQualityTracker:
@@ -28,11 +29,13 @@ class PowerQualityTracker:
         self._relay_reader = RelayReader(client)
         self.quality: PowerQuality | None = None
         self.relay: str | None = None
+        self._misses = 0  # power quality reads in a row the meter did not answer
+        self._has_power_quality = False
 
     @property
     def has_power_quality(self) -> bool:
-        """Whether the meter answers ET09."""
-        return bool(self._quality_reader.available) and self.quality is not None
+        """Whether the meter answers ET09 (set at setup: its sensors exist from then on)."""
+        return self._has_power_quality
 
     @property
     def has_disconnect(self) -> bool:
@@ -44,6 +47,7 @@ class PowerQualityTracker:
         await self._quality_reader.setup()
         if self._quality_reader.available:
             self.quality = self._quality_reader.latest or await self._quality_reader.read()
+        self._has_power_quality = self.quality is not None
         await self._relay_reader.setup()
         if self.has_disconnect:
             self.relay = await self._relay_reader.read()
@@ -58,8 +62,13 @@ class PowerQualityTracker:
         return reads
 
     async def _quality_step(self) -> bool:
-        if (quality := await self._quality_reader.read()) is not None:
-            self.quality = quality
+        quality = await self._quality_reader.read()
+        if quality is not None:
+            self.quality, self._misses = quality, 0
+        else:
+            self._misses += 1
+            if self._misses >= STALE_AFTER:
+                self.quality = None  # "phase lost" must not stay on from a read long ago
         return False
 
     async def _relay_step(self) -> bool:

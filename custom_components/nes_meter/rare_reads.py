@@ -13,8 +13,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 import logging
 import time
+from typing import Final
 
 from .meter import MeterError
+
+RETRY_MIN: Final = 30.0  # a failed part waits this long, doubling up to its interval
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -29,13 +32,19 @@ class RareRead:
     abort: Callable[[], None] | None = None  # forget a pass cut short by an error
     just_read: bool = False  # set up read it: the first pass is one interval away, else due now
     due: float = 0.0  # monotonic time of the next pass
+    failures: int = 0  # passes in a row that failed
 
 
 class RareReadScheduler:
     """Hands the line, one read per live poll, to the rare reads that are due."""
 
-    def __init__(self) -> None:
-        """Start with nothing to read; parts register with :meth:`add`."""
+    def __init__(self, on_link_error: Callable[[MeterError], Awaitable[None]]) -> None:
+        """Start with nothing to read; parts register with :meth:`add`.
+
+        ``on_link_error`` hears of every meter error a part's read raised (the readers
+        turn a table the meter lacks into None themselves, so these are the link's).
+        """
+        self._on_link_error = on_link_error
         self._reads: dict[str, RareRead] = {}
         self._current: RareRead | None = None
 
@@ -66,8 +75,10 @@ class RareReadScheduler:
     async def step(self) -> bool:
         """Do at most one read; return whether the line was used (other extra readers wait).
 
-        A meter error costs the pass, which is tried again after the next poll; anything
-        else (a decoder's bug) costs the pass until its next interval, never the live values.
+        A failed pass is tried again after a pause (30 s doubling up to the part's
+        interval), so a part that keeps failing never takes every poll; a meter error is
+        handed to ``on_link_error``; anything else (a decoder's bug) is logged. Neither
+        costs the live values already read.
         """
         now = time.monotonic()
         due = sorted((read for read in self._reads.values() if read.due <= now), key=lambda read: read.due)
@@ -77,13 +88,15 @@ class RareReadScheduler:
         try:
             more = await read.step()
         except MeterError as err:
-            _LOGGER.debug("%s read failed, trying again next poll: %s", read.name, err)
-            self._end(read, due=0.0)
+            delay = self._failed(read, now)
+            _LOGGER.debug("%s read failed, trying again in %.0f s: %s", read.name, delay, err)
+            await self._on_link_error(err)
             return True
         except Exception:
-            _LOGGER.debug("%s read failed; it is tried again in %.0f s", read.name, read.interval, exc_info=True)
-            self._end(read, due=now + read.interval)
+            delay = self._failed(read, now)
+            _LOGGER.debug("%s read failed; trying again in %.0f s", read.name, delay, exc_info=True)
             return True
+        read.failures = 0
         if more:
             self._current = read
         else:
@@ -91,8 +104,11 @@ class RareReadScheduler:
             read.due = time.monotonic() + read.interval
         return True
 
-    def _end(self, read: RareRead, *, due: float) -> None:
+    def _failed(self, read: RareRead, now: float) -> float:
         if read.abort is not None:
             read.abort()
         self._current = None
-        read.due = due
+        delay: float = min(read.interval, RETRY_MIN * 2.0**read.failures)
+        read.failures += 1
+        read.due = now + delay
+        return delay

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from homeassistant.components.sensor import SensorEntity, SensorEntityDescription
+from homeassistant.components.sensor import RestoreSensor, SensorEntity, SensorEntityDescription
 from homeassistant.util import dt as dt_util
 
 from .coordinator import NesMeterCoordinator
@@ -46,17 +46,25 @@ class NesTrackedSensor(NesMeterEntity, SensorEntity):
         return self.entity_description.attributes_fn(self.coordinator)
 
 
+class NesTrackedCounterSensor(NesTrackedSensor, RestoreSensor):
+    """An energy register kept by a tracker: restored across restarts as the guard's baseline."""
+
+
 def utc_text(when: datetime | None) -> str | None:
     """Format an aware meter time as ISO 8601 for an attribute."""
     return when.isoformat() if when else None
 
 
-def meter_local(when: datetime | None) -> datetime | None:
-    """Return a meter local time (BT55 clock: billing stamps) as an aware time.
+def meter_local(coordinator: NesMeterCoordinator, when: datetime | None) -> datetime | None:
+    """Return a meter local time (the BT55 clock of billing stamps) as an aware UTC time.
 
-    The meter keeps its local time with its own zone settings (BT53); they are taken to
-    be Home Assistant's, which is what a meter in the same house has.
+    The meter keeps local time with its own zone settings (BT53), which need not be
+    Home Assistant's (many meters keep standard time all year): the offset its BT55
+    clock shows against UTC is used; Home Assistant's zone only when BT55 is unknown.
     """
     if when is None:
         return None
-    return dt_util.as_utc(when.replace(tzinfo=dt_util.get_default_time_zone()))
+    offset = coordinator.billing.utc_offset
+    if offset is None:
+        return dt_util.as_utc(when.replace(tzinfo=dt_util.get_default_time_zone()))
+    return (when - offset).replace(tzinfo=UTC)

@@ -56,6 +56,7 @@ ET09: Final = 0x0800 + 9
 ET04_OUTAGE_RECORDS: Final = 53  # ET04.53: how many outage records ET09 holds
 DEFAULT_OUTAGE_RECORDS: Final = 10  # the guide's default, used when ET04 is refused
 OUTAGE_RECORD: Final = 18
+FREQUENCY_RANGE_MHZ: Final = (40_000, 70_000)  # any 50 or 60 Hz grid, however disturbed
 OUTAGES_START: Final = 6  # ET09.6: the newest outage record
 SPAN_END: Final = 139  # P+139: just after the short-outage count
 # Errors that mean "this table is not there (for this key) or shorter than documented".
@@ -132,8 +133,11 @@ def _phase_events(data: bytes, at: int, voltage_at: int) -> PhaseEvents:
 
 
 def _frequency(data: bytes, at: int) -> tuple[float | None, datetime | None]:
+    """A recorded extreme; a value no grid has (a reset statistic's INT32 limits, 0) is none."""
     (millihertz,) = struct.unpack_from("<i", data, at)
-    return (millihertz / 1000 if millihertz > 0 else None), _date(data, at + 4)
+    if not FREQUENCY_RANGE_MHZ[0] <= millihertz <= FREQUENCY_RANGE_MHZ[1]:
+        return None, None
+    return millihertz / 1000, _date(data, at + 4)
 
 
 def decode_outage(data: bytes, offset: int = 0) -> Outage | None:
@@ -141,9 +145,11 @@ def decode_outage(data: bytes, offset: int = 0) -> Outage | None:
     if len(data) < offset + OUTAGE_RECORD:
         raise DecodeError(f"ET09 outage record: {len(data) - offset} bytes, need {OUTAGE_RECORD}")
     record = data[offset : offset + OUTAGE_RECORD]
-    if not any(record):
-        return None
+    if not any(record) or all(byte == 0xFF for byte in record):
+        return None  # never written, or erased
     (duration,) = struct.unpack_from("<I", record, 14)
+    if duration == 0xFFFFFFFF:
+        return None
     return Outage(power_off=_date(record, 8), power_on=_date(record, 0), duration_s=duration, reset_cause=record[6])
 
 
