@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable
+from datetime import UTC, timedelta
 import json
 from pathlib import Path
 
@@ -166,7 +167,10 @@ async def test_maximum_demands_have_their_time(hass: HomeAssistant, make: MakeMe
     first = hass.states.get("sensor.nes_83334_maximum_demand_1")
     assert first is not None
     assert float(first.state) == pytest.approx(truth[0].value)
-    assert first.attributes["time"] is not None
+    # The meter stamps local time; its BT55 clock runs an hour ahead of UTC (its own zone).
+    assert coordinator.billing.utc_offset == timedelta(hours=1)
+    assert truth[0].time is not None
+    assert first.attributes["time"] == (truth[0].time - timedelta(hours=1)).replace(tzinfo=UTC).isoformat()
     assert first.attributes["unit_of_measurement"] == "W"
     assert "self_read_time" in unique_ids(hass)  # the demand meter also takes self-reads
 
@@ -258,3 +262,54 @@ async def test_every_entity_of_a_full_featured_meter_is_translated(hass: HomeAss
     # Names only other meters or HA setups use (history: the recorder; retries etc.: always there).
     # (min_demand: a BT22 minimum demand register, which the simulated meter does not configure)
     assert set(english["sensor"]) - used["sensor"] <= {"history_imported_until", "history_pending", "min_demand"}
+
+
+async def test_rare_reads_and_history_take_turns(hass: HomeAssistant, make: MakeMeter) -> None:
+    """With rare reads due on every poll (a slow poll, a relay read every 30 s) history still gets every other poll."""
+    meter = make("disconnect")
+    coordinator = await meter.setup(hass)
+    history_steps = 0
+
+    async def history_step(_snapshot: object) -> bool:
+        nonlocal history_steps
+        history_steps += 1
+        return True  # a pass under way: it always has a read to do
+
+    coordinator.history.async_step = history_step  # type: ignore[method-assign]
+    relay_reads = meter.sim.stats.table_reads[0x0817]  # ET23
+    for _ in range(6):
+        coordinator.rare_reads.poll_soon("relay")
+        await coordinator.async_refresh()
+        assert coordinator.last_update_success
+    assert history_steps == 3
+    assert meter.sim.stats.table_reads[0x0817] - relay_reads == 3
+
+
+async def test_a_lower_tier_register_is_held_back(hass: HomeAssistant, make: MakeMeter) -> None:
+    """Tier registers pass the counter guard like the totals: a glitch never reaches the Energy dashboard."""
+    meter = make("tou")
+    meter.sim.image.billing.switch_tier(1)
+    coordinator = await meter.setup(hass)
+    entity = "sensor.nes_83334_energy_import_tier_2"
+    shown = float(state(hass, entity))
+    assert shown > 0
+    registers = coordinator.billing.tiers[1]
+    glitch = type(registers)(tier=1, energy_import_wh=1.0, energy_export_wh=registers.energy_export_wh)
+    coordinator.billing._set_tiers((glitch,))
+    coordinator.async_update_listeners()
+    await hass.async_block_till_done()
+    assert float(state(hass, entity)) == shown
+    assert coordinator.guard.as_dict()["dropped_readings"] == {"energy_import_tier_2_wh:decrease": 1}
+
+
+async def test_removing_the_entry_deletes_its_event_log_state(
+    hass: HomeAssistant, make: MakeMeter, hass_storage: dict[str, object]
+) -> None:
+    meter = make()
+    coordinator = await meter.setup(hass)
+    key = f"{DOMAIN}.events.{coordinator.config_entry.entry_id}"
+    await hass.async_block_till_done()
+    assert key in hass_storage  # the newest sequence, kept across restarts
+    assert await hass.config_entries.async_remove(coordinator.config_entry.entry_id)
+    await hass.async_block_till_done()
+    assert key not in hass_storage
