@@ -82,7 +82,8 @@ class MeterBillingTracker:
             counting = [tier.tier for tier in self.tiers.values() if tier.energy_import_wh or tier.energy_export_wh]
             current = self.tariff.tier if self.tariff else 0
             if len(counting) > 1 or current > 0:
-                # Only tiers one read carries have sensors (3 of 4 on the optical port).
+                # Only tiers one read carries have sensors (an 8-tier meter on the optical
+                # port shows fewer).
                 self.tiers_in_use = tuple(sorted({*counting, current} & self.tiers.keys()))
         if reader.has_demands:
             self.demands = await reader.read_demands()
@@ -114,7 +115,7 @@ class MeterBillingTracker:
             if self.tariff is not None and tariff.tier != self.tariff.tier:
                 # The tier switched: the old tier's energy is final, the new one starts counting.
                 self._scheduler.poll_soon("tiers")
-            if not self.has_tiers and tariff.tier != 0 and self.reader.tiers > 1:
+            if not self.has_tiers and tariff.tier != 0 and tariff.tier in self.tiers:
                 _LOGGER.info("the meter started switching tariff tiers; its tier sensors are added")
                 self.tiers_appeared = True
             self._set_tariff(tariff)

@@ -69,20 +69,16 @@ class NesBinarySensorDescription(BinarySensorEntityDescription):
 
 
 def _phase_loss(phase: int) -> NesBinarySensorDescription:
-    def quality_value(coordinator: NesMeterCoordinator, pick: Callable[..., Any]) -> Any:
-        quality = coordinator.quality.quality
-        return None if quality is None else pick(quality)
-
     return NesBinarySensorDescription(
         key=f"phase_loss_l{phase}",
         translation_key="phase_loss_now",
         translation_placeholders={"phase": f"L{phase}"},
         device_class=BinarySensorDeviceClass.PROBLEM,
-        is_on_fn=lambda coordinator: quality_value(coordinator, lambda quality: quality.phase_loss[phase - 1]),
+        is_on_fn=lambda coordinator: quality.phase_loss[phase - 1]
+        if (quality := coordinator.quality.quality)
+        else None,
         attributes_fn=lambda coordinator: (
-            None
-            if (count := quality_value(coordinator, lambda quality: quality.phase_loss_counts[phase - 1])) is None
-            else {"count": count}
+            {"count": quality.phase_loss_counts[phase - 1]} if (quality := coordinator.quality.quality) else None
         ),
     )
 
