@@ -16,7 +16,7 @@ import warnings
 
 from custom_components.nes_meter.meter.client import Transport
 
-from . import client_cpu, ha_scale, load_profile, termineter_cycle, wire
+from . import client_cpu, ha_scale, load_profile, rare_reads, termineter_cycle, wire
 from .common import DEFAULT_FIELDS, LIVE_SCHEDULE
 
 TARGETS: dict[str, Any] = {
@@ -171,6 +171,20 @@ def _table(result: dict[str, Any]) -> str:
             f"(alone {run['live_poll_s']:.3f} s), then one step {run['import_step_s']:.3f} s, "
             f"at most {run['max_extra_reads_per_poll']} extra read per poll"
         )
+    rare = result.get("rare_reads", {})
+    if "error" in rare:
+        rows.append(f"rare reads failed: {rare['error']}")
+    for run in rare.get("runs", []):
+        parts = "  ".join(
+            f"{name} {part['seconds']:.3f} s/{part['bytes']} B/{part['requests']}"
+            for name, part in run["parts"].items()
+        )
+        rows.append(
+            f"rare reads {run['transport']:<3} {run['variants']}: setup {run['setup']['seconds']:.2f} s "
+            f"{run['setup']['bytes']} B; live poll {run['live_poll']['seconds']:.3f} s; {parts}"
+        )
+    if "added_reads_per_s" in rare:
+        rows.append(f"rare reads add {rare['added_reads_per_s']} reads/s at their intervals, at most 1 per live poll")
     if "error" in result.get("ha", {}):
         rows.append(f"Home Assistant failed: {result['ha']['error']}")
     elif "ha" in result:
@@ -206,6 +220,10 @@ def main() -> int:
             result["load_profile"] = asyncio.run(load_profile.measure((7,) if args.quick else (7, 30)))
         except Exception as err:
             result["load_profile"] = {"error": _error(err)}
+        try:
+            result["rare_reads"] = asyncio.run(rare_reads.measure())
+        except Exception as err:
+            result["rare_reads"] = {"error": _error(err)}
         if not args.no_ha:
             counts = (1, 4, 16)
             try:
