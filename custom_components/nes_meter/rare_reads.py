@@ -30,7 +30,7 @@ class RareRead:
     interval: float  # seconds between passes
     step: Callable[[], Awaitable[bool]]  # does one read; True while the pass needs more
     abort: Callable[[], None] | None = None  # forget a pass cut short by an error
-    just_read: bool = False  # set up read it: the first pass is one interval away, else due now
+    just_read: bool = False  # setup read it already: its first pass is one interval away
     due: float = 0.0  # monotonic time of the next pass
     failures: int = 0  # passes in a row that failed
 
