@@ -56,6 +56,31 @@ async def drain_rare_reads(coordinator: NesMeterCoordinator, *due: str) -> int:
     return polls
 
 
+async def energy_dashboard_issues(hass: HomeAssistant, stat_from: str, stat_to: str) -> list[Any]:
+    """Set up a grid source of these two statistics in the Energy dashboard; what its validation finds."""
+    from homeassistant.components.energy import data as energy_data, validate
+
+    def flow(key: str, stat: str, cost: str) -> dict[str, Any]:
+        return {key: stat, cost: None, "entity_energy_price": None, "number_energy_price": None}
+
+    manager = await energy_data.async_get_manager(hass)
+    await manager.async_update(
+        {
+            "energy_sources": [
+                {
+                    "type": "grid",
+                    "flow_from": [flow("stat_energy_from", stat_from, "stat_cost")],
+                    "flow_to": [flow("stat_energy_to", stat_to, "stat_compensation")],
+                    "cost_adjustment_day": 0,
+                }
+            ]
+        }
+    )
+    result = await validate.async_validate(hass)
+    assert result.energy_sources  # the grid source was validated
+    return [issue for group in result.energy_sources for issue in group.issues.values()]
+
+
 def load_vectors(name: str) -> dict[str, Any]:
     """The protocol vectors; a copy ships in tests/vectors so a clone tests on its own."""
     path = VECTORS / name

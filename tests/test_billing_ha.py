@@ -15,6 +15,7 @@ from pathlib import Path
 from homeassistant.const import STATE_OFF, STATE_ON
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
+from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
@@ -25,7 +26,7 @@ from custom_components.nes_meter.meter.billing import BT26
 from custom_components.nes_meter.meter.sim_image import MeterImage
 from custom_components.nes_meter.meter.simulator import Faults, SimServer, SimulatedMeter
 
-from .conftest import KEY, SERIAL, add_meter_entry, drain_rare_reads
+from .conftest import KEY, SERIAL, add_meter_entry, drain_rare_reads, energy_dashboard_issues
 
 TIER = "sensor.nes_83334_tariff_tier"
 DISCONNECT = "sensor.nes_83334_disconnect_switch"
@@ -313,3 +314,24 @@ async def test_removing_the_entry_deletes_its_event_log_state(
     assert await hass.config_entries.async_remove(coordinator.config_entry.entry_id)
     await hass.async_block_till_done()
     assert key not in hass_storage
+
+
+async def test_energy_dashboard_accepts_the_tier_sensors(
+    hass: HomeAssistant, recorder_mock: object, make: MakeMeter
+) -> None:
+    from pytest_homeassistant_custom_component.components.recorder.common import (
+        async_wait_recording_done,
+        do_adhoc_statistics,
+    )
+
+    meter = make("tou")
+    meter.sim.image.billing.switch_tier(1)
+    await meter.setup(hass)
+    await async_wait_recording_done(hass)
+    start = dt_util.utcnow().replace(second=0, microsecond=0)
+    do_adhoc_statistics(hass, start=start - timedelta(minutes=start.minute % 5))
+    await async_wait_recording_done(hass)
+    issues = await energy_dashboard_issues(
+        hass, "sensor.nes_83334_energy_import_tier_2", "sensor.nes_83334_energy_export_tier_2"
+    )
+    assert issues == []

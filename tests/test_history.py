@@ -33,7 +33,7 @@ from custom_components.nes_meter.meter import tables
 from custom_components.nes_meter.meter.sim_image import MeterImage
 from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
 
-from .conftest import KEY, KEY_TEXT, SERIAL, add_meter_entry
+from .conftest import KEY, KEY_TEXT, SERIAL, add_meter_entry, energy_dashboard_issues
 
 IMPORT = f"{DOMAIN}:{SERIAL}_energy_import"
 EXPORT = f"{DOMAIN}:{SERIAL}_energy_export"
@@ -387,41 +387,9 @@ async def test_statistics_removed_only_with_the_entry(
 async def test_energy_dashboard_accepts_the_history_statistics(
     hass: HomeAssistant, lp_meter: SimulatedMeter, server: SimServer
 ) -> None:
-    from homeassistant.components.energy import data as energy_data, validate
-
     entry = await setup_entry(hass, server)
     await import_all(hass, entry)
-    manager = await energy_data.async_get_manager(hass)
-    await manager.async_update(
-        {
-            "energy_sources": [
-                {
-                    "type": "grid",
-                    "flow_from": [
-                        {
-                            "stat_energy_from": IMPORT,
-                            "stat_cost": None,
-                            "entity_energy_price": None,
-                            "number_energy_price": None,
-                        }
-                    ],
-                    "flow_to": [
-                        {
-                            "stat_energy_to": EXPORT,
-                            "stat_compensation": None,
-                            "entity_energy_price": None,
-                            "number_energy_price": None,
-                        }
-                    ],
-                    "cost_adjustment_day": 0,
-                }
-            ]
-        }
-    )
-    result = await validate.async_validate(hass)
-    issues = [issue for group in result.energy_sources for issue in group.issues.values()]
-    assert issues == []
-    assert result.energy_sources
+    assert await energy_dashboard_issues(hass, IMPORT, EXPORT) == []
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 

@@ -40,7 +40,7 @@ from custom_components.nes_meter.meter.simulator import Faults, SimServer, Simul
 from custom_components.nes_meter.sensor import LAST_ERROR_OPTIONS, clock_offset
 
 from .compat import get_device
-from .conftest import KEY, KEY_TEXT, SERIAL, add_meter_entry
+from .conftest import KEY, KEY_TEXT, SERIAL, add_meter_entry, energy_dashboard_issues
 
 ENERGY = "sensor.nes_83334_energy_import"
 EXPORT = "sensor.nes_83334_energy_export"
@@ -147,7 +147,6 @@ async def test_single_phase_meter_has_no_l2_l3_entities(hass: HomeAssistant) -> 
 async def test_energy_dashboard_accepts_the_sensors(
     hass: HomeAssistant, recorder_mock: object, ir_server: SimServer
 ) -> None:
-    from homeassistant.components.energy import data as energy_data, validate
     from pytest_homeassistant_custom_component.components.recorder.common import (
         async_wait_recording_done,
         do_adhoc_statistics,
@@ -158,37 +157,7 @@ async def test_energy_dashboard_accepts_the_sensors(
     start = dt_util.utcnow().replace(second=0, microsecond=0)
     do_adhoc_statistics(hass, start=start - timedelta(minutes=start.minute % 5))
     await async_wait_recording_done(hass)
-    manager = await energy_data.async_get_manager(hass)
-    await manager.async_update(
-        {
-            "energy_sources": [
-                {
-                    "type": "grid",
-                    "flow_from": [
-                        {
-                            "stat_energy_from": ENERGY,
-                            "stat_cost": None,
-                            "entity_energy_price": None,
-                            "number_energy_price": None,
-                        }
-                    ],
-                    "flow_to": [
-                        {
-                            "stat_energy_to": EXPORT,
-                            "stat_compensation": None,
-                            "entity_energy_price": None,
-                            "number_energy_price": None,
-                        }
-                    ],
-                    "cost_adjustment_day": 0,
-                }
-            ]
-        }
-    )
-    result = await validate.async_validate(hass)
-    issues = [issue for group in result.energy_sources for issue in group.issues.values()]
-    assert issues == []
-    assert result.energy_sources  # the grid source was validated
+    assert await energy_dashboard_issues(hass, ENERGY, EXPORT) == []
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
