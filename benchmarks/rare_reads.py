@@ -19,6 +19,7 @@ from typing import Any
 
 from custom_components.nes_meter.billing_tracker import (
     DEMANDS_INTERVAL,
+    READ_EXCHANGES,
     SELF_READ_INTERVAL,
     TARIFF_INTERVAL,
     TIERS_INTERVAL,
@@ -74,8 +75,7 @@ async def parts(transport: Transport, variants: str) -> dict[str, Any]:
     try:
         await client.open()
         await client.identify()
-        max_read = 2 * client.max_read_size if transport == "ir" else None  # as billing_tracker.py
-        billing = BillingReader(client, max_read=max_read)
+        billing = BillingReader(client, exchanges=READ_EXCHANGES[transport])
         quality, relay = PowerQualityReader(client), RelayReader(client)
         before, started = client.bytes_exchanged, time.perf_counter()
         await billing.setup()

@@ -7,7 +7,7 @@ import contextlib
 from hypothesis import given, settings, strategies as st
 import pytest
 
-from custom_components.nes_meter.meter import MeterError, c1218, mep, parse_key, tables
+from custom_components.nes_meter.meter import MeterError, billing, c1218, mep, parse_key, tables
 
 RAW = st.binary(max_size=600)
 DIMS = tables.decode_bt21(bytes.fromhex("030c000b000000040037"))
@@ -49,7 +49,7 @@ def test_table_decoders(data: bytes) -> None:
         tables.decode_bt01,
         tables.decode_bt21,
         tables.decode_bt52,
-        tables.decode_bt55,
+        billing.decode_bt55,
         tables.decode_et03,
         tables.decode_energy_register_unit,
         tables.decode_mep_client_index,

@@ -30,6 +30,7 @@ TARIFF_CHECK_INTERVAL: Final = 3600.0  # a single-tariff meter: is a calendar sw
 TIERS_INTERVAL: Final = 300.0
 DEMANDS_INTERVAL: Final = 900.0  # the common demand interval
 SELF_READ_INTERVAL: Final = 3600.0  # self-reads happen at most daily
+READ_EXCHANGES: Final = {"mep": 1, "ir": 2}  # request/replies one billing read may take
 MAX_TIERS: Final = 8  # BT21.7 is 4, or 8 from firmware 3.70
 DIRECTIONS: Final = ("import", "export")
 QUARTER_HOUR: Final = timedelta(minutes=15)
@@ -50,8 +51,9 @@ class MeterBillingTracker:
         """Read through ``client``; tier registers pass ``guard`` like the totals."""
         self._scheduler = scheduler
         self._guard = guard
-        self._client = client
-        self.reader = BillingReader(client)
+        # One optical exchange carries 108 bytes, 3 of a house meter's 4 tier blocks: a
+        # tier or demand read there may take two (one table read, a two-packet answer).
+        self.reader = BillingReader(client, exchanges=READ_EXCHANGES[client.transport])
         self.tariff: TariffState | None = None
         self.tiers: dict[int, TierEnergy] = {}
         self.tiers_in_use: tuple[int, ...] = ()  # tiers with sensors enabled for a new user
@@ -69,11 +71,6 @@ class MeterBillingTracker:
 
     async def async_setup(self) -> None:
         """Learn what the meter keeps and read each part once (at most seven reads)."""
-        client = self._client
-        if client.transport == "ir":
-            # One optical exchange carries 108 bytes, 3 of a house meter's 4 tier blocks:
-            # a tier or demand read may take two (one table read, a two-packet answer).
-            self.reader = BillingReader(client, max_read=2 * client.max_read_size)
         reader = self.reader
         await reader.setup()
         self._set_tariff(reader.tariff)

@@ -71,18 +71,7 @@ DEMAND_SOURCES: Final[dict[int, tuple[str, str]]] = {
 
 def decode_stime_date(data: bytes, offset: int = 0) -> datetime | None:
     """STIME_DATE (YY MM DD hh mm, local): ``None`` when all zero or not a real date."""
-    tables._need(data, offset + STIME_DATE_SIZE, "STIME_DATE")
-    year, month, day, hour, minute = data[offset : offset + STIME_DATE_SIZE]
-    return _date(year, month, day, hour, minute)
-
-
-def _date(year: int, month: int, day: int, hour: int, minute: int, second: int = 0) -> datetime | None:
-    if not (year or month or day or hour or minute or second):
-        return None
-    try:
-        return datetime(2000 + year, month, day, hour, minute, second)
-    except ValueError:
-        return None
+    return tables.optional_time_date(data, offset, STIME_DATE_SIZE)
 
 
 def encode_stime_date(when: datetime | None) -> bytes:
@@ -112,7 +101,7 @@ def decode_bt55(data: bytes) -> TariffState:
     tables._need(data, BT55_SIZE, "BT55")
     (status,) = struct.unpack_from("<H", data, 7)
     return TariffState(
-        local_time=_date(*data[:6]),
+        local_time=tables.optional_time_date(data, 0, 6),
         tier=status & 0x07,
         tier_drive=TIER_DRIVES[(status >> 6) & 0x03],
         special_schedule=(status >> 8) & 0x0F,
@@ -376,14 +365,14 @@ class BillingReader:
     is the caller's as for every other read.
     """
 
-    def __init__(self, client: MeterClient, *, max_read: int | None = None) -> None:
-        """``max_read``: the longest read to make (default: what one exchange carries).
+    def __init__(self, client: MeterClient, *, exchanges: int = 1) -> None:
+        """``exchanges``: how many request/replies one read may take (default: one).
 
         On the optical port one exchange carries 108 bytes: 3 of a house meter's 4 tier
-        blocks. A caller that accepts two exchanges per call passes ``2 * max_read_size``.
+        blocks. A caller that accepts two exchanges per read passes ``exchanges=2``.
         """
         self._client = client
-        self._max_read = max_read
+        self._exchanges = exchanges
         self.has_tariff = False
         self.tiers = 0
         self.has_demands = False
@@ -396,7 +385,7 @@ class BillingReader:
 
     @property
     def max_read(self) -> int:
-        return self._max_read or self._client.max_read_size
+        return self._exchanges * self._client.max_read_size
 
     def _identity(self) -> MeterIdentity:
         identity = self._client.identity

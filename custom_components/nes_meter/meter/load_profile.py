@@ -196,12 +196,7 @@ def decode_bt63(data: bytes, data_set: int = 0) -> LoadProfileStatus:
 
 def decode_stime_date(data: bytes, offset: int = 0) -> datetime:
     """STIME_DATE: YY MM DD hh mm (UTC in the load profile)."""
-    tables._need(data, offset + STIME_DATE_SIZE, "STIME_DATE")
-    year, month, day, hour, minute = data[offset : offset + STIME_DATE_SIZE]
-    try:
-        return datetime(2000 + year, month, day, hour, minute, tzinfo=UTC)
-    except ValueError as err:
-        raise DecodeError(f"invalid block end time: {err}") from None
+    return tables.decode_ltime_date(data, offset, STIME_DATE_SIZE).replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,7 @@ import logging
 import struct
 from typing import TYPE_CHECKING, Final
 
+from . import tables
 from .errors import ABSENT, DecodeError, TlsRequiredError
 
 if TYPE_CHECKING:
@@ -116,14 +117,8 @@ def read_range(outage_records: int, *, with_outage: bool = True) -> tuple[int, i
 
 def _date(data: bytes, offset: int) -> datetime | None:
     """LTIME_DATE (UTC) at ``offset``; None for all zeros or a date the calendar lacks."""
-    raw = data[offset : offset + 6]
-    if not any(raw):
-        return None
-    year, month, day, hour, minute, second = raw
-    try:
-        return datetime(2000 + year, month, day, hour, minute, second, tzinfo=UTC)
-    except ValueError:
-        return None
+    when = tables.optional_time_date(data, offset, 6)
+    return when.replace(tzinfo=UTC) if when else None
 
 
 def _phase_events(data: bytes, at: int, voltage_at: int) -> PhaseEvents:

@@ -256,34 +256,36 @@ def decode_bt28(data: bytes, dims: RegisterDimensions, count: int | None = None)
 # ---- Clocks ----------------------------------------------------------------------
 
 
-def decode_ltime_date(data: bytes, offset: int = 0) -> datetime:
-    """LTIME_DATE: YY MM DD hh mm ss, year 2000 + YY."""
-    _need(data, offset + 6, "LTIME_DATE")
-    year, month, day, hour, minute, second = data[offset : offset + 6]
+def decode_ltime_date(data: bytes, offset: int = 0, size: int = 6) -> datetime:
+    """LTIME_DATE: YY MM DD hh mm ss, year 2000 + YY (``size`` 5: STIME_DATE, no seconds)."""
+    _need(data, offset + size, "STIME_DATE" if size == 5 else "LTIME_DATE")
+    fields = data[offset : offset + size]
     try:
-        return datetime(2000 + year, month, day, hour, minute, second)
+        return datetime(2000 + fields[0], *fields[1:])
     except ValueError as err:
         raise DecodeError(f"invalid date/time in table data: {err}") from None
+
+
+def optional_time_date(data: bytes, offset: int, size: int) -> datetime | None:
+    """STIME_DATE (5 bytes) or LTIME_DATE (6), naive: None when all zero ("never") or not a real date.
+
+    For stamps of things that may not have happened (a last sag, a maximum demand): a
+    meter leaves them zero, and a bad one must cost that value, not the table.
+    """
+    _need(data, offset + size, "STIME_DATE" if size == 5 else "LTIME_DATE")
+    fields = data[offset : offset + size]
+    if not any(fields):
+        return None
+    try:
+        return datetime(2000 + fields[0], *fields[1:])
+    except ValueError:
+        return None
 
 
 def decode_bt52(data: bytes) -> datetime:
     """BT52: the meter's UTC clock (never DST or time-zone adjusted)."""
     _need(data, 7, "BT52")
     return decode_ltime_date(data).replace(tzinfo=UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class LocalClock:
-    """BT55: local time and the active tariff tier."""
-
-    local_time: datetime
-    current_tier: int
-
-
-def decode_bt55(data: bytes) -> LocalClock:
-    _need(data, 9, "BT55")
-    (status,) = struct.unpack_from("<H", data, 7)
-    return LocalClock(local_time=decode_ltime_date(data), current_tier=status & 0x07)
 
 
 # ---- Manufacturer tables ---------------------------------------------------------
