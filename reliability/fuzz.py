@@ -18,7 +18,17 @@ import time
 import traceback
 from typing import Any
 
-from custom_components.nes_meter.meter import MeterError, c1218, mep, parse_key, tables
+from custom_components.nes_meter.meter import (
+    MeterError,
+    billing,
+    c1218,
+    events,
+    mep,
+    parse_key,
+    power_quality,
+    relay,
+    tables,
+)
 
 VECTORS = Path(__file__).resolve().parents[1] / "tests" / "vectors"
 HEX = re.compile(r"^(?:[0-9a-fA-F]{2}[ ]?){4,}$")
@@ -44,7 +54,6 @@ def _targets() -> list[tuple[str, Callable[[bytes], object]]]:
         ("tables.decode_bt01", tables.decode_bt01),
         ("tables.decode_bt21", tables.decode_bt21),
         ("tables.decode_bt52", tables.decode_bt52),
-        ("tables.decode_bt55", tables.decode_bt55),
         ("tables.decode_et03", tables.decode_et03),
         ("tables.decode_energy_register_unit", tables.decode_energy_register_unit),
         ("tables.decode_mep_client_index", tables.decode_mep_client_index),
@@ -53,6 +62,14 @@ def _targets() -> list[tuple[str, Callable[[bytes], object]]]:
         ("tables.decode_bt27", lambda data: tables.decode_bt27(data, DIMS)),
         ("tables.decode_bt28", lambda data: tables.decode_bt28(data, DIMS)),
         ("tables.any_dimensions", with_any_dims),
+        ("billing.decode_bt55", billing.decode_bt55),
+        ("billing.decode_bt26_header", billing.decode_bt26_header),
+        ("events.decode_bt03", events.decode_bt03),
+        ("events.decode_bt71", events.decode_bt71),
+        ("events.decode_bt74_header", events.decode_bt74_header),
+        ("power_quality.decode_power_quality", lambda data: power_quality.decode_power_quality(data, 1)),
+        ("relay.decode_et29", relay.decode_et29),
+        ("relay.decode_disconnect_state", relay.decode_disconnect_state),
         ("keys.parse_key", lambda data: parse_key(data.decode("latin-1"), "auto")),
     ]
     return targets
