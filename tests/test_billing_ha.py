@@ -192,6 +192,10 @@ async def test_phase_loss_and_power_quality_values(hass: HomeAssistant, make: Ma
     assert state(hass, "binary_sensor.nes_83334_phase_l1_lost") == STATE_OFF
     quality = coordinator.quality.quality
     assert quality is not None
+    lost = hass.states.get("binary_sensor.nes_83334_phase_l3_lost")
+    assert lost is not None and quality.phase_loss_last[2] is not None
+    assert lost.attributes["count"] == quality.phase_loss_counts[2] > 0
+    assert lost.attributes["last"] == quality.phase_loss_last[2].isoformat()
     assert int(state(hass, "sensor.nes_83334_short_power_failures")) == quality.short_outages
     outage = hass.states.get("sensor.nes_83334_last_power_failure_duration")
     assert outage is not None and quality.last_outage is not None

@@ -29,6 +29,7 @@ from .entity import NesMeterEntity
 from .meter import tables
 from .meter.events import STATUS_BITS
 from .power_quality_sensor import measured_phases
+from .tracked_sensor import utc_text
 
 PARALLEL_UPDATES = 0
 
@@ -78,7 +79,9 @@ def _phase_loss(phase: int) -> NesBinarySensorDescription:
         if (quality := coordinator.quality.quality)
         else None,
         attributes_fn=lambda coordinator: (
-            {"count": quality.phase_loss_counts[phase - 1]} if (quality := coordinator.quality.quality) else None
+            {"count": quality.phase_loss_counts[phase - 1], "last": utc_text(quality.phase_loss_last[phase - 1])}
+            if (quality := coordinator.quality.quality)
+            else None
         ),
     )
 
