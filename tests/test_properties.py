@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from datetime import datetime
 
 from hypothesis import given, settings, strategies as st
 import pytest
@@ -154,3 +155,11 @@ def test_fuzz_run_imports_its_targets_and_finds_nothing_on_a_short_run() -> None
     result = fuzz.run(2000)
     assert result["targets"] >= 25
     assert result["findings"] == {}
+
+
+@given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2255, 12, 31, 23, 59, 59)))
+def test_time_date_encoding_is_the_inverse_of_both_decoders(when: datetime) -> None:
+    when = when.replace(microsecond=0)
+    assert tables.decode_ltime_date(tables.encode_time_date(when)) == when
+    assert tables.optional_time_date(tables.encode_time_date(when, 5), 0, 5) == when.replace(second=0)
+    assert tables.optional_time_date(tables.encode_time_date(None), 0, 6) is None

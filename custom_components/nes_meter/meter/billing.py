@@ -74,13 +74,6 @@ def decode_stime_date(data: bytes, offset: int = 0) -> datetime | None:
     return tables.optional_time_date(data, offset, STIME_DATE_SIZE)
 
 
-def encode_stime_date(when: datetime | None) -> bytes:
-    """The inverse (the simulator writes it); ``None`` is the all-zero "never"."""
-    if when is None:
-        return bytes(STIME_DATE_SIZE)
-    return bytes([when.year - 2000, when.month, when.day, when.hour, when.minute])
-
-
 # ---- BT55 ------------------------------------------------------------------------
 
 

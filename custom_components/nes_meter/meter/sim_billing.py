@@ -30,7 +30,7 @@ import struct
 from typing import TYPE_CHECKING, Final
 
 from . import tables
-from .billing import BIDN_SIZE, BT26, BT26_HEADER, STIME_DATE_SIZE, encode_stime_date
+from .billing import BIDN_SIZE, BT26, BT26_HEADER, STIME_DATE_SIZE
 
 if TYPE_CHECKING:
     from .sim_image import MeterImage
@@ -248,7 +248,7 @@ class SimBilling:
         weekday = (local.weekday() + 1) % 7  # 0 = Sunday
         status = self.tier | self.drive << 6 | self.special_schedule << 8 | self.season << 12
         table[:] = (
-            bytes([local.year - 2000, local.month, local.day, local.hour, local.minute, local.second])
+            tables.encode_time_date(local)
             + bytes([weekday | 0x20 | 0x40])  # time zone and DST adjustment applied (G p.230), DST off
             + struct.pack("<H", status)
         )
@@ -275,7 +275,7 @@ class SimBilling:
         occurrences = dims.occurrences
         out = b""
         if dims.flags1 & 0x02:
-            out += encode_stime_date(when) + bytes(STIME_DATE_SIZE * (occurrences - 1))
+            out += tables.encode_time_date(when, STIME_DATE_SIZE) + bytes(STIME_DATE_SIZE * (occurrences - 1))
         cumulative = value * 3  # the maxima of the three resets so far, roughly
         if dims.flags1 & 0x10:
             out += struct.pack("<i", cumulative)
@@ -334,7 +334,7 @@ class SimBilling:
         element = (last + 1) % slots if valid else 0
         self.sequence = (self.sequence + 1) & 0xFFFF
         entry = struct.pack("<H", BIDN) if dims.demands else b""
-        entry += encode_stime_date(when) + bytes([season]) + bytes(registers)
+        entry += tables.encode_time_date(when, STIME_DATE_SIZE) + bytes([season]) + bytes(registers)
         size = self._entry_size()
         table[BT26_HEADER + element * size : BT26_HEADER + (element + 1) * size] = entry
         overflow = 0x02 if valid == slots else 0

@@ -165,8 +165,7 @@ class SimEventLog:
         table = self.image.tables.get(BT74)
         if table is None:
             return entry
-        t = entry.time
-        record = bytes([t.year - 2000, t.month, t.day, t.hour, t.minute, t.second]) + struct.pack(
+        record = tables.encode_time_date(entry.time) + struct.pack(
             "<HHH", entry.sequence & 0xFFFF, user_id, event & 0x0FFF
         )
         record += argument.to_bytes(ARGUMENT_BYTES, "little")

@@ -223,9 +223,7 @@ class MeterImage:
     def _write_bt52(self) -> None:
         now = datetime.now(UTC)
         weekday = (now.weekday() + 1) % 7
-        self.tables[tables.BT52][:] = bytes(
-            [now.year - 2000, now.month, now.day, now.hour, now.minute, now.second, weekday | 0x10]
-        )
+        self.tables[tables.BT52][:] = tables.encode_time_date(now) + bytes([weekday | 0x10])
 
     def set_alert_flags(self, flags: int) -> None:
         """Raise alert conditions for the MEP client on this port (ET70.142 names it on Gen 4)."""

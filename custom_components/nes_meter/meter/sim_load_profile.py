@@ -261,7 +261,7 @@ class SimLoadProfile:
         block = self._index * layout.block_size
         offset = layout.slot_offset(self._index, slot)
         table[offset : offset + layout.interval_size] = record
-        table[block : block + 5] = bytes([end.year - 2000, end.month, end.day, end.hour, end.minute])
+        table[block : block + 5] = tables.encode_time_date(end, 5)
         table[block + layout.simple_status_offset + slot // 8] |= 1 << (slot % 8)
         self._slots = slot + 1
         self._last_end = end
@@ -309,7 +309,7 @@ class SimLoadProfile:
         struct.pack_into("<I", et21, 78, 1)
         if valid_blocks:
             end = self._last_end
-            et21[94:100] = bytes([end.year - 2000, end.month, end.day, end.hour, end.minute, 0])
+            et21[94:100] = tables.encode_time_date(end.replace(second=0))
 
     # ---- live ----
 

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 import struct
 from typing import TYPE_CHECKING, Final
 
+from . import tables
 from .events import EVENTS
 from .power_quality import (
     ET04,
@@ -236,31 +237,25 @@ class SimPowerQuality:
         et09[OUTAGES_START : OUTAGES_START + p] = bytes(p)
         for index, outage in enumerate(self.outages[: self.outage_records]):
             at = OUTAGES_START + index * OUTAGE_RECORD
-            et09[at : at + 6] = _ltime(outage.power_on)
+            et09[at : at + 6] = tables.encode_time_date(outage.power_on)
             et09[at + 6] = outage.reset_cause
-            et09[at + 8 : at + 14] = _ltime(outage.power_off)
+            et09[at + 8 : at + 14] = tables.encode_time_date(outage.power_off)
             struct.pack_into("<I", et09, at + 14, outage.duration_s)
         base = p
         for k in range(3):
             for at, phase in ((base + 6 + 8 * k, self.sags[k]), (base + 30 + 8 * k, self.swells[k])):
-                et09[at : at + 6] = _ltime(phase.last)
+                et09[at : at + 6] = tables.encode_time_date(phase.last)
                 struct.pack_into("<H", et09, at + 6, phase.count)
             struct.pack_into("<i", et09, base + 111 + 4 * k, self.sags[k].millivolts)
             struct.pack_into("<i", et09, base + 123 + 4 * k, self.swells[k].millivolts)
             struct.pack_into("<I", et09, base + 74 + 4 * k, self.over_current[k])
             at = base + 87 + 8 * k
-            et09[at : at + 6] = _ltime(self.phase_losses[k].last)
+            et09[at : at + 6] = tables.encode_time_date(self.phase_losses[k].last)
             struct.pack_into("<H", et09, at + 6, self.phase_losses[k].count)
         for at, (millihertz, when) in ((base + 54, self.min_frequency), (base + 64, self.max_frequency)):
             struct.pack_into("<i", et09, at, millihertz)
-            et09[at + 4 : at + 10] = _ltime(when)
+            et09[at + 4 : at + 10] = tables.encode_time_date(when)
         et09[base + 86] = sum(1 << k for k in range(3) if self.phase_lost[k])
         struct.pack_into("<I", et09, base + 135, self.short_outages)
         struct.pack_into("<I", et09, base + 139, 3)  # PQ configuration id
         et09[base + 144] = 2  # power-up quality hold time (s)
-
-
-def _ltime(when: datetime | None) -> bytes:
-    if when is None:
-        return bytes(6)
-    return bytes([when.year - 2000, when.month, when.day, when.hour, when.minute, when.second])

@@ -266,6 +266,13 @@ def decode_ltime_date(data: bytes, offset: int = 0, size: int = 6) -> datetime:
         raise DecodeError(f"invalid date/time in table data: {err}") from None
 
 
+def encode_time_date(when: datetime | None, size: int = 6) -> bytes:
+    """The inverse of the two decoders (the simulator writes it): ``None`` is the all-zero "never"."""
+    if when is None:
+        return bytes(size)
+    return bytes([when.year - 2000, when.month, when.day, when.hour, when.minute, when.second][:size])
+
+
 def optional_time_date(data: bytes, offset: int, size: int) -> datetime | None:
     """STIME_DATE (5 bytes) or LTIME_DATE (6), naive: None when all zero ("never") or not a real date.
 
