@@ -8,6 +8,7 @@ from typing import Any
 from unittest.mock import patch
 
 from homeassistant import config_entries
+from homeassistant.config_entries import ConfigFlowResult
 from homeassistant.const import CONF_PORT
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
@@ -54,18 +55,25 @@ async def _start(hass: HomeAssistant) -> str:
     return result["flow_id"]
 
 
-@pytest.mark.parametrize(("transport", "title"), [("mep", "NES 83334 (MEP)"), ("ir", "NES 83334 (IR)")])
-async def test_user_flow_creates_entry(hass: HomeAssistant, meter: SimulatedMeter, transport: str, title: str) -> None:
+async def _add_meter(hass: HomeAssistant, meter: SimulatedMeter, transport: str) -> ConfigFlowResult:
+    """The user flow filled in for ``meter`` served on loopback, as a user would submit it."""
     server = await meter.serve_tcp(transport)
     try:
         flow_id = await _start(hass)
-        result = await hass.config_entries.flow.async_configure(flow_id, user_input(server, transport))
+        return await hass.config_entries.flow.async_configure(flow_id, user_input(server, transport))
     finally:
         await server.close()
+
+
+@pytest.mark.parametrize(("transport", "title"), [("mep", "NES 83334 (MEP)"), ("ir", "NES 83334 (IR)")])
+async def test_user_flow_creates_entry(hass: HomeAssistant, meter: SimulatedMeter, transport: str, title: str) -> None:
+    result = await _add_meter(hass, meter, transport)
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["title"] == title
     assert result["result"].unique_id == SERIAL
-    assert result["data"] == user_input(server, transport)
+    port = result["data"][CONF_PORT]
+    assert port.startswith("socket://127.0.0.1:")
+    assert result["data"] == {CONF_PORT: port, CONF_TRANSPORT: transport, CONF_KEY: KEY_TEXT, CONF_KEY_FORMAT: "auto"}
     assert KEY_TEXT not in result["title"]
 
 
@@ -110,12 +118,7 @@ async def test_errors_then_recovery(hass: HomeAssistant, ir_server: SimServer) -
 
 async def test_silent_meter_is_no_response(hass: HomeAssistant) -> None:
     meter = SimulatedMeter(KEY, faults=Faults(silent=True))
-    server = await meter.serve_tcp("mep")
-    try:
-        flow_id = await _start(hass)
-        result = await hass.config_entries.flow.async_configure(flow_id, user_input(server, "mep"))
-    finally:
-        await server.close()
+    result = await _add_meter(hass, meter, "mep")
     assert result["errors"] == {"base": "no_response"}
 
 
@@ -123,12 +126,7 @@ async def test_silent_meter_is_no_response(hass: HomeAssistant) -> None:
 async def test_big_endian_meter_is_unsupported(hass: HomeAssistant, transport: str) -> None:
     """A meter whose tables the decoders would misread is named as such, not read wrongly."""
     meter = SimulatedMeter(KEY, variants="big-endian-bt00")
-    server = await meter.serve_tcp(transport)
-    try:
-        flow_id = await _start(hass)
-        result = await hass.config_entries.flow.async_configure(flow_id, user_input(server, transport))
-    finally:
-        await server.close()
+    result = await _add_meter(hass, meter, transport)
     assert result["errors"] == {"base": "unsupported_meter"}
 
 
@@ -136,12 +134,7 @@ async def test_big_endian_meter_is_unsupported(hass: HomeAssistant, transport: s
 async def test_blank_utility_serial_still_sets_up(hass: HomeAssistant, transport: str) -> None:
     """ET03 is the utility's to fill: a meter without it is identified by its BT01 serial."""
     meter = SimulatedMeter(KEY, variants="blank-et03")
-    server = await meter.serve_tcp(transport)
-    try:
-        flow_id = await _start(hass)
-        result = await hass.config_entries.flow.async_configure(flow_id, user_input(server, transport))
-    finally:
-        await server.close()
+    result = await _add_meter(hass, meter, transport)
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["result"].unique_id == "mfg-0000001234567890"
 
@@ -164,12 +157,7 @@ async def test_a_meter_that_requires_tls_is_added_in_tls_mode(hass: HomeAssistan
     from custom_components.nes_meter.meter.tls_server import TlsSimulatedMeter
 
     meter = TlsSimulatedMeter(KEY)
-    server = await meter.serve_tcp("mep")
-    try:
-        flow_id = await _start(hass)
-        result = await hass.config_entries.flow.async_configure(flow_id, user_input(server, "mep"))
-    finally:
-        await server.close()
+    result = await _add_meter(hass, meter, "mep")
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["result"].options == {CONF_MEP_SECURITY: "tls"}
 
