@@ -159,6 +159,26 @@ async def test_the_newest_self_read_is_read_when_the_meter_takes_one(hass: HomeA
     assert meter.sim.stats.table_reads[BT26] - reads_before == 1
 
 
+async def test_a_refused_self_read_entry_is_read_again_after_the_next_header(
+    hass: HomeAssistant, make: MakeMeter
+) -> None:
+    """The header moved but the entry read was refused: the entry must not wait for the next self-read."""
+    meter = make("self-reads")
+    coordinator = await meter.setup(hass)
+    taken = meter.sim.image.billing.self_read()
+    coordinator.rare_reads.poll_soon("self_read")
+    reads_before = meter.sim.stats.table_reads[BT26]
+    while meter.sim.stats.table_reads[BT26] == reads_before:  # the header read: it moved
+        await coordinator.async_refresh()
+    meter.sim.image.refused[BT26] = 0x04  # the entry read is refused (operation not possible)
+    await coordinator.async_refresh()
+    del meter.sim.image.refused[BT26]
+    imported = "sensor.nes_83334_self_read_energy_import"
+    assert float(state(hass, imported)) != pytest.approx(taken.energy_import_wh / 1000)
+    await drain_rare_reads(coordinator, "self_read")
+    assert float(state(hass, imported)) == pytest.approx(taken.energy_import_wh / 1000)
+
+
 async def test_maximum_demands_have_their_time(hass: HomeAssistant, make: MakeMeter) -> None:
     meter = make("demand")
     coordinator = await meter.setup(hass)

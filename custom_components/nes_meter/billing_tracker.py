@@ -85,8 +85,7 @@ class MeterBillingTracker:
         if reader.has_demands:
             self.demands = await reader.read_demands()
         if reader.has_self_reads:
-            self._self_read_header = reader.self_read_header
-            self.self_read = await reader.read_newest_self_read()
+            self._keep_self_read(reader.self_read_header, await reader.read_newest_self_read())
 
     def rare_reads(self) -> list[RareRead]:
         """Return the parts this meter has (``async_setup`` just read each)."""
@@ -164,9 +163,19 @@ class MeterBillingTracker:
             self._self_read_due = True
             return True
         self._self_read_due = False
-        if (self_read := await self.reader.read_newest_self_read()) is not None:
-            self.self_read = self_read
+        self._keep_self_read(self._self_read_header, await self.reader.read_newest_self_read())
         return False
+
+    def _keep_self_read(self, header: SelfReadHeader | None, self_read: SelfRead | None) -> None:
+        """Take the entry; remember its header only when the entry was read (or there is none).
+
+        A refused entry read then comes again after the next header read, not only after
+        the meter's next self-read, which may be a month away.
+        """
+        if self_read is not None:
+            self.self_read = self_read
+        read = self_read is not None or (header is not None and header.valid == 0)
+        self._self_read_header = header if read else None
 
     def _abort_self_read(self) -> None:
         self._self_read_due = False
