@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from unittest.mock import AsyncMock
 
 from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE, STATE_UNKNOWN
 from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
@@ -12,9 +13,11 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.nes_meter.coordinator import NesMeterCoordinator
-from custom_components.nes_meter.meter.events import BT74
+from custom_components.nes_meter.meter.errors import DecodeError, NoResponseError
+from custom_components.nes_meter.meter.events import BT03, BT74
 from custom_components.nes_meter.meter.sim_image import MeterImage
 from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
+from custom_components.nes_meter.rare_reads import STALE_AFTER
 
 from .conftest import KEY, add_meter_entry, drain_rare_reads
 
@@ -172,6 +175,52 @@ async def test_a_latched_alarm_turns_on_and_stays_on(
         assert state.attributes["latched_since"] == since
     # Bits beyond the 8-byte BT03 this meter reports get no entity.
     assert hass.states.get("binary_sensor.nes_83334_unbalanced_voltage") is None
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_a_refused_alarm_read_costs_that_read_not_the_alarm_sensors(
+    hass: HomeAssistant, entry: MockConfigEntry, sim: SimulatedMeter
+) -> None:
+    """One busy reply keeps the bits; the next read still follows the meter; a meter that keeps
+    refusing leaves them unknown rather than on from a read long ago."""
+    coordinator = await setup(hass, entry)
+    assert hass.states.get(COVER).state == STATE_ON  # type: ignore[union-attr]
+    sim.image.refused[BT03] = 0x06  # busy
+    await drain(coordinator, header_poll=True)
+    assert hass.states.get(COVER).state == STATE_ON  # type: ignore[union-attr]
+    del sim.image.refused[BT03]
+    sim.image.events.clear_alarms()  # the utility clears the latched bits
+    await drain(coordinator, header_poll=True)
+    assert hass.states.get(COVER).state == STATE_OFF  # type: ignore[union-attr]
+    sim.image.refused[BT03] = 0x06
+    for _ in range(STALE_AFTER):
+        await drain(coordinator, header_poll=True)
+    assert hass.states.get(COVER).state == STATE_UNKNOWN  # type: ignore[union-attr]
+    del sim.image.refused[BT03]
+    await drain(coordinator, header_poll=True)
+    assert hass.states.get(COVER).state == STATE_OFF  # type: ignore[union-attr]
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_a_reply_the_decoder_rejects_leaves_the_link_open(
+    hass: HomeAssistant, entry: MockConfigEntry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a link fault closes the port after a rare read: a valid reply with odd content does not."""
+    coordinator = await setup(hass, entry)
+    assert coordinator.events.reader is not None
+    sessions = coordinator.client.stats.session_starts
+
+    async def odd_content() -> None:
+        raise DecodeError("BT74 header names more entries than BT71 has")
+
+    monkeypatch.setattr(coordinator.events.reader, "step", odd_content)
+    await drain(coordinator, header_poll=True)
+    await coordinator.async_refresh()  # the live poll after it
+    assert coordinator.client.stats.session_starts == sessions
+    monkeypatch.setattr(coordinator.events.reader, "step", AsyncMock(side_effect=NoResponseError("silent")))
+    await drain(coordinator, header_poll=True)
+    await coordinator.async_refresh()
+    assert coordinator.client.stats.session_starts == sessions + 1  # closed, then a new session
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 

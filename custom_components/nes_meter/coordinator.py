@@ -50,10 +50,10 @@ from .meter import (
     MeterSnapshot,
     NoResponseError,
     PortError,
-    ResponseError,
     TlsRequiredError,
     UnsupportedMeterError,
 )
+from .meter.errors import ABSENT
 from .meter.tls import KeyId
 from .meter.trace import record_reading
 from .quality_tracker import PowerQualityTracker
@@ -254,9 +254,13 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
             return True
 
     async def _extra_read_failed(self, err: MeterError) -> None:
-        """Reconnect at the next poll when a rare read's link failed (the live values stand)."""
+        """Reconnect at the next poll when a rare read's link failed (the live values stand).
+
+        A refusal, a short table or content the decoder rejects came in a valid reply: the
+        link is fine and stays open.
+        """
         self._note_tls_required(err)
-        if not isinstance(err, ResponseError):
+        if not isinstance(err, ABSENT):
             await self.client.close()
 
     async def _async_poll(self) -> MeterSnapshot:

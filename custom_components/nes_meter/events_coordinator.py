@@ -26,7 +26,7 @@ from homeassistant.util import dt as dt_util
 from .const import DOMAIN
 from .meter import MeterClient
 from .meter.events import EventLogReader, HistoryEntry, MeterStatus, StatusReader
-from .rare_reads import RareRead, RareReadScheduler
+from .rare_reads import STALE_AFTER, RareRead, RareReadScheduler
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ class MeterEventTracker:
         self.reader: EventLogReader | None = None
         self._status_reader = StatusReader(client)
         self.status: MeterStatus | None = None
+        self._status_misses = 0  # alarm-bit reads in a row the meter refused
         self.latched_since: dict[str, datetime] = {}
         self._listeners: list[EventListener] = []
         self._importing = False  # the first pass ever: history, not news
@@ -103,7 +104,14 @@ class MeterEventTracker:
         return lambda: self._listeners.remove(listener)
 
     async def _status_step(self) -> bool:
-        await self._set_status(await self._status_reader.read())
+        status = await self._status_reader.read()
+        if status is not None:
+            self._status_misses = 0
+        else:
+            self._status_misses += 1
+            if self._status_misses >= STALE_AFTER:
+                self.status = None
+        await self._set_status(status)
         return False
 
     async def _events_step(self) -> bool:

@@ -13,11 +13,10 @@ from typing import Any, Final
 from .meter import MeterClient
 from .meter.power_quality import PowerQuality, PowerQualityReader
 from .meter.relay import RelayReader
-from .rare_reads import RareRead
+from .rare_reads import STALE_AFTER, RareRead
 
 POWER_QUALITY_INTERVAL: Final = 300.0
 RELAY_INTERVAL: Final = 30.0
-STALE_AFTER: Final = 3  # failed reads after which the last power quality values are dropped
 
 
 class PowerQualityTracker:

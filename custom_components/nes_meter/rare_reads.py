@@ -17,6 +17,10 @@ from typing import Final
 
 from .meter import MeterError
 
+# Refused reads in a row after which a part's last values are dropped: a lost phase or a
+# tamper alarm must not stay on from a read long ago, nor go unknown on one busy reply.
+STALE_AFTER: Final = 3
+
 RETRY_MIN: Final = 30.0  # a failed part waits this long, doubling up to its interval
 
 _LOGGER = logging.getLogger(__name__)

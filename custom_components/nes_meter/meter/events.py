@@ -44,7 +44,7 @@ import struct
 from typing import TYPE_CHECKING, Any, Final
 
 from . import tables
-from .errors import ABSENT, DecodeError
+from .errors import ABSENT, DecodeError, TlsRequiredError
 
 if TYPE_CHECKING:
     from .client import MeterClient
@@ -332,7 +332,11 @@ def decode_bt03(data: bytes) -> MeterStatus:
 
 
 class StatusReader:
-    """BT03, sized by BT00.17 (read once; 4 bytes, the optical guide's value, if refused)."""
+    """BT03, sized by BT00.17 (read once; 4 bytes, the optical guide's value, if refused).
+
+    Whether the meter has alarm bits is decided by the first read only: a refusal later
+    (busy, a transient "operation not possible") costs that read, not the alarm sensors.
+    """
 
     def __init__(self, client: MeterClient) -> None:
         self._client = client
@@ -340,20 +344,27 @@ class StatusReader:
         self.available: bool | None = None
 
     async def read(self) -> MeterStatus | None:
-        """The alarm bits; None for a meter that refuses BT03."""
+        """The alarm bits; None for a meter that refuses BT03, or when this read was refused."""
         if self.available is False:
             return None
         if self.size is None:
             try:
                 length = (await self._client.read_table(tables.BT00, BT00_MFG_STATUS_LENGTH, 1))[0]
+            except TlsRequiredError:
+                raise
             except ABSENT:
                 length = 4
             self.size = 4 + length
         try:
             status = decode_bt03(await self._client.read_table(BT03, 0, self.size))
+        except TlsRequiredError:
+            raise
         except ABSENT as err:
-            _LOGGER.debug("no alarm bits (BT03: %s)", err)
-            self.available = False
+            if self.available is None:
+                _LOGGER.debug("no alarm bits (BT03: %s)", err)
+                self.available = False
+            else:
+                _LOGGER.debug("alarm bits not read this time (BT03: %s)", err)
             return None
         self.available = True
         return status
