@@ -178,6 +178,21 @@ def test_demand_records_without_bt22_and_with_unknown_sources() -> None:
     assert (values[0].name, values[0].unit) == ("source_88", "")
 
 
+def test_a_demand_register_left_at_an_int32_limit_holds_no_demand() -> None:
+    """A reset leaves a minimum demand at INT32 max (and a maximum may sit at INT32 min)."""
+    span = demand_span(GUIDE_BT21, 465)
+    assert span is not None
+    reset_min = bytes.fromhex("1a0b14120f 0e1f0000 68290000 ffffff7f")
+    reset_max = bytes.fromhex("0000000000 00000080 00000000 00000080")
+    data = DEMAND_HEAD + reset_min + reset_max + DEMAND_RECORD_0 + bytes(5 * 17)
+    post_ct = decode_bt22_demands(bytes([81, 82, 83, 84, 104, 105, 106, 107, 0xFE]), GUIDE_BT21)
+    first, second, third = decode_demands(data, GUIDE_BT21, span, post_ct).values[:3]
+    assert (first.value, first.time, first.maximum) == (None, None, False)
+    assert (second.value, second.cumulative) == (None, None)
+    assert (third.value, third.name, third.unit) == (2650.0, "reactive_power_import_post_ct", "var")
+    assert (first.name, first.unit) == ("power_import_post_ct", "W")
+
+
 def test_demand_span_shrinks_to_what_one_read_carries() -> None:
     assert demand_span(GUIDE_BT21, 100) == DemandSpan(offset=0, count=61 + 2 * 17, demands=2)
     assert demand_span(GUIDE_BT21, 60) is None

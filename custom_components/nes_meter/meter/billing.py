@@ -52,13 +52,19 @@ BIDN_SIZE: Final = 2
 TIER_DRIVES: Final = ("calendar", "manual", "manual_hold", "override")  # BT55.7 bits 6-7
 IMPORT_SOURCE: Final = 0  # BT22 summation source: forward active Wh
 EXPORT_SOURCE: Final = 1  # reverse active Wh
-# Errors that mean "this table is not there (for this key) or shorter than documented".
+# A demand register a reset left at an INT32 limit (so the next demand replaces it) holds
+# no demand: shown as none, never as 2.1 GW.
+INT32_LIMITS: Final = frozenset({-(2**31), 2**31 - 1})
 # BT22 demand source id -> (name, SI unit); G p.204-207.
 DEMAND_SOURCES: Final[dict[int, tuple[str, str]]] = {
     8: ("power_import", "W"),
     9: ("power_export", "W"),
     10: ("reactive_power_import", "var"),
     11: ("reactive_power_export", "var"),
+    81: ("power_import_post_ct", "W"),  # 81-84: the same after the CT/VT ratio (G p.204)
+    82: ("power_export_post_ct", "W"),
+    83: ("reactive_power_import_post_ct", "var"),
+    84: ("reactive_power_export_post_ct", "var"),
     104: ("reactive_power_q1", "var"),
     105: ("reactive_power_q2", "var"),
     106: ("reactive_power_q3", "var"),
@@ -179,7 +185,7 @@ class DemandValue:
     source: int  # its BT22 demand source id (-1 when BT22 could not be read)
     name: str
     unit: str  # "W", "var", or "" for sources without a known unit
-    value: float  # SI: the maximum (or minimum, see ``maximum``) of occurrence 0
+    value: float | None  # SI: the maximum (or minimum) of occurrence 0; None: reset, none yet
     time: datetime | None  # naive local time of occurrence 0, when the layout has times
     maximum: bool = True  # BT22's min/max flag (True: a maximum demand)
     cumulative: float | None = None  # cumulative demand (BT21.0 bit 4), SI
@@ -245,6 +251,11 @@ def demand_span(dims: tables.RegisterDimensions, max_read: int) -> DemandSpan | 
     return DemandSpan(start, records - start + demands * dims.demand_record_size, demands)
 
 
+def _demand(data: bytes, at: int) -> float | None:
+    (raw,) = struct.unpack_from("<i", data, at)
+    return None if raw in INT32_LIMITS else float(raw)
+
+
 def decode_demands(
     data: bytes, dims: tables.RegisterDimensions, span: DemandSpan, selection: DemandSelection | None
 ) -> Demands:
@@ -261,17 +272,19 @@ def decode_demands(
             at += STIME_DATE_SIZE * occurrences
         cumulative: float | None = None
         if dims.flags1 & 0x10:
-            cumulative = float(struct.unpack_from("<i", data, at)[0])
+            cumulative = _demand(data, at)
             at += 4
         if dims.flags1 & 0x20:
             at += 4  # continuous cumulative demand: cumulative plus the present maximum
-        (value,) = struct.unpack_from("<i", data, at)
+        value = _demand(data, at)
+        if value is None:
+            when = None  # the stamp of a reset register is the reset's, not a demand's
         if selection is not None and index < len(selection.sources):
             source, maximum = selection.sources[index], selection.maximum[index]
             name, unit = demand_name(source)
         else:
             source, maximum, name, unit = -1, True, f"demand_{index}", ""
-        values.append(DemandValue(index, source, name, unit, float(value), when, maximum, cumulative))
+        values.append(DemandValue(index, source, name, unit, value, when, maximum, cumulative))
     resets = data[0] if dims.has_demand_reset_counter and span.offset == 0 else None
     return Demands(resets, tuple(values))
 
