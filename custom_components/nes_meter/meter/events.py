@@ -53,6 +53,7 @@ _LOGGER = logging.getLogger(__name__)
 
 BT00_MFG_STATUS_LENGTH: Final = 17  # BT00.17: bytes of manufacturer status bits in BT03
 BT03: Final = 3
+BT70: Final = 0x46
 BT71: Final = 0x47
 BT74: Final = 0x4A
 BT71_SIZE: Final = 9
