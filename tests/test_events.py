@@ -5,13 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from itertools import pairwise
 import json
+import logging
 from typing import Any
 
 import pytest
 
 from custom_components.nes_meter.meter.cli import _parser
+from custom_components.nes_meter.meter.errors import TlsRequiredError
 from custom_components.nes_meter.meter.events import (
     BT03,
+    BT70,
     BT71,
     BT74,
     EVENTS,
@@ -27,11 +30,14 @@ from custom_components.nes_meter.meter.events import (
     ring_runs,
 )
 from custom_components.nes_meter.meter.events_cli import events, parse_event
+from custom_components.nes_meter.meter.mep import MepResult
 from custom_components.nes_meter.meter.sim_events import LoggedEvent
 from custom_components.nes_meter.meter.simulator import SimulatedMeter
 
 from .conftest import KEY, KEY_TEXT
 from .test_client import client_for
+
+EVENTS_LOGGER = EventLogReader.__module__
 
 # BT71 (O p.50-51): flags 06 (date/time, sequence), 8 standard and 19 (0x13) manufacturer
 # event bytes, 2-byte argument, 2-byte event data, 100 (0x64) history entries, 0 event entries.
@@ -150,7 +156,33 @@ async def test_client_reads_the_log_then_only_what_is_new(transport: str, listen
         await server.close()
     assert meter.stats.table_reads[BT74] >= 5
     assert meter.stats.table_reads[BT71] == 1
+    assert meter.stats.table_reads[BT70] == 0  # the maximum dimensions (200 entries): not the ring's
     assert meter.stats.table_reads[BT03] == 1
+
+
+@pytest.mark.parametrize("transport", ["mep", "ir"])
+@pytest.mark.parametrize("listen", ["tcp", "pty"])
+async def test_firmware_2_10_log_dimensions_come_from_bt70(transport: str, listen: str) -> None:
+    """BT71 refused: the log is sized by BT70, as on firmware 2.01 and 2.10 (O p.49)."""
+    meter = SimulatedMeter(KEY, variants="bt70-log")
+    server = await (meter.serve_tcp(transport) if listen == "tcp" else meter.serve_pty(transport))
+    try:
+        async with client_for(server, transport) as client:
+            reader = client.event_log_reader()
+            assert await reader.dimensions_read() is True
+            assert reader.dimensions is not None
+            assert (reader.dimensions.history_entries, reader.dimensions.record_size) == (100, 14)
+            assert reader.reads == 2  # BT71 refused, then BT70
+            assert seen(await reader.read_new()) == truth(meter)
+            meter.image.events.inject("cover_removed")
+            meter.image.events.inject("power_down")
+            new = await reader.read_new()
+            assert [e.name for e in new] == ["cover_removed", "power_down"]
+            assert seen(new) == truth(meter, 2)
+    finally:
+        await server.close()
+    assert meter.stats.table_reads[BT70] == 1
+    assert meter.stats.table_reads[BT71] == 0
 
 
 @pytest.mark.parametrize("after_reads", [0, 1])
@@ -181,15 +213,32 @@ async def test_a_pass_after_a_known_sequence_and_gaps_from_the_alternate_log() -
 
 
 @pytest.mark.parametrize("transport", ["mep", "ir"])
-async def test_a_meter_without_an_event_log(transport: str) -> None:
+async def test_a_meter_without_an_event_log(transport: str, caplog: pytest.LogCaptureFixture) -> None:
     meter = SimulatedMeter(KEY, variants="no-event-log")
     async with await meter.serve_tcp(transport) as server, client_for(server, transport) as client:
         reader = EventLogReader(client)
-        assert await reader.dimensions_read() is False
+        with caplog.at_level(logging.DEBUG, logger=EVENTS_LOGGER):
+            assert await reader.dimensions_read() is False
+        assert reader.reads == 2  # BT71 and BT70 both refused
+        said = [r.getMessage() for r in caplog.records if r.name == EVENTS_LOGGER]
+        assert len(said) == 1 and said[0].startswith("no event log (BT71 refused, BT70: ")
         assert await reader.read_new() == []
         assert await StatusReader(client).read() is None
         snapshot = await client.read_snapshot()  # the session is fine afterwards
     assert snapshot.energy_import_wh is not None
+
+
+async def test_a_port_that_requires_tls_is_not_a_meter_without_a_log() -> None:
+    """TLS required answers every table alike: it must reach the caller, not read as no log."""
+    meter = SimulatedMeter(KEY)
+    async with await meter.serve_tcp("mep") as server, client_for(server, "mep") as client:
+        await client.identify()
+        meter.image.refused[BT71] = MepResult.TLS_SESSION_REQUIRED
+        reader = client.event_log_reader()
+        with pytest.raises(TlsRequiredError):
+            await reader.dimensions_read()
+        assert reader.reads == 1  # BT70 not tried: it would be refused the same way
+        assert reader.available is None
 
 
 async def test_one_read_per_step() -> None:

@@ -14,7 +14,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.nes_meter.coordinator import NesMeterCoordinator
 from custom_components.nes_meter.meter.errors import DecodeError, NoResponseError
-from custom_components.nes_meter.meter.events import BT03, BT74
+from custom_components.nes_meter.meter.events import BT03, BT71, BT74
 from custom_components.nes_meter.meter.sim_image import MeterImage
 from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
 from custom_components.nes_meter.rare_reads import STALE_AFTER
@@ -232,4 +232,29 @@ async def test_nothing_is_created_for_a_meter_without_a_log(
     entities = er.async_entries_for_config_entry(entity_registry, entry.entry_id)
     assert entities
     assert not [e for e in entities if e.domain == "event" or e.unique_id.split("_", 1)[1].startswith("alarm_")]
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+@pytest.mark.parametrize("sim", [SimulatedMeter(KEY, image=MeterImage(speed=0), variants="bt70-log")])
+async def test_firmware_2_10_log_sized_by_bt70_has_its_events(
+    hass: HomeAssistant, entry: MockConfigEntry, sim: SimulatedMeter
+) -> None:
+    """BT71 refused, the dimensions in BT70 (O p.49): the event entities exist and fire."""
+    changes = record(hass, [TAMPER, POWER])
+    coordinator = await setup(hass, entry)
+    assert coordinator.events.has_event_log
+    assert coordinator.events.imported == 100
+    assert hass.states.get(TAMPER).state == STATE_UNKNOWN  # type: ignore[union-attr]
+    assert hass.states.get(POWER).state == STATE_UNKNOWN  # type: ignore[union-attr]
+    assert changes == []
+
+    logged = sim.image.events.inject("magnetic_tamper")
+    sim.image.events.inject("power_down")
+    await drain(coordinator, header_poll=True)
+    assert [change.data["entity_id"] for change in changes] == [TAMPER, POWER]
+    state = hass.states.get(TAMPER)
+    assert state is not None
+    assert state.attributes["event_type"] == "magnetic_tamper"
+    assert state.attributes["sequence"] == logged.sequence
+    assert sim.stats.table_reads[BT71] == 0
     assert await hass.config_entries.async_unload(entry.entry_id)

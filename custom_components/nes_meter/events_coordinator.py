@@ -67,7 +67,7 @@ class MeterEventTracker:
 
     @property
     def has_event_log(self) -> bool:
-        """Whether the meter keeps an event log (BT71 read and non-empty)."""
+        """Whether the meter keeps an event log (BT71, or BT70 on firmware 2.01/2.10, read and non-empty)."""
         return bool(self.reader and self.reader.available)
 
     async def async_setup(self) -> None:

@@ -1,4 +1,4 @@
-"""The meter's event log (BT71, BT74) and its alarm bits (BT03), and an incremental reader.
+"""The meter's event log (BT70/BT71, BT74) and its alarm bits (BT03), and an incremental reader.
 
 Layouts (MEP guide "G", optical guide "O", printed pages):
 
@@ -6,6 +6,9 @@ Layouts (MEP guide "G", optical guide "O", printed pages):
   sequence number), 1 UINT8 standard event bytes, 2 UINT8 manufacturer event bytes,
   3 UINT8 history data (argument) length, 4 UINT8 event data length, 5 UINT16 history
   entries, 7 UINT16 event entries (always 0 on NES: there is no BT76 event log).
+* BT70 Dimension Log (O p.50): the same nine bytes, as the maximum dimensions. BT74 is
+  sized by BT70 on firmware 2.01 and 2.10, by BT71 from 2.12 (O p.49): BT70 is read
+  when a meter refuses BT71.
 * BT74 History Log Data (G p.241-243, O p.51-53): an 11-byte header: 0 flags (bit 0
   order, bit 1 overflow, bit 2 list type 1 = circular), 1 UINT16 valid entries, 3 UINT16
   last entry element, 5 UINT32 last entry sequence (never reset on firmware >= 3.70),
@@ -44,7 +47,7 @@ import struct
 from typing import TYPE_CHECKING, Any, Final
 
 from . import tables
-from .errors import ABSENT, DecodeError, TlsRequiredError
+from .errors import ABSENT, DecodeError, ResponseError, TlsRequiredError
 
 if TYPE_CHECKING:
     from .client import MeterClient
@@ -53,6 +56,7 @@ _LOGGER = logging.getLogger(__name__)
 
 BT00_MFG_STATUS_LENGTH: Final = 17  # BT00.17: bytes of manufacturer status bits in BT03
 BT03: Final = 3
+BT70: Final = 0x46
 BT71: Final = 0x47
 BT74: Final = 0x4A
 BT71_SIZE: Final = 9
@@ -142,7 +146,7 @@ def event_types(family: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True)
 class LogDimensions:
-    """BT71: what the history log holds."""
+    """BT71 (or BT70 on firmware 2.01/2.10): what the history log holds."""
 
     flags: int
     standard_event_bytes: int
@@ -165,8 +169,9 @@ class LogDimensions:
         return bool(self.flags & 0x04)
 
 
-def decode_bt71(data: bytes) -> LogDimensions:
-    tables._need(data, BT71_SIZE, "BT71")
+def decode_bt71(data: bytes, table: str = "BT71") -> LogDimensions:
+    """BT71, or BT70: the same layout (O p.50)."""
+    tables._need(data, BT71_SIZE, table)
     return LogDimensions(*struct.unpack_from("<BBBBBHH", data))
 
 
@@ -377,7 +382,7 @@ class EventLogReader:
     holds is new). A pass starts with the header and ends when the header stands still;
     its entries come back from the step that ends it, oldest first, and
     ``after_sequence`` moves to the header's. ``available`` is False for a meter without
-    a history log (BT71 refused, or no entries configured).
+    a history log (BT71 and BT70 refused, or no entries configured).
     """
 
     def __init__(self, client: MeterClient, after_sequence: int | None = None) -> None:
@@ -393,17 +398,39 @@ class EventLogReader:
         return self._pass is not None
 
     async def dimensions_read(self) -> bool:
-        """Read BT71 (once); whether the meter keeps a history log."""
+        """Read the log's dimensions (once); whether the meter keeps a history log.
+
+        TLS required is no answer about the log: it propagates.
+        """
         if self.available is None:
+            before = self.reads
             try:
-                dims = decode_bt71(await self._read(BT71, 0, BT71_SIZE))
+                dims = await self._dimensions()
+            except TlsRequiredError:
+                raise  # the whole port wants TLS: not this table's absence
             except ABSENT as err:
-                _LOGGER.debug("no event log (BT71: %s)", err)
+                tried = "BT71 refused, BT70" if self.reads - before > 1 else "BT71"
+                _LOGGER.debug("no event log (%s: %s)", tried, err)
                 self.available = False
             else:
                 self.dimensions = dims
                 self.available = dims.history_entries > 0
         return self.available
+
+    async def _dimensions(self) -> LogDimensions:
+        """BT71; a meter that refuses it keeps them in BT70 (firmware 2.01 and 2.10, O p.49-50).
+
+        BT70 holds the maximum dimensions, BT71 the configured ones; the guide has BT74 read
+        by BT70 on those firmware versions, by BT71 from 2.12.
+        """
+        try:
+            return decode_bt71(await self._read(BT71, 0, BT71_SIZE))
+        except TlsRequiredError:
+            raise
+        except ResponseError as err:
+            dims = decode_bt71(await self._read(BT70, 0, BT71_SIZE), "BT70")
+            _LOGGER.debug("event log dimensions from BT70 (BT71 refused: %s), as firmware 2.01/2.10 keep them", err)
+            return dims
 
     async def step(self) -> list[HistoryEntry] | None:
         """One read; the new entries when this read ended a pass, else None."""

@@ -1,4 +1,4 @@
-"""The simulated meter's event log (BT71, BT74) and alarm bits (BT03).
+"""The simulated meter's event log (BT70, BT71, BT74) and alarm bits (BT03).
 
 The ring holds 100 entries (the manufacturer default, O p.50) and starts full and
 wrapped: 130 entries were written, so the newest sits at element 29, and the 32-bit
@@ -8,6 +8,8 @@ up with the reset cause), tier switches, DST, a sag and a swell, a firmware chan
 the cover opened at installation. ``inject`` logs one more at run time (tests, and
 ``meter simulate --event NAME``); latched alarms (cover removed, magnetic tamper, phase
 loss, ...) also set their BT03 bit, as a meter does until the utility clears it.
+BT70 holds the maximum dimensions (200 entries) and BT71 the configured ones (O p.50);
+the ``bt70-log`` meter is firmware 2.01/2.10's, whose log is sized by BT70 (O p.49).
 Layouts: ``events.py``. When the model runs (``speed`` > 0) a tier switch is logged
 every model hour.
 """
@@ -24,6 +26,7 @@ from . import tables
 from .events import (
     BT00_MFG_STATUS_LENGTH,
     BT03,
+    BT70,
     BT71,
     BT74,
     BT74_HEADER,
@@ -37,12 +40,14 @@ from .events import (
 if TYPE_CHECKING:
     from .sim_image import MeterImage
 
-TABLE_IDS: Final = frozenset({BT03, BT71, BT74})
+TABLE_IDS: Final = frozenset({BT03, BT70, BT71, BT74})
 VARIANTS: Final[dict[str, str]] = {
-    "no-event-log": "no history log: BT71 and BT74 answered with inappropriate action, BT03 too",
+    "no-event-log": "no history log: BT70, BT71 and BT74 answered with inappropriate action, BT03 too",
+    "bt70-log": "firmware 2.01/2.10 event log: BT71 refused with inappropriate action, its dimensions in BT70",
     "event-gaps": "event log: every other sequence number goes to the alternate log (ET79)",
 }
 ENTRIES: Final = 100
+MAX_ENTRIES: Final = 200  # BT70.5: "the default for most meter models is 100 or 200" (O p.50)
 ARGUMENT_BYTES: Final = 2
 RECORD: Final = RECORD_FIXED + ARGUMENT_BYTES
 FIRST_SEQUENCE: Final = 65_480  # the 16-bit sequence in the records wraps inside the history
@@ -92,7 +97,7 @@ def event_id(name: str | int) -> int:
 
 
 class SimEventLog:
-    """BT71/BT74/BT03 of the simulated meter."""
+    """BT70/BT71/BT74/BT03 of the simulated meter."""
 
     def __init__(self, image: MeterImage) -> None:
         self.image = image
@@ -106,7 +111,8 @@ class SimEventLog:
         self._tier = 0
         self._next_tier = TIER_PERIOD
         status_length = image.tables[tables.BT00][BT00_MFG_STATUS_LENGTH]
-        image.tables[BT71] = bytearray(struct.pack("<BBBBBHH", 0x06, 8, 19, ARGUMENT_BYTES, 2, self.entries, 0))
+        image.tables[BT70] = bytearray(self._dimensions(MAX_ENTRIES))
+        image.tables[BT71] = bytearray(self._dimensions(self.entries))
         image.tables[BT74] = bytearray(BT74_HEADER + self.entries * RECORD)
         image.tables[BT03] = bytearray(4 + status_length)
         self._history()
@@ -117,11 +123,20 @@ class SimEventLog:
             for table_id in TABLE_IDS:
                 self.image.tables.pop(table_id, None)
                 self.image.refused[table_id] = IAR
+        if "bt70-log" in chosen and BT71 in self.image.tables:
+            # Firmware 2.01/2.10: the ring BT74 holds is the one BT70 describes (O p.49).
+            self.image.tables[BT70][:] = self.image.tables.pop(BT71)
+            self.image.refused[BT71] = IAR
         if "event-gaps" in chosen and self.image.tables.get(BT74) is not None:
             self.step = 2  # the history is written again with the gaps
             self.sequence, self.logged = FIRST_SEQUENCE - 1, []
             self.image.tables[BT74][:] = bytes(len(self.image.tables[BT74]))
             self._history()
+
+    @staticmethod
+    def _dimensions(entries: int) -> bytes:
+        """BT70/BT71 (O p.50): date/time and sequence kept, 8 + 19 event bytes, 2-byte arguments."""
+        return struct.pack("<BBBBBHH", 0x06, 8, 19, ARGUMENT_BYTES, 2, entries, 0)
 
     def _history(self) -> None:
         """About three weeks of a house meter's life, oldest first."""
