@@ -3,6 +3,8 @@
 A paced simulated meter with every rarely read part (tiers in use, self-reads, a
 disconnect, ET09; the ``demand`` variant for demand records) is read part by part the way
 the integration's trackers read it: the setup reads once, then each part's single read.
+Tier blocks that do not fit one read (the ``demand`` variant's) are a pass of
+``tier_groups`` reads: ``tiers`` is the first group's, ``tiers_group_N`` the others'.
 ``added_reads_per_s`` is what the parts add at their intervals (the integration's
 constants), to hold against the guide's average of one read per second on MEP.
 Run: ``.venv/bin/python -m benchmarks.rare_reads``.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from functools import partial
 import json
 import statistics
 import time
@@ -93,6 +96,12 @@ async def parts(transport: Transport, variants: str) -> dict[str, Any]:
         }
         if billing.has_demands:
             reads = {"demands": billing.read_demands, "self_read_header": billing.read_self_read_header}
+            # 196-byte tier blocks: more than one read covers them (a pass, one read per live poll).
+            reads["tiers"] = billing.read_tiers
+        groups = len(billing.tier_spans())
+        for group in range(1, groups):
+            reads[f"tiers_group_{group + 1}"] = partial(billing.read_tiers, group)
+        result["tier_groups"] = groups
         result["parts"] = {name: await _timed(client, meter, read) for name, read in reads.items()}
     finally:
         await client.close()

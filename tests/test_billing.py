@@ -19,6 +19,7 @@ from custom_components.nes_meter.meter.billing import (
     BillingReader,
     DemandSpan,
     SelfReadHeader,
+    TierEnergy,
     TierSpan,
     decode_bt22_demands,
     decode_bt26_header,
@@ -30,7 +31,7 @@ from custom_components.nes_meter.meter.billing import (
     demand_span,
     self_read_entry_size,
     self_read_span,
-    tier_span,
+    tier_spans,
 )
 from custom_components.nes_meter.meter.billing_cli import billing
 from custom_components.nes_meter.meter.cli import _parser
@@ -48,6 +49,10 @@ from .test_client import client_for
 GUIDE_BT21 = tables.decode_bt21(bytes.fromhex("3F 0E 0C 0F 08 00 01 04 08 1A"))
 # The community meters' BT21 (11 summations, no demand, 4 tiers) with 12 self-reads.
 HOUSE_BT21 = tables.decode_bt21(bytes.fromhex("03 0c 0c 0b 00 00 00 04 00 37"))
+# The same with 8 tiers (firmware 3.70 and later).
+HOUSE_BT21_8_TIERS = tables.decode_bt21(bytes.fromhex("03 0c 0c 0b 00 00 00 08 00 37"))
+MEP_READ = 465  # one MEP reply's table data
+IR_READ = 2 * 108  # two optical exchanges of 108 bytes (the integration's optical read)
 
 
 def identity_for(dims: tables.RegisterDimensions, energy_unit: int = 1) -> MeterIdentity:
@@ -107,9 +112,9 @@ def test_stime_date() -> None:
 def test_tier_blocks_of_the_guide_layout_by_hand() -> None:
     # Tier t's block starts at A + 196 * (t + 1) = 197 + 196 t; import and export are
     # summations 0 and 1 of each block. One MEP reply (465 bytes) carries 3 tiers' worth.
-    span = tier_span(GUIDE_BT21, tuple(range(15)), 465)
+    span = tier_spans(GUIDE_BT21, tuple(range(15)), MEP_READ)[0]
     assert span == TierSpan(offset=197, count=2 * 196 + 8, tiers=3, first_index=0)
-    span = tier_span(GUIDE_BT21, tuple(range(15)), 1000)
+    (span,) = tier_spans(GUIDE_BT21, tuple(range(15)), 1000)
     assert span == TierSpan(offset=197, count=3 * 196 + 8, tiers=4, first_index=0)
     data = bytearray(span.count)
     for tier, (imp, exp) in enumerate([(1000, 20), (2000, 0), (300, 5), (0, 0)]):
@@ -127,13 +132,73 @@ def test_tier_blocks_follow_bt22_and_may_lack_export() -> None:
     # A meter whose BT22 lists export (1) at index 3 and no import at all.
     sources = (2, 3, 6, 1, 7)
     dims = tables.decode_bt21(bytes.fromhex("03 0c 00 05 00 00 00 02 00 01"))
-    span = tier_span(dims, sources, 465)
+    (span,) = tier_spans(dims, sources, MEP_READ)
     assert span == TierSpan(offset=20 + 12, count=20 + 4, tiers=2, first_index=3)
     data = struct.pack("<i", 77) + bytes(16) + struct.pack("<i", 88)
     identity = dataclasses.replace(identity_for(dims), summation_sources=sources)
     tiers = decode_tiers(data, dims, identity, span)
     assert [(t.energy_import_wh, t.energy_export_wh) for t in tiers] == [(None, 77.0), (None, 88.0)]
-    assert tier_span(dims, (2, 3, 6, 7, 4), 465) is None  # neither import nor export: nothing to read
+    assert tier_spans(dims, (2, 3, 6, 7, 4), MEP_READ) == ()  # neither import nor export: nothing to read
+
+
+def assert_covers_every_tier(spans: tuple[TierSpan, ...], dims: tables.RegisterDimensions, max_read: int) -> None:
+    """Consecutive groups from tier 0 to the last, each one read that fits ``max_read``.
+
+    (Import and export are summations 0 and 1: 8 bytes of the last block in a group.)
+    """
+    block = dims.register_block_size
+    assert [span.first_tier for span in spans] == [sum(span.tiers for span in spans[:k]) for k in range(len(spans))]
+    assert sum(span.tiers for span in spans) == dims.tiers
+    for span in spans:
+        assert span.count <= max_read
+        assert span.offset == dims.summations_offset + block * (span.first_tier + 1) + 4 * span.first_index
+        assert span.count == block * (span.tiers - 1) + 8
+
+
+def test_tier_spans_split_the_guide_demand_layout_into_reads_that_fit() -> None:
+    # 196-byte blocks: one MEP reply carries tiers 0-2 (2 * 196 + 8 bytes), the rest is a
+    # second read; two optical exchanges carry two tiers, so two reads of two.
+    sources = tuple(range(15))
+    assert tier_spans(GUIDE_BT21, sources, MEP_READ) == (
+        TierSpan(offset=197, count=2 * 196 + 8, tiers=3, first_index=0, first_tier=0),
+        TierSpan(offset=197 + 3 * 196, count=8, tiers=1, first_index=0, first_tier=3),
+    )
+    assert tier_spans(GUIDE_BT21, sources, IR_READ) == (
+        TierSpan(offset=197, count=196 + 8, tiers=2, first_index=0, first_tier=0),
+        TierSpan(offset=197 + 2 * 196, count=196 + 8, tiers=2, first_index=0, first_tier=2),
+    )
+    # One optical exchange (108 bytes) carries one tier's summations only.
+    one = tier_spans(GUIDE_BT21, sources, 108)
+    assert [(span.first_tier, span.tiers, span.count) for span in one] == [(tier, 1, 8) for tier in range(4)]
+    for max_read in (MEP_READ, IR_READ, 108, 8, 1000):
+        assert_covers_every_tier(tier_spans(GUIDE_BT21, sources, max_read), GUIDE_BT21, max_read)
+
+
+def test_tier_spans_split_an_8_tier_meter_on_the_optical_port() -> None:
+    # 44-byte blocks, no reset counter: tier t's block at 44 (t + 1). Eight tiers span
+    # 7 * 44 + 8 = 316 bytes: one MEP read, two optical reads (five tiers, then three).
+    sources = tuple(range(11))
+    assert tier_spans(HOUSE_BT21_8_TIERS, sources, MEP_READ) == (TierSpan(44, 7 * 44 + 8, 8, 0, 0),)
+    assert tier_spans(HOUSE_BT21_8_TIERS, sources, IR_READ) == (
+        TierSpan(offset=44, count=4 * 44 + 8, tiers=5, first_index=0, first_tier=0),
+        TierSpan(offset=44 + 5 * 44, count=2 * 44 + 8, tiers=3, first_index=0, first_tier=5),
+    )
+    for max_read in (MEP_READ, IR_READ, 108, 52, 51, 8):
+        assert_covers_every_tier(tier_spans(HOUSE_BT21_8_TIERS, sources, max_read), HOUSE_BT21_8_TIERS, max_read)
+    # The common case costs what it did: a house meter's 4 tiers are one read on either port.
+    for max_read in (MEP_READ, IR_READ):
+        assert tier_spans(HOUSE_BT21, sources, max_read) == (TierSpan(44, 3 * 44 + 8, 4, 0, 0),)
+    assert tier_spans(HOUSE_BT21, sources, 7) == ()  # not even one tier's import and export fit
+    assert tier_spans(HOUSE_BT21, (2, 3, 4), MEP_READ) == ()  # neither import nor export: nothing to read
+
+
+def test_a_later_group_decodes_to_its_own_tier_numbers() -> None:
+    span = tier_spans(GUIDE_BT21, tuple(range(15)), IR_READ)[1]
+    data = bytearray(span.count)
+    struct.pack_into("<ii", data, 0, 300, 5)
+    struct.pack_into("<ii", data, 196, 44, 0)
+    tiers = decode_tiers(bytes(data), GUIDE_BT21, identity_for(GUIDE_BT21, energy_unit=10), span)
+    assert [(t.tier, t.energy_import_wh, t.energy_export_wh) for t in tiers] == [(2, 3000.0, 50.0), (3, 440.0, 0.0)]
 
 
 # BT23 of the guide layout from offset 0 over the total block's demand records: the reset
@@ -232,16 +297,17 @@ def test_bt26_entry_with_bidn_on_a_demand_meter() -> None:
 
 def test_short_or_garbage_input_is_a_decode_error_only() -> None:
     identity = identity_for(GUIDE_BT21)
-    tiers = tier_span(GUIDE_BT21, tuple(range(15)), 465)
+    first_tiers, last_tiers = tier_spans(GUIDE_BT21, tuple(range(15)), MEP_READ)
     demands = demand_span(GUIDE_BT21, 465)
-    assert tiers is not None and demands is not None
+    assert demands is not None
     header = SelfReadHeader(1, 0, 1)
     decoders = [
         decode_bt55,
         decode_bt26_header,
         decode_stime_date,
         lambda data: decode_bt22_demands(data, GUIDE_BT21),
-        lambda data: decode_tiers(data, GUIDE_BT21, identity, tiers),
+        lambda data: decode_tiers(data, GUIDE_BT21, identity, first_tiers),
+        lambda data: decode_tiers(data, GUIDE_BT21, identity, last_tiers),
         lambda data: decode_demands(data, GUIDE_BT21, demands, None),
         lambda data: decode_self_read(data, header, identity),
     ]
@@ -289,9 +355,13 @@ async def test_reader_reads_what_the_simulated_meter_holds(variant: str, listen:
             await reader.setup()
             setup_reads = reader.reads
             reads = []
+            tiers: list[TierEnergy] = []
+            for group in range(len(reader.tier_spans())):  # several on the optical port (one exchange)
+                before = reader.reads
+                tiers += await reader.read_tiers(group) or ()
+                assert reader.reads - before == 1
             for read in (
                 reader.read_tariff,
-                reader.read_tiers,
                 reader.read_demands,
                 reader.read_self_read_header,
                 reader.read_newest_self_read,
@@ -302,7 +372,7 @@ async def test_reader_reads_what_the_simulated_meter_holds(variant: str, listen:
             max_read = client.max_read_size
     finally:
         await server.close()
-    tariff, tiers, demands, header, newest = reads
+    tariff, demands, header, newest = reads
     dims = identity.dimensions
     # Setup: BT55, BT22's demand part on a demand meter, the BT26 header on a meter with self-reads.
     assert setup_reads == 1 + (dims.demands > 0) + (dims.self_reads > 0)
@@ -311,10 +381,8 @@ async def test_reader_reads_what_the_simulated_meter_holds(variant: str, listen:
     assert tariff.local_time == billing_model.local_time()
     assert (tariff.tier, tariff.tier_drive, tariff.season) == (billing_model.tier, "calendar", billing_model.season)
     assert reader.tiers == 4
-    assert tiers is not None
-    fits = tier_span(dims, identity.summation_sources, max_read)
-    assert fits is not None and len(tiers) == fits.tiers
-    assert [(t.energy_import_wh, t.energy_export_wh) for t in tiers] == truth_tiers(image, len(tiers))
+    assert [t.tier for t in tiers] == [0, 1, 2, 3]  # every tier, whatever one read carries
+    assert [(t.energy_import_wh, t.energy_export_wh) for t in tiers] == truth_tiers(image, 4)
     if variant in {"default", "self-reads"}:
         assert tiers[0].energy_import_wh == int(image.import_wh)  # tier 0 carries everything
         assert all(t.energy_import_wh == 0 for t in tiers[1:])
@@ -339,6 +407,56 @@ async def test_reader_reads_what_the_simulated_meter_holds(variant: str, listen:
         assert newest.bidn == (BIDN if variant == "demand" else None)
     else:
         assert not reader.has_self_reads and header is None and newest is None
+
+
+# (variants, transport, exchanges per read, tier groups): a demand meter's 196-byte blocks
+# and an 8-tier meter's 8 blocks do not fit one read; each group must.
+EVERY_TIER_CASES = [
+    ("tou,demand", "mep", 1, 2),
+    ("tou,demand", "ir", 2, 2),
+    ("tou,demand", "ir", 1, 4),
+    ("8-tiers", "mep", 1, 1),
+    ("8-tiers", "ir", 2, 2),
+    ("tou,demand,8-tiers", "mep", 1, 3),
+    ("tou,demand,8-tiers", "ir", 2, 4),
+]
+
+
+@pytest.mark.parametrize("listen", ["tcp", "pty"])
+@pytest.mark.parametrize(("variants", "transport", "exchanges", "groups"), EVERY_TIER_CASES)
+async def test_reader_reads_every_tier_one_group_per_read(
+    variants: str, transport: str, exchanges: int, groups: int, listen: str
+) -> None:
+    """Every tier block's import and export, as the simulated meter holds them, over real bytes."""
+    meter = SimulatedMeter(KEY, image=MeterImage(speed=0), variants=variants)
+    image = meter.image
+    server = await serve(meter, transport, listen)
+    try:
+        async with client_for(server, transport) as client:
+            identity = await client.identify()
+            reader = BillingReader(client, exchanges=exchanges)
+            await reader.setup()
+            spans = reader.tier_spans()
+            read: list[TierEnergy] = []
+            for group, span in enumerate(spans):
+                assert span.count <= exchanges * client.max_read_size
+                before, requests = reader.reads, sum(meter.stats.table_reads.values())
+                tiers = await reader.read_tiers(group)
+                assert reader.reads - before == 1  # one table read per group
+                assert sum(meter.stats.table_reads.values()) - requests <= exchanges
+                assert tiers is not None and [t.tier for t in tiers] == list(
+                    range(span.first_tier, span.first_tier + span.tiers)
+                )
+                read.extend(tiers)
+    finally:
+        await server.close()
+    dims = identity.dimensions
+    assert len(spans) == groups
+    assert reader.tiers == dims.tiers == len(read) == (8 if "8-tiers" in variants else 4)
+    assert [t.tier for t in read] == list(range(dims.tiers))
+    truth = truth_tiers(image, dims.tiers)
+    assert [(t.energy_import_wh, t.energy_export_wh) for t in read] == truth
+    assert len({imported for imported, _exported in truth}) >= 3  # the tiers hold different values
 
 
 async def test_tou_tiers_sum_to_the_total_and_a_switch_is_seen() -> None:
@@ -458,7 +576,7 @@ async def test_cli_billing_json(variant: str, capsys: pytest.CaptureFixture[str]
         assert await billing(args) == 0
         text = capsys.readouterr().out
     assert result["tariff"]["tier"] == meter.image.billing.tier
-    assert len(result["tiers"]) in (3, 4)
+    assert [tier["tier"] for tier in result["tiers"]] == [0, 1, 2, 3]  # the demand meter's in two reads
     assert result["newest_self_read"]["sequence"] == meter.image.billing.self_reads[-1].sequence
     assert result["newest_self_read"]["time"] == meter.image.billing.self_reads[-1].time.isoformat()
     assert (result["demands"] is not None) == (variant == "demand")

@@ -272,6 +272,75 @@ async def test_one_extra_read_per_live_poll_at_most(hass: HomeAssistant, make: M
 
 
 @pytest.mark.usefixtures("entity_registry_enabled_by_default")
+async def test_a_demand_meter_on_the_optical_port_gets_every_tier_one_read_per_poll(
+    hass: HomeAssistant, make: MakeMeter
+) -> None:
+    """196-byte tier blocks: two optical reads of two tiers each, never both after one poll.
+
+    Every table read outside the live poll is recorded (a tier read is BT23 like the live
+    totals, so table counts alone cannot tell them apart).
+    """
+    meter = make("tou,demand", transport="ir")
+    coordinator = await meter.setup(hass)
+    billing = meter.sim.image.billing
+    tier_keys = {f"energy_{direction}_tier_{tier}" for tier in range(1, 5) for direction in ("import", "export")}
+    assert tier_keys <= unique_ids(hass)
+    assert sorted(coordinator.billing.tiers) == [0, 1, 2, 3]
+
+    def assert_tiers_shown() -> None:
+        unit = meter.sim.image.energy_unit
+        for tier, energies in enumerate(billing.tier_energies()):
+            for index, direction in enumerate(("import", "export")):
+                shown = float(state(hass, f"sensor.nes_83334_energy_{direction}_tier_{tier + 1}"))
+                assert shown == pytest.approx(int(energies[index]) // unit * unit / 1000), (tier, direction)
+
+    assert_tiers_shown()
+
+    client = coordinator.client
+    extra: list[tuple[int, int, int]] = []
+    live = False
+    read_table, read_snapshot = client.read_table, client.read_snapshot
+
+    async def recording_read_table(table_id: int, offset: int, count: int) -> bytes:
+        if not live:
+            extra.append((table_id, offset, count))
+        return await read_table(table_id, offset, count)
+
+    async def live_read_snapshot(**kwargs: float | None) -> object:
+        nonlocal live
+        live = True
+        try:
+            return await read_snapshot(**kwargs)
+        finally:
+            live = False
+
+    client.read_table = recording_read_table  # type: ignore[method-assign]
+    client.read_snapshot = live_read_snapshot  # type: ignore[method-assign,assignment]
+    # The meter switches to tier 4 (the calendar never uses it) and counts 5 kWh there.
+    billing.switch_tier(3)
+    meter.sim.image.import_wh += 5000
+    meter.sim.image.update()
+    coordinator.rare_reads.poll_soon()
+    tier_reads: list[tuple[int, int]] = []
+    max_read = 2 * client.max_read_size
+    while coordinator.rare_reads.pending:
+        extra.clear()
+        await coordinator.async_refresh()
+        assert coordinator.last_update_success
+        assert len(extra) <= 1, extra
+        tier_reads += [(offset, count) for table, offset, count in extra if table == tables.BT23 and offset > 0]
+    assert all(count <= max_read for _offset, count in tier_reads)  # two optical exchanges each
+    await hass.async_block_till_done()
+    # The tariff read saw the switch; every tier pass read both groups (tiers 1-2, then 3-4),
+    # one per live poll, starting from the first.
+    assert tier_reads
+    assert tier_reads == [(197, 196 + 8), (197 + 2 * 196, 196 + 8)] * (len(tier_reads) // 2)
+    assert state(hass, TIER) == "tier_4"
+    assert billing.tier_energies()[3][0] == pytest.approx(5000, abs=1)
+    assert_tiers_shown()
+
+
+@pytest.mark.usefixtures("entity_registry_enabled_by_default")
 async def test_every_entity_of_a_full_featured_meter_is_translated(hass: HomeAssistant, make: MakeMeter) -> None:
     """Each entity has a translated name, and every translated sensor name is used by some entity."""
     await make("tou,self-reads,demand,disconnect", transport="mep").setup(hass)

@@ -62,7 +62,7 @@ def _tier_sensors(billing: MeterBillingTracker) -> list[NesTrackedSensorDescript
                 ),
             )
         )
-    for tier, registers in sorted(billing.tiers.items()):  # the tiers one read carries
+    for tier, registers in sorted(billing.tiers.items()):  # every tier setup read
         for direction in DIRECTIONS:
             if getattr(registers, f"energy_{direction}_wh") is None:
                 continue  # BT22 lists no such summation

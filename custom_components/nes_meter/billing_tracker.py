@@ -5,7 +5,9 @@ part), so sensors are created only for what it keeps: tier sensors only where ti
 in use, demand sensors only when demands are configured, self-read sensors only when the
 meter takes self-reads. Afterwards each part is one rare read (``rare_reads.py``): the
 tier every minute, tier energies every five, demands every quarter of an hour, the
-self-read header hourly and the newest self-read only when the header moved.
+self-read header hourly and the newest self-read only when the header moved. Tier
+energies whose blocks do not fit one read (a demand meter's, an 8-tier meter's on the
+optical port) are a pass of one read per group, one group per live poll.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ class MeterBillingTracker:
         self.tariff: TariffState | None = None
         self.tiers: dict[int, TierEnergy] = {}
         self.tiers_in_use: tuple[int, ...] = ()  # tiers with sensors enabled for a new user
+        self._tier_groups = 0  # reads that cover every tier block (``BillingReader.tier_spans``)
+        self._tier_group = 0  # the group the tiers pass reads next
         self.demands: Demands | None = None
         self.self_read: SelfRead | None = None
         self._self_read_header: SelfReadHeader | None = None
@@ -70,17 +74,23 @@ class MeterBillingTracker:
         return bool(self.tiers_in_use)
 
     async def async_setup(self) -> None:
-        """Learn what the meter keeps and read each part once (at most seven reads)."""
+        """Learn what the meter keeps and read each part once.
+
+        At most five reads plus one per tier group: BT55, BT22's demand part, the BT26
+        header, the tier blocks (one group on a house meter; 196-byte demand blocks go
+        three to a MEP read and two to an optical one, so 4 tiers take two reads and 8 up
+        to four), the demands and the newest self-read.
+        """
         reader = self.reader
         await reader.setup()
         self._set_tariff(reader.tariff)
         if reader.tiers > 1:
-            self._set_tiers(await reader.read_tiers())
+            self._tier_groups = len(reader.tier_spans())
+            for group in range(self._tier_groups):
+                self._set_tiers(await reader.read_tiers(group))
             counting = [tier.tier for tier in self.tiers.values() if tier.energy_import_wh or tier.energy_export_wh]
             current = self.tariff.tier if self.tariff else 0
             if len(counting) > 1 or current > 0:
-                # Only tiers one read carries have sensors (an 8-tier meter on the optical
-                # port shows fewer).
                 self.tiers_in_use = tuple(sorted({*counting, current} & self.tiers.keys()))
         if reader.has_demands:
             self.demands = await reader.read_demands()
@@ -94,7 +104,7 @@ class MeterBillingTracker:
             interval = TARIFF_INTERVAL if self.has_tiers else TARIFF_CHECK_INTERVAL
             reads.append(RareRead("tariff", interval, self._tariff_step, just_read=True))
         if self.has_tiers:
-            reads.append(RareRead("tiers", TIERS_INTERVAL, self._tiers_step, just_read=True))
+            reads.append(RareRead("tiers", TIERS_INTERVAL, self._tiers_step, abort=self._abort_tiers, just_read=True))
         if self.demands is not None:
             reads.append(RareRead("demands", DEMANDS_INTERVAL, self._demands_step, just_read=True))
         if self.reader.has_self_reads:
@@ -109,7 +119,9 @@ class MeterBillingTracker:
         tariff = await self.reader.read_tariff()
         if tariff is not None:
             if self.tariff is not None and tariff.tier != self.tariff.tier:
-                # The tier switched: the old tier's energy is final, the new one starts counting.
+                # The tier switched: the old tier's energy is final, the new one starts
+                # counting. Read every group again, from the first.
+                self._tier_group = 0
                 self._scheduler.poll_soon("tiers")
             if not self.has_tiers and tariff.tier != 0 and tariff.tier in self.tiers:
                 _LOGGER.info("the meter started switching tariff tiers; its tier sensors are added")
@@ -128,8 +140,14 @@ class MeterBillingTracker:
             self.utc_offset = quarters * QUARTER_HOUR
 
     async def _tiers_step(self) -> bool:
-        self._set_tiers(await self.reader.read_tiers())
-        return False
+        """Read the next group of tier blocks; True while groups remain (one read per live poll)."""
+        group = self._tier_group
+        self._tier_group = group + 1 if group + 1 < self._tier_groups else 0
+        self._set_tiers(await self.reader.read_tiers(group))
+        return self._tier_group != 0
+
+    def _abort_tiers(self) -> None:
+        self._tier_group = 0  # the next pass starts from the first group
 
     def _set_tiers(self, tiers: tuple[TierEnergy, ...] | None) -> None:
         """Keep each tier's registers as the counter guard lets them through (Energy dashboard)."""

@@ -23,8 +23,11 @@ failing the whole table.
 Why one read per call: a house meter allows about one table read per second on MEP and
 the live poll needs most of them; billing values change at most every few minutes
 (tier, demand) or daily (self-reads), so the caller spreads these reads out. Every read
-is sized to fit one request/reply (``MeterClient.max_read_size``): a meter whose span is
-longer (a demand meter's 196-byte blocks) gets fewer tiers or demands, never a failure.
+is sized to fit one request/reply (``MeterClient.max_read_size``, or the exchanges the
+caller allows). The tier blocks are read in groups that each fit (``tier_spans``): one
+read on a house meter, several on a demand meter (196-byte blocks) or an 8-tier meter on
+the optical port, so every tier is read. The demand records of a layout too long for
+one read are cut to the ones that fit, never a failure.
 """
 
 from __future__ import annotations
@@ -131,47 +134,69 @@ def energy_indices(sources: tuple[int, ...]) -> tuple[int | None, int | None]:
 
 @dataclass(frozen=True, slots=True)
 class TierSpan:
-    """One partial BT23 read covering the import/export summations of the first ``tiers`` blocks."""
+    """One partial BT23 read: the import/export summations of ``tiers`` blocks from ``first_tier``.
+
+    It runs from the lowest of the two summations in block ``first_tier`` to the highest
+    in the group's last block (the other registers in between come along: one read is
+    cheaper than one per block).
+    """
 
     offset: int
     count: int
     tiers: int
     first_index: int  # the lowest summation index read in each block
+    first_tier: int = 0  # 0-based tier of the group's first block
 
 
-def tier_span(dims: tables.RegisterDimensions, sources: tuple[int, ...], max_read: int) -> TierSpan | None:
-    """The read for as many tier blocks as one reply carries; None: nothing to read."""
+def tier_spans(dims: tables.RegisterDimensions, sources: tuple[int, ...], max_read: int) -> tuple[TierSpan, ...]:
+    """The reads that together cover every tier block, each at most ``max_read`` bytes.
+
+    Consecutive blocks are grouped, as many to a read as fit, so a meter whose tiers fit
+    one reply (a house meter on either port) still costs one read; a demand meter's
+    196-byte blocks or an 8-tier meter on the optical port take two or more. Empty when
+    there is nothing to read: no tiers, neither import nor export in BT22, or not even
+    one block's two registers fit ``max_read``.
+    """
     indices = [index for index in energy_indices(sources) if index is not None]
     if not dims.tiers or not indices:
-        return None
+        return ()
     low, high = min(indices), max(indices)
     block = dims.register_block_size
     width = 4 * (high - low + 1)
-    tiers = dims.tiers
-    while tiers > 0 and block * (tiers - 1) + width > max_read:
-        tiers -= 1
-    if tiers == 0:
-        return None
-    offset = dims.summations_offset + block + 4 * low
-    return TierSpan(offset, block * (tiers - 1) + width, tiers, low)
+    if width > max_read:
+        return ()
+    per_read = min(dims.tiers, (max_read - width) // block + 1)
+    spans = []
+    for first in range(0, dims.tiers, per_read):
+        tiers = min(per_read, dims.tiers - first)
+        offset = dims.summations_offset + block * (first + 1) + 4 * low
+        spans.append(TierSpan(offset, block * (tiers - 1) + width, tiers, low, first))
+    return tuple(spans)
 
 
 def decode_tiers(
     data: bytes, dims: tables.RegisterDimensions, identity: MeterIdentity, span: TierSpan
 ) -> tuple[TierEnergy, ...]:
-    """The tier energies from the bytes ``span`` describes."""
+    """The tier energies from the bytes ``span`` describes (tiers numbered from ``span.first_tier``).
+
+    Pure: it takes the bytes, so it is tested against hand-worked layouts and fuzzed
+    without a meter.
+    """
     tables._need(data, span.count, "BT23 tier blocks")
     import_index, export_index = energy_indices(identity.summation_sources)
     block = dims.register_block_size
     unit = float(identity.energy_unit)
 
-    def energy(tier: int, index: int | None) -> float | None:
+    def energy(position: int, index: int | None) -> float | None:
         if index is None:
             return None
-        raw: int = struct.unpack_from("<i", data, tier * block + 4 * (index - span.first_index))[0]
+        raw: int = struct.unpack_from("<i", data, position * block + 4 * (index - span.first_index))[0]
         return raw * unit
 
-    return tuple(TierEnergy(tier, energy(tier, import_index), energy(tier, export_index)) for tier in range(span.tiers))
+    return tuple(
+        TierEnergy(span.first_tier + position, energy(position, import_index), energy(position, export_index))
+        for position in range(span.tiers)
+    )
 
 
 # ---- BT23 demand records ---------------------------------------------------------
@@ -375,7 +400,8 @@ class BillingReader:
         """``exchanges``: how many request/replies one read may take (default: one).
 
         On the optical port one exchange carries 108 bytes: 3 of a house meter's 4 tier
-        blocks. A caller that accepts two exchanges per read passes ``exchanges=2``.
+        blocks, so its tiers take two reads. A caller that accepts two exchanges per read
+        passes ``exchanges=2`` (one read for them all).
         """
         self._client = client
         self._exchanges = exchanges
@@ -436,15 +462,24 @@ class BillingReader:
             self.tariff = state
         return state
 
-    async def read_tiers(self) -> tuple[TierEnergy, ...] | None:
-        """Import/export energy per tier, one partial BT23 read (fewer tiers if they do not fit)."""
+    def tier_spans(self) -> tuple[TierSpan, ...]:
+        """The tier block groups, one read each (``read_tiers(group)``); one group on most meters."""
+        identity = self._identity()
+        return tier_spans(identity.dimensions, identity.summation_sources, self.max_read)
+
+    async def read_tiers(self, group: int = 0) -> tuple[TierEnergy, ...] | None:
+        """Import/export energy of the tiers in ``tier_spans()[group]``: one partial BT23 read.
+
+        Read every group (``range(len(tier_spans()))``) for every tier; a meter whose tier
+        blocks fit one read has just group 0. None when there is nothing to read or the
+        meter refused.
+        """
         identity = self._identity()
         dims = identity.dimensions
-        span = tier_span(dims, identity.summation_sources, self.max_read)
-        if span is None:
+        spans = self.tier_spans()
+        if not spans:
             return None
-        if span.tiers < dims.tiers:
-            self._say(f"tiers {span.tiers}", "only %d of %d tiers fit one read", span.tiers, dims.tiers)
+        span = spans[group]
         return await self._read(
             "BT23 tier blocks",
             tables.BT23,
@@ -490,8 +525,3 @@ class BillingReader:
         return await self._read(
             "BT26 entry", BT26, offset, count, lambda data: decode_self_read(data, header, identity)
         )
-
-    def _say(self, key: str, message: str, *args: object) -> None:
-        if key not in self._said:
-            self._said.add(key)
-            _LOGGER.debug(message, *args)

@@ -25,10 +25,11 @@ def _plain(value: Any) -> Any:
 
 
 async def read_billing(client: MeterClient) -> dict[str, Any]:
-    """Everything ``BillingReader`` offers, one read each (after ``identify``)."""
+    """Everything ``BillingReader`` offers, one read each, the tier blocks one per group (after ``identify``)."""
     reader = BillingReader(client)
     await reader.setup()
-    tiers = await reader.read_tiers()
+    groups = [await reader.read_tiers(group) for group in range(len(reader.tier_spans()))]
+    tiers = [tier for group in groups for tier in group or ()] if groups else None
     demands = await reader.read_demands() if reader.has_demands else None
     newest = await reader.read_newest_self_read() if reader.has_self_reads else None
     result: dict[str, Any] = _plain(

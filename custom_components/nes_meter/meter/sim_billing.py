@@ -11,6 +11,9 @@ the wall clock when the image is made and runs at the image's ``speed``.
   accrues into the active tier's block, tier 0 holding the rest, so the tiers always sum
   to the total. ``switch_tier`` changes the tier at run time (tests) and logs a
   ``tier_switch`` event like the meter's history log would.
+* ``8-tiers``: firmware 3.70 or later with 8 tiers (BT20.7 = BT21.7 = 8, BT23 sized to
+  it) whose tiers 1-7 have each counted a different share already, so a tier read from
+  the wrong block shows. Combines with the others (``demand``: 9 blocks of 196 bytes).
 * ``self-reads`` (BT21.2 = 12) and ``demand`` (whose guide BT21 says 12 self-reads):
   BT26 holds ``HISTORY_DAYS`` daily midnight self-reads, so the
   12-slot ring has wrapped; ``self_read`` takes one now. Each entry is what the meter
@@ -39,6 +42,7 @@ TABLE_IDS: Final = frozenset({tables.BT55, BT26})
 VARIANTS: Final[dict[str, str]] = {
     "tou": "time-of-use: the tier follows a daily calendar (0 until 07, 1 until 17, 2 until 21, then 0)",
     "self-reads": "12 self-read slots (BT21.2) with 14 daily self-reads in BT26, the ring wrapped",
+    "8-tiers": "firmware 3.70+ with 8 tiers (BT21.7 = 8), each of tiers 1-7 holding a share of the energy",
 }
 LOCAL_OFFSET: Final = timedelta(hours=1)
 CALENDAR: Final = ((0, 0), (7, 1), (17, 2), (21, 0))  # (from local hour, tier)
@@ -66,6 +70,8 @@ EVENT_TIER_SWITCH: Final = "tier_switch"
 EVENT_SELF_READ: Final = "self_read"
 
 TOU_HISTORY_SHARES: Final = {1: 0.35, 2: 0.2}  # of the registers so far, counted in tiers 1 and 2
+EIGHT_TIERS: Final = 8  # BT21.7's largest value (firmware 3.70 and later)
+EIGHT_TIER_HISTORY_SHARES: Final = {tier: 0.02 * tier for tier in range(1, EIGHT_TIERS)}  # 2 % .. 14 %
 Energies = list[float]  # import Wh, export Wh, reactive import varh, reactive export varh
 
 
@@ -125,6 +131,8 @@ class SimBilling:
     def configure(self, variants: Iterable[str]) -> None:
         """Apply the chosen variants; only those touch tables (a replayed trace keeps its own)."""
         chosen = set(variants)
+        if "8-tiers" in chosen and tables.BT21 in self.image.tables:
+            self._eight_tiers()
         bt21 = self.image.tables.get(tables.BT21)
         if "self-reads" in chosen and bt21 is not None:
             bt21[2] = SELF_READ_SLOTS
@@ -135,6 +143,10 @@ class SimBilling:
             for tier, share in TOU_HISTORY_SHARES.items():
                 self._accrued[tier] = [value * share for value in totals]
             self._calendar_tier = None  # the next advance applies the calendar
+        if "8-tiers" in chosen:
+            totals = self._totals()
+            for tier, share in EIGHT_TIER_HISTORY_SHARES.items():
+                self._accrued[tier] = [value * share for value in totals]
         if "demand" in chosen and bt21 is not None:
             dims = self.image.dimensions
             selection = bytes(SIM_DEMAND_SOURCES[d % len(SIM_DEMAND_SOURCES)] for d in range(dims.demands))
@@ -146,6 +158,21 @@ class SimBilling:
         self.image.update()
         if chosen & {"self-reads", "demand"} and bt21 is not None and bt21[2] > 0:
             self._history(bt21[2])
+
+    def _eight_tiers(self) -> None:
+        """BT20/BT21 with 8 tiers, the register tables sized to it (the present values kept)."""
+        image = self.image
+        dims = image.dimensions
+        bt21 = bytearray(image.tables[tables.BT21])
+        bt21[7] = EIGHT_TIERS
+        image.tables[tables.BT20][7] = max(image.tables[tables.BT20][7], EIGHT_TIERS)
+        present = bytes(image.tables[tables.BT27])
+        image.set_layout(
+            bytes(bt21),
+            value_sources=tuple(present[dims.present_demands :]),
+            demand_sources=tuple(present[: dims.present_demands]),
+        )
+        image.write_energy_unit()  # its ET55 offset follows BT20.7
 
     def _initial_maxima(self, demands: int) -> None:
         self.maxima.clear()
