@@ -448,6 +448,9 @@ async def test_reader_reads_every_tier_one_group_per_read(
                     range(span.first_tier, span.first_tier + span.tiers)
                 )
                 read.extend(tiers)
+            before = reader.reads
+            assert await reader.read_tiers(len(spans)) is None  # a group the plan no longer has
+            assert reader.reads == before
     finally:
         await server.close()
     dims = identity.dimensions

@@ -341,6 +341,32 @@ async def test_a_demand_meter_on_the_optical_port_gets_every_tier_one_read_per_p
 
 
 @pytest.mark.usefixtures("entity_registry_enabled_by_default")
+async def test_the_tier_groups_follow_the_read_size_of_each_session(
+    hass: HomeAssistant, make: MakeMeter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An optical session may negotiate smaller packets than the one before: more groups, all read."""
+    meter = make("tou,demand", transport="ir")
+    coordinator = await meter.setup(hass)
+    reader = coordinator.billing.reader
+    assert len(reader.tier_spans()) == 2
+    reader._exchanges = 1  # one exchange per read: one 196-byte tier block each
+    assert len(reader.tier_spans()) == 4
+    billing = meter.sim.image.billing
+    billing.switch_tier(3)
+    meter.sim.image.import_wh += 5000
+    meter.sim.image.update()
+    await drain_rare_reads(coordinator, "tiers")
+    tier_4 = float(state(hass, "sensor.nes_83334_energy_import_tier_4"))
+    assert tier_4 * 1000 == pytest.approx(billing.tier_energies()[3][0], abs=meter.sim.image.energy_unit)
+    # Mid-pass the plan shrinks back to two groups: the pass starts again rather than fail.
+    coordinator.rare_reads.poll_soon("tiers")
+    await coordinator.async_refresh()  # group 1 of 4
+    reader._exchanges = 2
+    await drain_rare_reads(coordinator)
+    assert "tiers read failed" not in caplog.text
+
+
+@pytest.mark.usefixtures("entity_registry_enabled_by_default")
 async def test_every_entity_of_a_full_featured_meter_is_translated(hass: HomeAssistant, make: MakeMeter) -> None:
     """Each entity has a translated name, and every translated sensor name is used by some entity."""
     await make("tou,self-reads,demand,disconnect", transport="mep").setup(hass)

@@ -59,8 +59,7 @@ class MeterBillingTracker:
         self.tariff: TariffState | None = None
         self.tiers: dict[int, TierEnergy] = {}
         self.tiers_in_use: tuple[int, ...] = ()  # tiers with sensors enabled for a new user
-        self._tier_groups = 0  # reads that cover every tier block (``BillingReader.tier_spans``)
-        self._tier_group = 0  # the group the tiers pass reads next
+        self._tier_group = 0  # the group the tiers pass reads next (``BillingReader.tier_spans``)
         self.demands: Demands | None = None
         self.self_read: SelfRead | None = None
         self._self_read_header: SelfReadHeader | None = None
@@ -85,8 +84,7 @@ class MeterBillingTracker:
         await reader.setup()
         self._set_tariff(reader.tariff)
         if reader.tiers > 1:
-            self._tier_groups = len(reader.tier_spans())
-            for group in range(self._tier_groups):
+            for group in range(len(reader.tier_spans())):
                 self._set_tiers(await reader.read_tiers(group))
             counting = [tier.tier for tier in self.tiers.values() if tier.energy_import_wh or tier.energy_export_wh]
             current = self.tariff.tier if self.tariff else 0
@@ -119,9 +117,7 @@ class MeterBillingTracker:
         tariff = await self.reader.read_tariff()
         if tariff is not None:
             if self.tariff is not None and tariff.tier != self.tariff.tier:
-                # The tier switched: the old tier's energy is final, the new one starts
-                # counting. Read every group again, from the first.
-                self._tier_group = 0
+                # The tier switched: the old tier's energy is final, the new one starts counting.
                 self._scheduler.poll_soon("tiers")
             if not self.has_tiers and tariff.tier != 0 and tariff.tier in self.tiers:
                 _LOGGER.info("the meter started switching tariff tiers; its tier sensors are added")
@@ -140,9 +136,14 @@ class MeterBillingTracker:
             self.utc_offset = quarters * QUARTER_HOUR
 
     async def _tiers_step(self) -> bool:
-        """Read the next group of tier blocks; True while groups remain (one read per live poll)."""
-        group = self._tier_group
-        self._tier_group = group + 1 if group + 1 < self._tier_groups else 0
+        """Read the next group of tier blocks; True while groups remain (one read per live poll).
+
+        The groups are planned afresh each step: an optical session may negotiate another
+        packet size than the one before, and with it another number of groups.
+        """
+        groups = len(self.reader.tier_spans())
+        group = self._tier_group if self._tier_group < groups else 0
+        self._tier_group = group + 1 if group + 1 < groups else 0
         self._set_tiers(await self.reader.read_tiers(group))
         return self._tier_group != 0
 

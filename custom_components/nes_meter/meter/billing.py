@@ -471,13 +471,14 @@ class BillingReader:
         """Import/export energy of the tiers in ``tier_spans()[group]``: one partial BT23 read.
 
         Read every group (``range(len(tier_spans()))``) for every tier; a meter whose tier
-        blocks fit one read has just group 0. None when there is nothing to read or the
-        meter refused.
+        blocks fit one read has just group 0. None when there is nothing to read, no such
+        group (the plan follows the session's packet size, which a new optical session may
+        negotiate differently), or the meter refused.
         """
         identity = self._identity()
         dims = identity.dimensions
         spans = self.tier_spans()
-        if not spans:
+        if not 0 <= group < len(spans):
             return None
         span = spans[group]
         return await self._read(

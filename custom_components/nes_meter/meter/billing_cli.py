@@ -29,7 +29,7 @@ async def read_billing(client: MeterClient) -> dict[str, Any]:
     reader = BillingReader(client)
     await reader.setup()
     groups = [await reader.read_tiers(group) for group in range(len(reader.tier_spans()))]
-    tiers = [tier for group in groups for tier in group or ()] if groups else None
+    tiers = None if all(group is None for group in groups) else [tier for group in groups for tier in group or ()]
     demands = await reader.read_demands() if reader.has_demands else None
     newest = await reader.read_newest_self_read() if reader.has_self_reads else None
     result: dict[str, Any] = _plain(
