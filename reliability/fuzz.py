@@ -20,6 +20,7 @@ from typing import Any
 
 from custom_components.nes_meter.meter import (
     MeterError,
+    MeterIdentity,
     billing,
     c1218,
     events,
@@ -33,6 +34,25 @@ from custom_components.nes_meter.meter import (
 VECTORS = Path(__file__).resolve().parents[1] / "tests" / "vectors"
 HEX = re.compile(r"^(?:[0-9a-fA-F]{2}[ ]?){4,}$")
 DIMS = tables.decode_bt21(bytes.fromhex("030c000b000000040037"))
+# The guide's demand meter (G p.49): tiers, demand records with times, self-reads with BIDN.
+DEMAND_DIMS = tables.decode_bt21(bytes.fromhex("3f0e0c0f08000104081a"))
+DEMAND_METER = MeterIdentity(
+    manufacturer="NES",
+    model="83334",
+    firmware_version="4.02.05",
+    hardware_version="3.00.00",
+    utility_serial="5712345678",
+    manufacturer_serial=None,
+    dimensions=DEMAND_DIMS,
+    present_sources=(),
+    summation_sources=tuple(range(DEMAND_DIMS.summations)),
+    energy_unit=1,
+)
+TIER_SPANS = billing.tier_spans(DEMAND_DIMS, DEMAND_METER.summation_sources, 216)
+_demand_span = billing.demand_span(DEMAND_DIMS, 465)
+assert _demand_span is not None  # the guide's meter has eight demands
+DEMAND_SPAN: billing.DemandSpan = _demand_span
+SELF_READ_HEADER = billing.SelfReadHeader(valid=1, last_element=0, last_sequence=1)
 
 
 def _targets() -> list[tuple[str, Callable[[bytes], object]]]:
@@ -69,6 +89,13 @@ def _targets() -> list[tuple[str, Callable[[bytes], object]]]:
         ("events.decode_bt74_header", events.decode_bt74_header),
         ("power_quality.decode_power_quality", lambda data: power_quality.decode_power_quality(data, 1)),
         ("relay.decode_et29", relay.decode_et29),
+        ("billing.decode_tiers", lambda data: billing.decode_tiers(data, DEMAND_DIMS, DEMAND_METER, TIER_SPANS[-1])),
+        ("billing.decode_demands", lambda data: billing.decode_demands(data, DEMAND_DIMS, DEMAND_SPAN, None)),
+        ("billing.decode_bt22_demands", lambda data: billing.decode_bt22_demands(data, DEMAND_DIMS)),
+        (
+            "billing.decode_self_read",
+            lambda data: billing.decode_self_read(data, SELF_READ_HEADER, DEMAND_METER),
+        ),
         ("relay.decode_disconnect_state", relay.decode_disconnect_state),
         ("keys.parse_key", lambda data: parse_key(data.decode("latin-1"), "auto")),
     ]

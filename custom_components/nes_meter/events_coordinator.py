@@ -26,7 +26,7 @@ from homeassistant.util import dt as dt_util
 from .const import DOMAIN
 from .meter import MeterClient
 from .meter.events import EventLogReader, HistoryEntry, MeterStatus, StatusReader
-from .rare_reads import STALE_AFTER, RareRead, RareReadScheduler
+from .rare_reads import Misses, RareRead, RareReadScheduler
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class MeterEventTracker:
         self.reader: EventLogReader | None = None
         self._status_reader = StatusReader(client)
         self.status: MeterStatus | None = None
-        self._status_misses = 0  # alarm-bit reads in a row the meter refused
+        self._status_misses = Misses()  # alarm-bit reads in a row the meter refused
         self.latched_since: dict[str, datetime] = {}
         self._listeners: list[EventListener] = []
         self._importing = False  # the first pass ever: history, not news
@@ -71,7 +71,7 @@ class MeterEventTracker:
         return bool(self.reader and self.reader.available)
 
     async def async_setup(self) -> None:
-        """Load what was seen before; learn whether the meter has a log and alarm bits (2-3 reads)."""
+        """Load what was seen before; learn whether the meter has a log and alarm bits (2-4 reads)."""
         stored = await self._store.async_load() or {}
         last = stored.get("last_sequence")
         self._importing = last is None
@@ -105,12 +105,8 @@ class MeterEventTracker:
 
     async def _status_step(self) -> bool:
         status = await self._status_reader.read()
-        if status is not None:
-            self._status_misses = 0
-        else:
-            self._status_misses += 1
-            if self._status_misses >= STALE_AFTER:
-                self.status = None
+        if self._status_misses.stale(status is not None):
+            self.status = None
         await self._set_status(status)
         return False
 

@@ -13,7 +13,7 @@ from typing import Any, Final
 from .meter import MeterClient
 from .meter.power_quality import PowerQuality, PowerQualityReader
 from .meter.relay import RelayReader
-from .rare_reads import STALE_AFTER, RareRead
+from .rare_reads import Misses, RareRead
 
 POWER_QUALITY_INTERVAL: Final = 300.0
 RELAY_INTERVAL: Final = 30.0
@@ -28,7 +28,7 @@ class PowerQualityTracker:
         self._relay_reader = RelayReader(client)
         self.quality: PowerQuality | None = None
         self.relay: str | None = None
-        self._misses = 0  # power quality reads in a row the meter did not answer
+        self._misses = Misses()  # power quality reads in a row the meter did not answer
         self._has_power_quality = False
 
     @property
@@ -62,12 +62,8 @@ class PowerQualityTracker:
 
     async def _quality_step(self) -> bool:
         quality = await self._quality_reader.read()
-        if quality is not None:
-            self.quality, self._misses = quality, 0
-        else:
-            self._misses += 1
-            if self._misses >= STALE_AFTER:
-                self.quality = None  # "phase lost" must not stay on from a read long ago
+        if self._misses.stale(quality is not None) or quality is not None:
+            self.quality = quality  # "phase lost" must not stay on from a read long ago
         return False
 
     async def _relay_step(self) -> bool:

@@ -27,6 +27,18 @@ _LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
+class Misses:
+    """A part's refused reads in a row, to tell when its last values are too old to show."""
+
+    count: int = 0
+
+    def stale(self, answered: bool) -> bool:
+        """Count one read; whether the values shown are now stale (``STALE_AFTER`` misses)."""
+        self.count = 0 if answered else self.count + 1
+        return self.count >= STALE_AFTER
+
+
+@dataclass(slots=True)
 class RareRead:
     """One slowly changing part of the meter and how to read it, a table read per ``step``."""
 
@@ -42,13 +54,15 @@ class RareRead:
 class RareReadScheduler:
     """Hands the line, one read per live poll, to the rare reads that are due."""
 
-    def __init__(self, on_link_error: Callable[[MeterError], Awaitable[None]]) -> None:
+    def __init__(self, on_read_error: Callable[[MeterError], Awaitable[None]]) -> None:
         """Start with nothing to read; parts register with :meth:`add`.
 
-        ``on_link_error`` hears of every meter error a part's read raised (the readers
-        turn a table the meter lacks into None themselves, so these are the link's).
+        ``on_read_error`` hears of every meter error a part's read raised: mostly the
+        link's (the readers turn a table the meter lacks into None themselves), but also a
+        refusal, short or odd reply a reader passes on, and "TLS required"; it decides
+        which of them close the port.
         """
-        self._on_link_error = on_link_error
+        self._on_read_error = on_read_error
         self._reads: dict[str, RareRead] = {}
         self._current: RareRead | None = None
 
@@ -81,7 +95,7 @@ class RareReadScheduler:
 
         A failed pass is tried again after a pause (30 s doubling up to the part's
         interval), so a part that keeps failing never takes every poll; a meter error is
-        handed to ``on_link_error``; anything else (a decoder's bug) is logged. Neither
+        handed to ``on_read_error``; anything else (a decoder's bug) is logged. Neither
         costs the live values already read.
         """
         now = time.monotonic()
@@ -94,7 +108,7 @@ class RareReadScheduler:
         except MeterError as err:
             delay = self._failed(read, now)
             _LOGGER.debug("%s read failed, trying again in %.0f s: %s", read.name, delay, err)
-            await self._on_link_error(err)
+            await self._on_read_error(err)
             return True
         except Exception:
             delay = self._failed(read, now)

@@ -94,7 +94,7 @@ class MeterImage:
             tables.ET55: bytearray(ET55_SIZE),
         }
         self.load_profile = SimLoadProfile(self, history_days=history_days)  # its tables come on first read
-        self.events = SimEventLog(self)  # BT03, BT71, BT74
+        self.events = SimEventLog(self)  # BT03, BT70, BT71, BT74
         self.billing = SimBilling(self)  # BT55, BT26, BT23 tier blocks and demand records
         self.power_quality = SimPowerQuality(self)  # ET04, ET09, ET23, ET29
         self.write_energy_unit()
