@@ -39,6 +39,7 @@ from custom_components.nes_meter.meter.client import MeterClient, MeterIdentity
 from custom_components.nes_meter.meter.sim_billing import BIDN
 from custom_components.nes_meter.meter.sim_image import MeterImage
 from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
+from reliability.fuzz import DEMAND_METER
 
 from .conftest import KEY, KEY_TEXT
 from .test_client import client_for
@@ -56,17 +57,8 @@ IR_READ = 2 * 108  # two optical exchanges of 108 bytes (the integration's optic
 
 
 def identity_for(dims: tables.RegisterDimensions, energy_unit: int = 1) -> MeterIdentity:
-    return MeterIdentity(
-        manufacturer="NES",
-        model="83334",
-        firmware_version="4.02.05",
-        hardware_version="3.00.00",
-        utility_serial="5712345678",
-        manufacturer_serial=None,
-        dimensions=dims,
-        present_sources=(),
-        summation_sources=tuple(range(dims.summations)),
-        energy_unit=energy_unit,
+    return dataclasses.replace(
+        DEMAND_METER, dimensions=dims, summation_sources=tuple(range(dims.summations)), energy_unit=energy_unit
     )
 
 
