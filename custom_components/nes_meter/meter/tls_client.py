@@ -22,6 +22,7 @@ import secrets
 from . import tls
 from .errors import TlsError
 from .tls import AlertDescription, ContentType, HandshakeType
+from .tls_endpoint import TlsEndpoint
 
 
 class _State(enum.Enum):
@@ -34,56 +35,31 @@ class _State(enum.Enum):
     FAILED = "failed"
 
 
-class TlsClient:
+class TlsClient(TlsEndpoint):
     """One TLS 1.2 session of ``TLS_PSK_WITH_AES_256_GCM_SHA384`` with a binary identity."""
 
-    __slots__ = (
-        "_client_random",
-        "_handshake",
-        "_master",
-        "_pending_read",
-        "_psk",
-        "_read",
-        "_server_random",
-        "_state",
-        "_transcript",
-        "_write",
-        "identity",
-        "server_identity_hint",
-        "session_id",
-    )
+    __slots__ = ("_client_random", "_psk", "_server_random", "identity", "server_identity_hint", "session_id")
+
+    PEER = "meter"
+    WAIT_CCS = _State.SERVER_CCS
+    WAIT_FINISHED = _State.SERVER_FINISHED
+    ESTABLISHED = _State.ESTABLISHED
+    FAILED = _State.FAILED
 
     def __init__(self, psk: bytes, identity: bytes, *, client_random: bytes | None = None) -> None:
         if not 1 <= len(psk) <= tls.MAX_PSK:
             raise ValueError("the PSK must be 1 to 64 bytes")
         if not 1 <= len(identity) <= 0xFFFF:
             raise ValueError("the PSK identity must be 1 to 65535 bytes")
+        super().__init__(_State.START)
         self._psk = bytes(psk)
         self.identity = bytes(identity)
         self._client_random = client_random if client_random is not None else secrets.token_bytes(tls.RANDOM_SIZE)
         if len(self._client_random) != tls.RANDOM_SIZE:
             raise ValueError("client random must be 32 bytes")
-        self._state = _State.START
-        self._transcript = bytearray()
-        self._handshake = tls.HandshakeBuffer()
-        self._master = b""
         self._server_random = b""
-        self._read: tls.RecordCipher | None = None
-        self._pending_read: tls.RecordCipher | None = None
-        self._write: tls.RecordCipher | None = None
         self.server_identity_hint: bytes | None = None
         self.session_id = b""
-
-    def __repr__(self) -> str:
-        return f"TlsClient(<redacted>, state={self._state.value!r})"
-
-    @property
-    def established(self) -> bool:
-        return self._state is _State.ESTABLISHED
-
-    @property
-    def state(self) -> str:
-        return self._state.value
 
     def client_hello(self) -> bytes:
         """The first flight: one record with the guide's ClientHello."""
@@ -97,67 +73,13 @@ class TlsClient:
         """Feed the server's handshake records; returns the records to send (maybe none)."""
         if self._state in (_State.START, _State.ESTABLISHED, _State.FAILED):
             raise TlsError(f"no TLS handshake in progress ({self._state.value})")
-        try:
-            out = bytearray()
-            for content_type, payload in tls.parse_records(data):
-                out += self._record(content_type, payload)
-            return bytes(out)
-        except TlsError:
-            self._fail()
-            raise
-
-    def seal(self, plaintext: bytes) -> bytes:
-        """One application-data record."""
-        self._expect(_State.ESTABLISHED)
-        assert self._write is not None
-        return self._write.seal(ContentType.APPLICATION_DATA, plaintext)
-
-    def open(self, data: bytes) -> bytes:
-        """The plaintext of the server's application-data records."""
-        self._expect(_State.ESTABLISHED)
-        assert self._read is not None
-        try:
-            return tls.open_application_data(self._read, data, peer="meter")
-        except TlsError:
-            self._fail()
-            raise
+        return self._receive_records(data)
 
     # ---- internals ----
 
-    def _expect(self, state: _State) -> None:
-        if self._state is not state:
-            raise TlsError(f"TLS client is in state {self._state.value!r}, not {state.value!r}")
-
     def _fail(self) -> None:
-        self._state = _State.FAILED
-        self._master = b""
-        self._read = self._write = self._pending_read = None
-
-    def _record(self, content_type: int, payload: bytes) -> bytes:
-        if content_type == ContentType.ALERT:
-            if self._read is not None:
-                payload = self._read.open(content_type, payload)
-            raise tls.alert_error(payload, peer="meter")
-        if content_type == ContentType.CHANGE_CIPHER_SPEC:
-            if self._state is not _State.SERVER_CCS or self._handshake.pending:
-                raise TlsError("unexpected ChangeCipherSpec", alert=AlertDescription.UNEXPECTED_MESSAGE)
-            if payload != tls.CHANGE_CIPHER_SPEC_PAYLOAD:
-                raise TlsError("malformed ChangeCipherSpec", alert=AlertDescription.DECODE_ERROR)
-            self._read, self._pending_read = self._pending_read, None
-            self._state = _State.SERVER_FINISHED
-            return b""
-        if content_type != ContentType.HANDSHAKE:
-            raise TlsError(
-                f"unexpected {ContentType(content_type).name} record during the handshake",
-                alert=AlertDescription.UNEXPECTED_MESSAGE,
-            )
-        if self._read is not None:
-            payload = self._read.open(content_type, payload)
-        self._handshake.feed(payload)
-        out = bytearray()
-        while (message := self._handshake.pop()) is not None:
-            out += self._message(*message)
-        return bytes(out)
+        super()._fail()
+        self._write = None
 
     def _message(self, msg_type: int, body: bytes, raw: bytes) -> bytes:
         state = self._state
@@ -190,13 +112,7 @@ class TlsClient:
             self._transcript.clear()
             self._state = _State.ESTABLISHED
             return b""
-        try:
-            name = HandshakeType(msg_type).name
-        except ValueError:
-            name = f"type {msg_type}"
-        raise TlsError(
-            f"unexpected handshake message {name} ({state.value})", alert=AlertDescription.UNEXPECTED_MESSAGE
-        )
+        raise self._unexpected(msg_type)
 
     def _server_hello(self, hello: tls.ServerHello) -> None:
         if hello.version != tls.VERSION:

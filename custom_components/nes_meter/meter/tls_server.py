@@ -30,6 +30,7 @@ from .keys import MeterKey
 from .sim_image import MeterImage
 from .simulator import MEP_SEGMENT, MEP_SEGMENT_GAP, Faults, SimulatedMeter, Wire
 from .tls import AlertDescription, ContentType, HandshakeType, KeyId, PskIdentity, TlsCode, TlsResult
+from .tls_endpoint import TlsEndpoint
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -50,24 +51,16 @@ class UnknownIdentityError(TlsError):
     """The client's PSK identity names no key this server has."""
 
 
-class TlsServer:
+class TlsServer(TlsEndpoint):
     """One server-side TLS 1.2 PSK session; ``psk_for`` maps an identity to its PSK."""
 
-    __slots__ = (
-        "_client_random",
-        "_handshake",
-        "_identity_hint",
-        "_master",
-        "_pending_read",
-        "_psk_for",
-        "_read",
-        "_server_random",
-        "_state",
-        "_transcript",
-        "_write",
-        "identity",
-        "session_id",
-    )
+    __slots__ = ("_client_random", "_identity_hint", "_psk_for", "_server_random", "identity", "session_id")
+
+    PEER = "client"
+    WAIT_CCS = _State.CLIENT_CCS
+    WAIT_FINISHED = _State.CLIENT_FINISHED
+    ESTABLISHED = _State.ESTABLISHED
+    FAILED = _State.FAILED
 
     def __init__(
         self,
@@ -77,60 +70,21 @@ class TlsServer:
         session_id: bytes | None = None,
         identity_hint: bytes | None = None,
     ) -> None:
+        super().__init__(_State.CLIENT_HELLO)
         self._psk_for = psk_for
         self._server_random = server_random if server_random is not None else secrets.token_bytes(tls.RANDOM_SIZE)
         self.session_id = session_id if session_id is not None else secrets.token_bytes(32)
         if len(self._server_random) != tls.RANDOM_SIZE or len(self.session_id) > 32:
             raise ValueError("server random must be 32 bytes and the session id at most 32")
         self._identity_hint = identity_hint
-        self._state = _State.CLIENT_HELLO
-        self._transcript = bytearray()
-        self._handshake = tls.HandshakeBuffer()
         self._client_random = b""
-        self._master = b""
-        self._read: tls.RecordCipher | None = None
-        self._write: tls.RecordCipher | None = None
-        self._pending_read: tls.RecordCipher | None = None
         self.identity: bytes | None = None
-
-    def __repr__(self) -> str:
-        return f"TlsServer(<redacted>, state={self._state.value!r})"
-
-    @property
-    def established(self) -> bool:
-        return self._state is _State.ESTABLISHED
-
-    @property
-    def state(self) -> str:
-        return self._state.value
 
     def receive(self, data: bytes) -> bytes:
         """Feed the client's handshake records; returns the records to send (maybe none)."""
         if self._state in (_State.ESTABLISHED, _State.FAILED):
             raise TlsError(f"no TLS handshake in progress ({self._state.value})")
-        try:
-            out = bytearray()
-            records = tls.parse_records(data, first_flight=self._state is _State.CLIENT_HELLO)
-            for content_type, payload in records:
-                out += self._record(content_type, payload)
-            return bytes(out)
-        except TlsError:
-            self._fail()
-            raise
-
-    def seal(self, plaintext: bytes) -> bytes:
-        self._expect(_State.ESTABLISHED)
-        assert self._write is not None
-        return self._write.seal(ContentType.APPLICATION_DATA, plaintext)
-
-    def open(self, data: bytes) -> bytes:
-        self._expect(_State.ESTABLISHED)
-        assert self._read is not None
-        try:
-            return tls.open_application_data(self._read, data, peer="client")
-        except TlsError:
-            self._fail()
-            raise
+        return self._receive_records(data, first_flight=self._state is _State.CLIENT_HELLO)
 
     def alert(self, description: int) -> bytes:
         """A fatal alert record for ``description``, protected once keys are in use."""
@@ -140,41 +94,6 @@ class TlsServer:
         return tls.encode_record(ContentType.ALERT, payload)
 
     # ---- internals ----
-
-    def _expect(self, state: _State) -> None:
-        if self._state is not state:
-            raise TlsError(f"TLS server is in state {self._state.value!r}, not {state.value!r}")
-
-    def _fail(self) -> None:
-        self._state = _State.FAILED
-        self._master = b""
-        self._read = self._pending_read = None
-
-    def _record(self, content_type: int, payload: bytes) -> bytes:
-        if content_type == ContentType.ALERT:
-            if self._read is not None:
-                payload = self._read.open(content_type, payload)
-            raise tls.alert_error(payload, peer="client")
-        if content_type == ContentType.CHANGE_CIPHER_SPEC:
-            if self._state is not _State.CLIENT_CCS or self._handshake.pending:
-                raise TlsError("unexpected ChangeCipherSpec", alert=AlertDescription.UNEXPECTED_MESSAGE)
-            if payload != tls.CHANGE_CIPHER_SPEC_PAYLOAD:
-                raise TlsError("malformed ChangeCipherSpec", alert=AlertDescription.DECODE_ERROR)
-            self._read, self._pending_read = self._pending_read, None
-            self._state = _State.CLIENT_FINISHED
-            return b""
-        if content_type != ContentType.HANDSHAKE:
-            raise TlsError(
-                f"unexpected {ContentType(content_type).name} record during the handshake",
-                alert=AlertDescription.UNEXPECTED_MESSAGE,
-            )
-        if self._read is not None:
-            payload = self._read.open(content_type, payload)
-        self._handshake.feed(payload)
-        out = bytearray()
-        while (message := self._handshake.pop()) is not None:
-            out += self._message(*message)
-        return bytes(out)
 
     def _message(self, msg_type: int, body: bytes, raw: bytes) -> bytes:
         state = self._state
@@ -211,13 +130,7 @@ class TlsServer:
             return tls.encode_record(ContentType.CHANGE_CIPHER_SPEC, tls.CHANGE_CIPHER_SPEC_PAYLOAD) + self._write.seal(
                 ContentType.HANDSHAKE, fin
             )
-        try:
-            name = HandshakeType(msg_type).name
-        except ValueError:
-            name = f"type {msg_type}"
-        raise TlsError(
-            f"unexpected handshake message {name} ({state.value})", alert=AlertDescription.UNEXPECTED_MESSAGE
-        )
+        raise self._unexpected(msg_type)
 
     def _server_flight(self, hello: tls.ClientHello) -> bytes:
         if hello.version < tls.VERSION:
