@@ -11,7 +11,7 @@ import pytest
 
 from custom_components.nes_meter.meter import MeterClient, tables
 from custom_components.nes_meter.meter.cli import _parser
-from custom_components.nes_meter.meter.errors import ResponseError
+from custom_components.nes_meter.meter.errors import RefusedError, TlsRequiredError
 from custom_components.nes_meter.meter.load_profile import (
     DataSetConfig,
     LoadProfileReader,
@@ -117,7 +117,7 @@ class FakeClient:
     async def read_table(self, table_id: int, offset: int, count: int) -> bytes:
         self.reads.append((table_id, offset, count))
         if table_id not in self.tables:
-            raise ResponseError(3, "isc", "refused")
+            raise RefusedError(3, "isc", "refused")
         return self.tables[table_id][offset : offset + count].ljust(count, b"\x00")
 
 
@@ -163,6 +163,22 @@ async def test_reader_says_once_when_there_is_no_load_profile(caplog: pytest.Log
     del client.tables[tables.BT61]
     client.load_profile_layout = None
     assert not (await LoadProfileReader(client, None).run()).available  # type: ignore[arg-type]
+
+
+async def test_a_port_that_requires_tls_is_not_a_meter_without_a_load_profile() -> None:
+    """TLS required refuses every table on the port: it must reach the caller, not read as "no load profile"."""
+    ring, _base = build_ring()
+    client = FakeClient(ring, BT63_RING)
+
+    async def tls_only(table_id: int, offset: int, count: int) -> bytes:
+        raise TlsRequiredError(0x0A, "TLS_SESSION_REQUIRED", "the meter requires TLS on this port")
+
+    client.read_table = tls_only  # type: ignore[method-assign]
+    reader = LoadProfileReader(client, None)  # type: ignore[arg-type]
+    with pytest.raises(TlsRequiredError):
+        await reader.run()
+    assert reader.result.available is not False
+    assert client.load_profile_said == set()
 
 
 def expected(meter: SimulatedMeter, since: datetime | None) -> list[tuple[datetime, dict[str, float]]]:

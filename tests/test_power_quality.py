@@ -14,7 +14,7 @@ import pytest
 
 from custom_components.nes_meter.meter.cli import _parser
 from custom_components.nes_meter.meter.client import MeterClient
-from custom_components.nes_meter.meter.errors import DecodeError, NoResponseError, ResponseError, ShortReadError
+from custom_components.nes_meter.meter.errors import DecodeError, NoResponseError, RefusedError, ShortReadError
 from custom_components.nes_meter.meter.power_quality import (
     ET04,
     ET09,
@@ -465,7 +465,7 @@ async def test_a_link_error_during_setup_is_raised_and_setup_is_done_again() -> 
 
 
 async def test_a_refusal_after_setup_is_none_this_time_and_keeps_the_last_values() -> None:
-    client = flaky({3: ResponseError(0x05, "iar", "refused"), 5: ShortReadError("short")})
+    client = flaky({3: RefusedError(0x05, "iar", "refused"), 5: ShortReadError("short")})
     reader = PowerQualityReader(client)
     await reader.setup()
     first = reader.latest

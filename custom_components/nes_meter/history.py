@@ -56,7 +56,7 @@ from homeassistant.util import dt as dt_util
 
 from .const import DOMAIN
 from .meter import MeterError
-from .meter.errors import DecodeError, ResponseError
+from .meter.errors import ABSENT
 from .meter.load_profile import LoadProfileInterval, LoadProfileReader
 
 if TYPE_CHECKING:
@@ -251,7 +251,7 @@ class HistoryImporter:
             self.last_error = f"{type(err).__name__}: {err}"
             self._next_pass = now + RETRY_AFTER
             _LOGGER.debug("load profile read failed (%s); the next pass starts from the last imported hour", err)
-            if not isinstance(err, ResponseError | DecodeError):
+            if not isinstance(err, ABSENT):  # a refused or odd reply leaves the link up
                 await self.coordinator.client.close()
             return True
         self.newest_end = reader.result.newest_end or self.newest_end

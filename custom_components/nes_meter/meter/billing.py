@@ -40,7 +40,7 @@ import struct
 from typing import TYPE_CHECKING, Final
 
 from . import tables
-from .errors import ABSENT, TlsRequiredError
+from .errors import ABSENT
 
 if TYPE_CHECKING:
     from .client import MeterClient, MeterIdentity
@@ -432,8 +432,6 @@ class BillingReader:
         try:
             self.reads += 1
             return decode(await self._client.read_table(table_id, offset, count))
-        except TlsRequiredError:
-            raise  # the whole port wants TLS: not this table's absence
         except ABSENT as err:
             if what not in self._said:
                 self._said.add(what)

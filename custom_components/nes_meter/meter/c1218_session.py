@@ -16,7 +16,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from . import c1218
-from .errors import AuthenticationError, FrameError, NoResponseError, ResponseError, ShortReadError
+from .errors import AuthenticationError, FrameError, NoResponseError, RefusedError, ResponseError, ShortReadError
 from .keys import MeterKey
 from .stats import FrameLog, LinkStats
 from .transport import BYTE_TIME, LineTimeout, SerialLink
@@ -238,7 +238,7 @@ class C1218Session:
                 continue
             if code == ISSS:
                 self._active = False
-            raise ResponseError(code, name, f"service 0x{request[0]:02X} refused")
+            raise RefusedError(code, name, f"service 0x{request[0]:02X} refused")
 
     # ---- link layer ----
 

@@ -22,7 +22,7 @@ from .errors import (
     FrameError,
     MeterError,
     NoResponseError,
-    ResponseError,
+    RefusedError,
     TlsRequiredError,
 )
 from .events import EventLogReader
@@ -229,8 +229,6 @@ class MeterClient:
         """Read something a meter may refuse or lack: ``None`` then, said once at debug."""
         try:
             return await read()
-        except TlsRequiredError:
-            raise  # not this table: the whole port refuses plain and RC4 reads
         except ABSENT as err:
             if what not in self._absent:
                 self._absent.add(what)
@@ -298,7 +296,7 @@ class MeterClient:
         """BT21; firmware 2.0/2.10 answers it with "inappropriate action": BT20 then (OPG p.19, p.53)."""
         try:
             return tables.decode_bt21(await self.read_table(tables.BT21, 0, 10))
-        except ResponseError as err:
+        except RefusedError as err:
             _LOGGER.debug("BT21 refused (%s); reading BT20 as firmware 2.x meters need", err)
             return tables.decode_bt21(await self.read_table(tables.BT20, 0, 10))
 

@@ -59,6 +59,14 @@ class ResponseError(MeterError):
         self.name = name
 
 
+class RefusedError(ResponseError):
+    """The meter refused this one request (a table it lacks or this key may not read).
+
+    Unlike :class:`TlsRequiredError`, which refuses every plain request on the port, it
+    says nothing about the next table: readers take it as "not there".
+    """
+
+
 class WriteRefusedError(MeterError):
     """A write service was requested; this client is strictly read-only."""
 
@@ -79,4 +87,5 @@ class TlsRequiredError(ResponseError):
 
 
 # What a meter that lacks a table (or part of one) answers: refused, short or nonsense.
-ABSENT: Final = (ResponseError, ShortReadError, DecodeError)
+# Not TLS required: that is the port, for every table, and must reach the coordinator.
+ABSENT: Final = (RefusedError, ShortReadError, DecodeError)

@@ -47,7 +47,7 @@ import struct
 from typing import TYPE_CHECKING, Any, Final
 
 from . import tables
-from .errors import ABSENT, DecodeError, ResponseError, TlsRequiredError
+from .errors import ABSENT, DecodeError, RefusedError
 
 if TYPE_CHECKING:
     from .client import MeterClient
@@ -355,15 +355,11 @@ class StatusReader:
         if self.size is None:
             try:
                 length = (await self._client.read_table(tables.BT00, BT00_MFG_STATUS_LENGTH, 1))[0]
-            except TlsRequiredError:
-                raise
             except ABSENT:
                 length = 4
             self.size = 4 + length
         try:
             status = decode_bt03(await self._client.read_table(BT03, 0, self.size))
-        except TlsRequiredError:
-            raise
         except ABSENT as err:
             if self.available is None:
                 _LOGGER.debug("no alarm bits (BT03: %s)", err)
@@ -406,8 +402,6 @@ class EventLogReader:
             before = self.reads
             try:
                 dims = await self._dimensions()
-            except TlsRequiredError:
-                raise  # the whole port wants TLS: not this table's absence
             except ABSENT as err:
                 tried = "BT71 refused, BT70" if self.reads - before > 1 else "BT71"
                 _LOGGER.debug("no event log (%s: %s)", tried, err)
@@ -425,9 +419,7 @@ class EventLogReader:
         """
         try:
             return decode_bt71(await self._read(BT71, 0, BT71_SIZE))
-        except TlsRequiredError:
-            raise
-        except ResponseError as err:
+        except RefusedError as err:
             dims = decode_bt71(await self._read(BT70, 0, BT71_SIZE), "BT70")
             _LOGGER.debug("event log dimensions from BT70 (BT71 refused: %s), as firmware 2.01/2.10 keep them", err)
             return dims

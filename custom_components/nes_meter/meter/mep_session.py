@@ -21,7 +21,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from . import mep
-from .errors import AuthenticationError, FrameError, NoResponseError, ResponseError, ShortReadError, TlsRequiredError
+from .errors import AuthenticationError, FrameError, NoResponseError, RefusedError, ShortReadError, TlsRequiredError
 from .keys import MeterKey
 from .stats import FrameLog, LinkStats
 from .transport import BYTE_TIME, LineTimeout, SerialLink
@@ -243,7 +243,7 @@ class MepSession(MepPort):
                             raise AuthenticationError("the meter rejected the key")
                         continue
                     name, message = RESULT_MESSAGES.get(code, ("unknown", "request failed"))
-                    raise ResponseError(code, name, message)
+                    raise RefusedError(code, name, message)
                 if failures >= self.timing.attempts:
                     raise NoResponseError("no valid reply from the meter on the MEP port")
                 self.stats.retries += 1

@@ -45,7 +45,7 @@ import struct
 from typing import TYPE_CHECKING, Final
 
 from . import tables
-from .errors import ABSENT, DecodeError, TlsRequiredError
+from .errors import ABSENT, DecodeError
 
 if TYPE_CHECKING:
     from .client import MeterClient
@@ -208,8 +208,6 @@ class PowerQualityReader:
         """Read ET04.53 and probe ET09 (both once)."""
         try:
             self.outage_records = (await self._client.read_table(ET04, ET04_OUTAGE_RECORDS, 1))[0]
-        except TlsRequiredError:
-            raise
         except ABSENT as err:
             _LOGGER.debug("ET04 not available (%s); assuming %d outage records", err, DEFAULT_OUTAGE_RECORDS)
             self.outage_records = DEFAULT_OUTAGE_RECORDS
@@ -232,8 +230,6 @@ class PowerQualityReader:
         try:
             data = await self._client.read_table(ET09, offset, count)
             quality = decode_power_quality(data, self.outage_records, start=offset)
-        except TlsRequiredError:
-            raise
         except ABSENT as err:
             if not self._said:
                 self._said = True

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import logging
 from typing import TYPE_CHECKING, Final
 
-from .errors import ABSENT, DecodeError, TlsRequiredError
+from .errors import ABSENT, DecodeError
 
 if TYPE_CHECKING:
     from .client import MeterClient
@@ -89,8 +89,6 @@ class RelayReader:
         """Read ET29's hardware options (once; again only after a link error cut it short)."""
         try:
             self.hardware = decode_et29(await self._client.read_table(ET29, 0, ET29_OPTIONS_SIZE))
-        except TlsRequiredError:
-            raise
         except ABSENT as err:
             _LOGGER.debug("no hardware configuration (ET29: %s); assuming no disconnect", err)
             self.hardware = None
@@ -105,8 +103,6 @@ class RelayReader:
         try:
             raw = await self._client.read_table(ET23, ET23_DISCONNECT_STATUS, 1)
             state = decode_disconnect_state(raw)
-        except TlsRequiredError:
-            raise
         except ABSENT as err:
             if not self._said:
                 self._said = True

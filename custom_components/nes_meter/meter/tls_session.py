@@ -29,7 +29,7 @@ from .errors import (
     FrameError,
     MeterError,
     NoResponseError,
-    ResponseError,
+    RefusedError,
     TlsError,
 )
 from .keys import MeterKey
@@ -184,7 +184,7 @@ class MepTlsSession(MepPort):
                     return data
                 self.stats.error(f"0x{code:02X}")
                 name, message = RESULT_MESSAGES.get(code, ("unknown", "request failed"))
-                raise ResponseError(code, name, message)
+                raise RefusedError(code, name, message)
             failures[in_handshake] += 1
             if failures[in_handshake] >= self.timing.attempts:
                 if last_error is not None:
