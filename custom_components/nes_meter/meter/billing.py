@@ -35,17 +35,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-import logging
 import struct
 from typing import TYPE_CHECKING, Final
 
 from . import tables
-from .errors import ABSENT
 
 if TYPE_CHECKING:
     from .client import MeterClient, MeterIdentity
 
-_LOGGER = logging.getLogger(__name__)
 
 BT26: Final = 26
 BT55_SIZE: Final = 9
@@ -413,7 +410,6 @@ class BillingReader:
         self.self_read_header: SelfReadHeader | None = None
         self.demand_selection: DemandSelection | None = None
         self.reads = 0
-        self._said: set[str] = set()
 
     @property
     def max_read(self) -> int:
@@ -428,15 +424,9 @@ class BillingReader:
     async def _read[T](
         self, what: str, table_id: int, offset: int, count: int, decode: Callable[[bytes], T]
     ) -> T | None:
-        """One read, decoded; None (said once at debug) when refused, short or nonsensical."""
-        try:
-            self.reads += 1
-            return decode(await self._client.read_table(table_id, offset, count))
-        except ABSENT as err:
-            if what not in self._said:
-                self._said.add(what)
-                _LOGGER.debug("%s not available (%s)", what, err)
-            return None
+        """One read, counted (the bench and the tests count them); see ``MeterClient.read_optional``."""
+        self.reads += 1
+        return await self._client.read_optional(what, table_id, offset, count, decode)
 
     async def setup(self) -> None:
         dims = self._identity().dimensions

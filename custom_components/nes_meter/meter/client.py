@@ -235,6 +235,13 @@ class MeterClient:
                 _LOGGER.debug("%s not available (%s); carrying on without it", what, err)
             return None
 
+    async def read_optional[T](
+        self, what: str, table_id: int, offset: int, count: int, decode: Callable[[bytes], T]
+    ) -> T | None:
+        """One table read, decoded; None (said once per connection at debug) when the meter
+        refuses it, sends less than asked or sends what ``decode`` rejects."""
+        return await self._optional(what, lambda: self._decoded(table_id, offset, count, decode))
+
     async def _decoded[T](self, table_id: int, offset: int, count: int, decode: Callable[[bytes], T]) -> T:
         return decode(await self.read_table(table_id, offset, count))
 
