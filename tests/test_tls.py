@@ -430,17 +430,23 @@ async def test_reads_larger_than_one_record_are_chunked() -> None:
 
 async def test_plain_and_rc4_clients_are_refused_with_an_error_that_names_tls() -> None:
     meter = TlsSimulatedMeter(KEY)
+    sent = 0
     async with await meter.serve_tcp("mep") as server:
         for encrypt in (False, True):
             link = SerialLink(server.url, enable_line="none")
             await link.open()
+            session = MepSession(link, KEY, encrypt=encrypt, timing=FAST_MEP)
             try:
                 with pytest.raises(ResponseError, match="requires TLS") as info:
-                    await MepSession(link, KEY, encrypt=encrypt, timing=FAST_MEP).read(tables.BT01, 0, 24)
+                    await session.read(tables.BT01, 0, 24)
             finally:
                 await link.close()
             assert info.value.code == 0x0A
-    assert meter.refused_digest_messages == 2
+            sent += session.stats.frames_sent
+    # Every digest message was refused; a loaded machine may make a client resend one after
+    # FAST_MEP's 0.2 s reply timeout, which the meter refuses as well.
+    assert sent >= 2
+    assert meter.refused_digest_messages == sent
 
 
 async def test_rc4_is_refused_while_a_tls_session_exists_then_accepted_after_terminate() -> None:
