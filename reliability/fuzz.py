@@ -18,18 +18,10 @@ import time
 import traceback
 from typing import Any
 
-from custom_components.nes_meter.meter import (
-    MeterError,
-    MeterIdentity,
-    billing,
-    c1218,
-    events,
-    mep,
-    parse_key,
-    power_quality,
-    relay,
-    tables,
-)
+from nesmeter import MeterError, MeterIdentity, parse_key
+from nesmeter.c1218 import framing as c1218
+from nesmeter.mep import framing as mep
+from nesmeter.tables import billing, events, power_quality, relay, tables
 
 VECTORS = Path(__file__).resolve().parents[1] / "tests" / "vectors"
 HEX = re.compile(r"^(?:[0-9a-fA-F]{2}[ ]?){4,}$")

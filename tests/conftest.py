@@ -19,8 +19,8 @@ from syrupy.location import PyTestLocation
 
 from custom_components.nes_meter.const import CONF_KEY, CONF_KEY_FORMAT, CONF_TRANSPORT, DOMAIN
 from custom_components.nes_meter.coordinator import NesMeterCoordinator
-from custom_components.nes_meter.meter import MeterKey
-from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
+from nesmeter import MeterKey
+from nesmeter.sim.simulator import SimServer, SimulatedMeter
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "protocol"
 VECTORS = Path(__file__).resolve().parent / "vectors"

@@ -13,8 +13,15 @@ from typing import Any
 
 import pytest
 
-from custom_components.nes_meter.meter import DecodeError, tables
-from custom_components.nes_meter.meter.billing import (
+from nesmeter import DecodeError
+from nesmeter.cli.billing_cli import billing
+from nesmeter.cli.cli import _parser
+from nesmeter.client.client import MeterClient, MeterIdentity
+from nesmeter.sim.sim_billing import BIDN
+from nesmeter.sim.sim_image import MeterImage
+from nesmeter.sim.simulator import SimServer, SimulatedMeter
+from nesmeter.tables import tables
+from nesmeter.tables.billing import (
     BT26,
     BillingReader,
     DemandSpan,
@@ -33,12 +40,6 @@ from custom_components.nes_meter.meter.billing import (
     self_read_span,
     tier_spans,
 )
-from custom_components.nes_meter.meter.billing_cli import billing
-from custom_components.nes_meter.meter.cli import _parser
-from custom_components.nes_meter.meter.client import MeterClient, MeterIdentity
-from custom_components.nes_meter.meter.sim_billing import BIDN
-from custom_components.nes_meter.meter.sim_image import MeterImage
-from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
 from reliability.fuzz import DEMAND_METER
 
 from .conftest import KEY, KEY_TEXT

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from custom_components.nes_meter.meter import (
+from nesmeter import (
     AuthenticationError,
     FrameError,
     MeterClient,
@@ -14,15 +14,15 @@ from custom_components.nes_meter.meter import (
     NoResponseError,
     PortError,
     WriteRefusedError,
-    c1218,
-    mep,
     probe_transport,
-    tables,
 )
-from custom_components.nes_meter.meter.c1218_session import C1218Timing
-from custom_components.nes_meter.meter.mep_session import MepTiming
-from custom_components.nes_meter.meter.sim_image import MeterImage
-from custom_components.nes_meter.meter.simulator import Faults, SimServer, SimulatedMeter
+from nesmeter.c1218 import framing as c1218
+from nesmeter.c1218.session import C1218Timing
+from nesmeter.mep import framing as mep
+from nesmeter.mep.session import MepTiming
+from nesmeter.sim.sim_image import MeterImage
+from nesmeter.sim.simulator import Faults, SimServer, SimulatedMeter
+from nesmeter.tables import tables
 
 from .conftest import KEY, SERIAL
 

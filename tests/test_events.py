@@ -10,9 +10,13 @@ from typing import Any
 
 import pytest
 
-from custom_components.nes_meter.meter.cli import _parser
-from custom_components.nes_meter.meter.errors import TlsRequiredError
-from custom_components.nes_meter.meter.events import (
+from nesmeter.cli.cli import _parser
+from nesmeter.cli.events_cli import events, parse_event
+from nesmeter.errors import TlsRequiredError
+from nesmeter.mep.framing import MepResult
+from nesmeter.sim.sim_events import LoggedEvent
+from nesmeter.sim.simulator import SimulatedMeter
+from nesmeter.tables.events import (
     BT03,
     BT70,
     BT71,
@@ -29,10 +33,6 @@ from custom_components.nes_meter.meter.events import (
     full_sequence,
     ring_runs,
 )
-from custom_components.nes_meter.meter.events_cli import events, parse_event
-from custom_components.nes_meter.meter.mep import MepResult
-from custom_components.nes_meter.meter.sim_events import LoggedEvent
-from custom_components.nes_meter.meter.simulator import SimulatedMeter
 
 from .conftest import KEY, KEY_TEXT
 from .test_client import client_for

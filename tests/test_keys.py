@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from custom_components.nes_meter.meter import KeyFormatError, MeterKey, parse_key
+from nesmeter import KeyFormatError, MeterKey, parse_key
 
 K3 = "`!Vp2;,qDoU2BlLS2tPH"
 K3_HEX = "60215670323B2C71446F5532426C4C5332745048"

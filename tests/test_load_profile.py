@@ -9,10 +9,13 @@ from typing import Any
 
 import pytest
 
-from custom_components.nes_meter.meter import MeterClient, tables
-from custom_components.nes_meter.meter.cli import _parser
-from custom_components.nes_meter.meter.errors import RefusedError, TlsRequiredError
-from custom_components.nes_meter.meter.load_profile import (
+from nesmeter import MeterClient
+from nesmeter.cli.cli import _parser
+from nesmeter.cli.load_profile_cli import history
+from nesmeter.errors import RefusedError, TlsRequiredError
+from nesmeter.sim.simulator import SimulatedMeter
+from nesmeter.tables import tables
+from nesmeter.tables.load_profile import (
     DataSetConfig,
     LoadProfileReader,
     compute_layout,
@@ -22,8 +25,6 @@ from custom_components.nes_meter.meter.load_profile import (
     decode_et21,
     decode_interval,
 )
-from custom_components.nes_meter.meter.load_profile_cli import history
-from custom_components.nes_meter.meter.simulator import SimulatedMeter
 
 from .conftest import KEY, KEY_TEXT
 from .test_client import client_for

@@ -146,12 +146,13 @@ def test_every_sensor_and_exception_is_translated() -> None:
 
 def test_last_error_states_are_translated_and_cover_the_library() -> None:
     """Every error name the library records maps to a translated state, not to "other"."""
-    from custom_components.nes_meter.meter import c1218, mep
     from custom_components.nes_meter.sensor import LAST_ERROR_OPTIONS, last_error_state
+    from nesmeter.c1218 import framing as c1218
+    from nesmeter.mep import framing as mep
 
     english = json.loads((INTEGRATION / "translations" / "en.json").read_text())
     assert set(english["entity"]["sensor"]["last_error"]["state"]) == set(LAST_ERROR_OPTIONS)
-    library = "\n".join(path.read_text() for path in (INTEGRATION / "meter").glob("*_session.py"))
+    library = "\n".join(path.read_text() for path in (ROOT / "lib" / "src" / "nesmeter").glob("*/*session.py"))
     names = set(re.findall(r'stats\.error\("(\w+)"\)', library))
     names |= {name for code, name in c1218.RESPONSE_NAMES.items() if code}
     names |= {f"0x{code:02X}" for code in mep.MepResult if code}

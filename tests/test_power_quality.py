@@ -12,10 +12,12 @@ from typing import Any
 from hypothesis import given, settings, strategies as st
 import pytest
 
-from custom_components.nes_meter.meter.cli import _parser
-from custom_components.nes_meter.meter.client import MeterClient
-from custom_components.nes_meter.meter.errors import DecodeError, NoResponseError, RefusedError, ShortReadError
-from custom_components.nes_meter.meter.power_quality import (
+from nesmeter.cli.cli import _parser
+from nesmeter.cli.power_quality_cli import power_quality
+from nesmeter.client.client import MeterClient
+from nesmeter.errors import DecodeError, NoResponseError, RefusedError, ShortReadError
+from nesmeter.sim.simulator import SimServer, SimulatedMeter
+from nesmeter.tables.power_quality import (
     ET04,
     ET09,
     Outage,
@@ -25,8 +27,7 @@ from custom_components.nes_meter.meter.power_quality import (
     decode_power_quality,
     read_range,
 )
-from custom_components.nes_meter.meter.power_quality_cli import power_quality
-from custom_components.nes_meter.meter.relay import (
+from nesmeter.tables.relay import (
     ET23,
     ET29,
     RELAY_STATES,
@@ -35,7 +36,6 @@ from custom_components.nes_meter.meter.relay import (
     decode_disconnect_state,
     decode_et29,
 )
-from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
 
 from .conftest import KEY, KEY_TEXT
 from .test_client import client_for

@@ -8,7 +8,10 @@ from datetime import datetime
 from hypothesis import given, settings, strategies as st
 import pytest
 
-from custom_components.nes_meter.meter import MeterError, billing, c1218, mep, parse_key, tables
+from nesmeter import MeterError, parse_key
+from nesmeter.c1218 import framing as c1218
+from nesmeter.mep import framing as mep
+from nesmeter.tables import billing, tables
 from reliability import fuzz
 
 RAW = st.binary(max_size=600)

@@ -11,9 +11,10 @@ from collections.abc import Iterable
 import pytest
 
 from benchmarks.common import DEFAULT_FIELDS
-from custom_components.nes_meter.meter import MeterClient, tables
-from custom_components.nes_meter.meter.read_plan import LinkModel, ReadSchedule, plan_ranges
-from custom_components.nes_meter.meter.snapshot import MeterSnapshot
+from nesmeter import MeterClient
+from nesmeter.client.read_plan import LinkModel, ReadSchedule, plan_ranges
+from nesmeter.tables import tables
+from nesmeter.tables.snapshot import MeterSnapshot
 
 from .test_client import client_for
 from .test_variants import TRUE_IMPORT_W, frozen_meter

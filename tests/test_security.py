@@ -24,10 +24,11 @@ from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from custom_components.nes_meter.const import CONF_KEY, CONF_KEY_FORMAT, CONF_TRANSPORT, DOMAIN
 from custom_components.nes_meter.coordinator import NesMeterCoordinator
-from custom_components.nes_meter.meter import MeterClient, MeterError, MeterKey, WriteRefusedError, tls
-from custom_components.nes_meter.meter.mep_session import MepSession
-from custom_components.nes_meter.meter.simulator import Faults, SimServer, SimulatedMeter
-from custom_components.nes_meter.meter.tls_server import TlsSimulatedMeter
+from nesmeter import MeterClient, MeterError, MeterKey, WriteRefusedError
+from nesmeter.mep import tls
+from nesmeter.mep.session import MepSession
+from nesmeter.sim.simulator import Faults, SimServer, SimulatedMeter
+from nesmeter.sim.tls_server import TlsSimulatedMeter
 
 from .conftest import KEY, KEY_TEXT
 
@@ -60,7 +61,7 @@ async def _cli(*args: str) -> str:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "custom_components.nes_meter.meter",
+        "nesmeter.cli",
         "-v",
         *args,
         stdout=asyncio.subprocess.PIPE,

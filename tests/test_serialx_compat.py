@@ -13,8 +13,8 @@ import re
 import pytest
 import serialx
 
-from custom_components.nes_meter.meter import serialx_compat
-from custom_components.nes_meter.meter.transport import describe_port
+from nesmeter.link import serialx_compat
+from nesmeter.link.transport import describe_port
 
 TRANSPORT = Path(serialx_compat.__file__).with_name("transport.py")
 
@@ -54,14 +54,15 @@ def test_our_redaction_already_hides_what_serialx_hides(monkeypatch: pytest.Monk
 def test_the_integration_uses_only_what_the_installed_serialx_has() -> None:
     """Every ``serialx.NAME`` the integration uses exists in the installed version (1.11.0 on latest),
     and the one name that 1.11.0 lacks is reached through serialx_compat only."""
-    package = TRANSPORT.parents[1]
+    packages = (TRANSPORT.parents[1], Path(__file__).parents[1] / "custom_components" / "nes_meter")
     used = {
-        (path.relative_to(package).as_posix(), name)
+        (path.relative_to(package.parent).as_posix(), name)
+        for package in packages
         for path in package.rglob("*.py")
         if path.name != "serialx_compat.py"
         for name in re.findall(r"\bserialx\.(\w+)", path.read_text())
     }
-    assert ("meter/transport.py", "create_serial_connection") in used
+    assert ("nesmeter/link/transport.py", "create_serial_connection") in used
     assert not [where for where in used if where[1] == "redact_uri"]
     missing = sorted(where for where in used if not hasattr(serialx, where[1]))
     assert not missing, f"serialx {importlib.metadata.version('serialx')} lacks {missing}"

@@ -8,8 +8,8 @@ import struct
 from c1218.connection import Connection
 
 from benchmarks.termineter_cycle import SERIAL_SETTINGS
-from custom_components.nes_meter.meter import tables
-from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
+from nesmeter.sim.simulator import SimServer, SimulatedMeter
+from nesmeter.tables import tables
 
 from .conftest import KEY_TEXT
 

@@ -9,22 +9,17 @@ import struct
 
 import pytest
 
-from custom_components.nes_meter.meter import mep, tables, tls
-from custom_components.nes_meter.meter.errors import (
-    AuthenticationError,
-    FrameError,
-    NoResponseError,
-    ResponseError,
-    TlsError,
-)
-from custom_components.nes_meter.meter.keys import MeterKey
-from custom_components.nes_meter.meter.mep_session import MepSession, MepTiming
-from custom_components.nes_meter.meter.simulator import Faults, SimServer, SimulatedMeter
-from custom_components.nes_meter.meter.tls import ContentType, KeyId, PskIdentity, TlsCode
-from custom_components.nes_meter.meter.tls_client import TlsClient
-from custom_components.nes_meter.meter.tls_server import MepTlsPort, TlsServer, TlsSimulatedMeter, meter_psk_lookup
-from custom_components.nes_meter.meter.tls_session import MepTlsSession, TlsTiming
-from custom_components.nes_meter.meter.transport import SerialLink
+from nesmeter.errors import AuthenticationError, FrameError, NoResponseError, ResponseError, TlsError
+from nesmeter.keys import MeterKey
+from nesmeter.link.transport import SerialLink
+from nesmeter.mep import framing as mep, tls
+from nesmeter.mep.session import MepSession, MepTiming
+from nesmeter.mep.tls import ContentType, KeyId, PskIdentity, TlsCode
+from nesmeter.mep.tls_client import TlsClient
+from nesmeter.mep.tls_session import MepTlsSession, TlsTiming
+from nesmeter.sim.simulator import Faults, SimServer, SimulatedMeter
+from nesmeter.sim.tls_server import MepTlsPort, TlsServer, TlsSimulatedMeter, meter_psk_lookup
+from nesmeter.tables import tables
 
 from .conftest import KEY, load_vectors
 

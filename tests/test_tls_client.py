@@ -10,18 +10,11 @@ import sys
 
 import pytest
 
-from custom_components.nes_meter.meter import (
-    KeyId,
-    MeterClient,
-    MeterKey,
-    ResponseError,
-    TlsRequiredError,
-    cli,
-    probe_transport,
-)
-from custom_components.nes_meter.meter.simulator import SimulatedMeter
-from custom_components.nes_meter.meter.tls_server import TlsSimulatedMeter
-from custom_components.nes_meter.meter.tls_session import TlsTiming
+from nesmeter import KeyId, MeterClient, MeterKey, ResponseError, TlsRequiredError, probe_transport
+from nesmeter.cli import cli
+from nesmeter.mep.tls_session import TlsTiming
+from nesmeter.sim.simulator import SimulatedMeter
+from nesmeter.sim.tls_server import TlsSimulatedMeter
 
 from .conftest import KEY, KEY_TEXT, SERIAL
 from .test_client import client_for
@@ -140,7 +133,7 @@ async def test_a_plain_meter_read_with_tls_says_so() -> None:
 
 def _start_simulator(*args: str) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "custom_components.nes_meter.meter", "simulate", *args],
+        [sys.executable, "-m", "nesmeter.cli", "simulate", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -178,7 +171,7 @@ def test_cli_simulate_refuses_tls_on_the_optical_port() -> None:
         [
             sys.executable,
             "-m",
-            "custom_components.nes_meter.meter",
+            "nesmeter.cli",
             "simulate",
             "--transport",
             "ir",

@@ -15,12 +15,17 @@ from typing import Any
 
 import pytest
 
-from custom_components.nes_meter.meter import MeterClient, MeterKey, c1218, cli, mep, tables, trace
-from custom_components.nes_meter.meter.sim_image import MeterImage
-from custom_components.nes_meter.meter.sim_replay import analyse, replayed_meter
-from custom_components.nes_meter.meter.simulator import SimulatedMeter
-from custom_components.nes_meter.meter.stats import FrameLog
-from custom_components.nes_meter.meter.transport import BYTE_TIME
+from nesmeter import MeterClient, MeterKey
+from nesmeter.c1218 import framing as c1218
+from nesmeter.cli import cli
+from nesmeter.link import trace
+from nesmeter.link.transport import BYTE_TIME
+from nesmeter.mep import framing as mep
+from nesmeter.sim.sim_image import MeterImage
+from nesmeter.sim.sim_replay import analyse, replayed_meter
+from nesmeter.sim.simulator import SimulatedMeter
+from nesmeter.stats import FrameLog
+from nesmeter.tables import tables
 
 from .conftest import KEY
 from .test_security import WRONG_KEY, secret_forms
@@ -155,7 +160,7 @@ async def test_cli_records_and_replays(tmp_path: Path) -> None:
     doc = trace.load(path)
     assert doc["result"]["identity"]["utility_serial"] == "5712345678"
     process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "custom_components.nes_meter.meter", "simulate", "--replay", str(path)),
+        *(sys.executable, "-m", "nesmeter.cli", "simulate", "--replay", str(path)),
         *("--key", KEY.forms()[0], "--listen", "tcp://127.0.0.1:0"),
         stdout=asyncio.subprocess.PIPE,
     )
@@ -244,7 +249,7 @@ def test_latency_on_a_9600_baud_line_excludes_the_wire_time() -> None:
 async def test_a_tls_session_traces_its_reads_as_plaintext_and_replays() -> None:
     """MEP TLS mode: the records are under keys derived from the meter key, so the trace
     keeps the reads they carry (digests masked) and no handshake; it replays as a meter."""
-    from custom_components.nes_meter.meter.tls_server import TlsSimulatedMeter
+    from nesmeter.sim.tls_server import TlsSimulatedMeter
 
     meter = TlsSimulatedMeter(KEY, image=MeterImage(speed=0))
     async with await meter.serve_tcp("mep") as server:

@@ -13,22 +13,15 @@ import contextlib
 
 import pytest
 
-from custom_components.nes_meter.meter import (
-    AuthenticationError,
-    MeterClient,
-    MeterKey,
-    NoResponseError,
-    ResponseError,
-    probe_transport,
-    tables,
-)
-from custom_components.nes_meter.meter.errors import UnsupportedMeterError
-from custom_components.nes_meter.meter.mep_session import MepSession, MepTiming
-from custom_components.nes_meter.meter.sim_image import PHASE_SHARE, MeterImage
-from custom_components.nes_meter.meter.sim_variants import IR_ONLY, MEP_ONLY, VARIANTS
-from custom_components.nes_meter.meter.simulator import Faults, SimServer, SimulatedMeter
-from custom_components.nes_meter.meter.snapshot import MeterSnapshot
-from custom_components.nes_meter.meter.transport import SerialLink
+from nesmeter import AuthenticationError, MeterClient, MeterKey, NoResponseError, ResponseError, probe_transport
+from nesmeter.errors import UnsupportedMeterError
+from nesmeter.link.transport import SerialLink
+from nesmeter.mep.session import MepSession, MepTiming
+from nesmeter.sim.sim_image import PHASE_SHARE, MeterImage
+from nesmeter.sim.sim_variants import IR_ONLY, MEP_ONLY, VARIANTS
+from nesmeter.sim.simulator import Faults, SimServer, SimulatedMeter
+from nesmeter.tables import tables
+from nesmeter.tables.snapshot import MeterSnapshot
 
 from .conftest import KEY, SERIAL
 from .test_client import FAST_IR, FAST_MEP, client_for

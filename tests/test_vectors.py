@@ -6,8 +6,10 @@ import struct
 
 import pytest
 
-from custom_components.nes_meter.meter import c1218, mep, tables
-from custom_components.nes_meter.meter.snapshot import STANDARD_PRESENT_ORDER
+from nesmeter.c1218 import framing as c1218
+from nesmeter.mep import framing as mep
+from nesmeter.tables import tables
+from nesmeter.tables.snapshot import STANDARD_PRESENT_ORDER
 
 from .conftest import SHARED, VECTORS, load_vectors
 

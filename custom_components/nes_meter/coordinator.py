@@ -19,6 +19,22 @@ from homeassistant.helpers import entity_registry as er, issue_registry as ir, r
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 from homeassistant.util import dt as dt_util
 
+from nesmeter import (
+    AuthenticationError,
+    MeterClient,
+    MeterError,
+    MeterIdentity,
+    MeterKey,
+    MeterSnapshot,
+    NoResponseError,
+    PortError,
+    TlsRequiredError,
+    UnsupportedMeterError,
+)
+from nesmeter.errors import ABSENT
+from nesmeter.link.trace import record_reading
+from nesmeter.mep.tls import KeyId
+
 from .billing_tracker import TIER_COUNTERS, MeterBillingTracker
 from .const import (
     BACKOFF_MAX,
@@ -41,21 +57,6 @@ from .const import (
 from .events_coordinator import MeterEventTracker
 from .guard import GUARDED_COUNTERS, CounterGuard
 from .history import HistoryImporter
-from .meter import (
-    AuthenticationError,
-    MeterClient,
-    MeterError,
-    MeterIdentity,
-    MeterKey,
-    MeterSnapshot,
-    NoResponseError,
-    PortError,
-    TlsRequiredError,
-    UnsupportedMeterError,
-)
-from .meter.errors import ABSENT
-from .meter.tls import KeyId
-from .meter.trace import record_reading
 from .quality_tracker import PowerQualityTracker
 from .rare_reads import RareReadScheduler
 

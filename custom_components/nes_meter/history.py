@@ -54,14 +54,16 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.recorder import get_instance
 from homeassistant.util import dt as dt_util
 
+from nesmeter import MeterError
+from nesmeter.errors import ABSENT
+from nesmeter.tables.load_profile import LoadProfileInterval, LoadProfileReader
+
 from .const import DOMAIN
-from .meter import MeterError
-from .meter.errors import ABSENT
-from .meter.load_profile import LoadProfileInterval, LoadProfileReader
 
 if TYPE_CHECKING:
+    from nesmeter import MeterSnapshot
+
     from .coordinator import NesMeterCoordinator
-    from .meter import MeterSnapshot
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from .meter import MeterClient
-from .meter.power_quality import PowerQuality, PowerQualityReader
-from .meter.relay import RelayReader
+from nesmeter import MeterClient
+from nesmeter.tables.power_quality import PowerQuality, PowerQualityReader
+from nesmeter.tables.relay import RelayReader
+
 from .rare_reads import Misses, RareRead
 
 POWER_QUALITY_INTERVAL: Final = 300.0

@@ -31,13 +31,14 @@ from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
+from nesmeter import MeterIdentity, MeterSnapshot
+
 from .billing_sensor import billing_sensors
 from .const import DOMAIN
 from .coordinator import NesMeterConfigEntry, NesMeterCoordinator, counter_key
 from .entity import NesMeterEntity
 from .guard import GUARDED_COUNTERS
 from .history_sensor import history_sensors
-from .meter import MeterIdentity, MeterSnapshot
 from .power_quality_sensor import power_quality_sensors
 
 PARALLEL_UPDATES = 0

@@ -17,10 +17,12 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from custom_components.nes_meter.meter import MeterClient, tables, trace
-from custom_components.nes_meter.meter.sim_image import BT01_IMAGE, BT21_IMAGE, MeterImage
-from custom_components.nes_meter.meter.sim_replay import replayed_meter
-from custom_components.nes_meter.meter.simulator import SimulatedMeter
+from nesmeter import MeterClient
+from nesmeter.link import trace
+from nesmeter.sim.sim_image import BT01_IMAGE, BT21_IMAGE, MeterImage
+from nesmeter.sim.sim_replay import replayed_meter
+from nesmeter.sim.simulator import SimulatedMeter
+from nesmeter.tables import tables
 
 from ..conftest import KEY, load_vectors
 

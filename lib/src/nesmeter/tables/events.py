@@ -1,0 +1,510 @@
+"""The meter's event log (BT70/BT71, BT74) and its alarm bits (BT03), and an incremental reader.
+
+Layouts (MEP guide "G", optical guide "O", printed pages):
+
+* BT71 Actual Log (O p.50-51; G p.113-114 via ET42): 0 flags (bit 1 date/time, bit 2
+  sequence number), 1 UINT8 standard event bytes, 2 UINT8 manufacturer event bytes,
+  3 UINT8 history data (argument) length, 4 UINT8 event data length, 5 UINT16 history
+  entries, 7 UINT16 event entries (always 0 on NES: there is no BT76 event log).
+* BT70 Dimension Log (O p.50): the same nine bytes, as the maximum dimensions. BT74 is
+  sized by BT70 on firmware 2.01 and 2.10, by BT71 from 2.12 (O p.49): BT70 is read
+  when a meter refuses BT71.
+* BT74 History Log Data (G p.241-243, O p.51-53): an 11-byte header: 0 flags (bit 0
+  order, bit 1 overflow, bit 2 list type 1 = circular), 1 UINT16 valid entries, 3 UINT16
+  last entry element, 5 UINT32 last entry sequence (never reset on firmware >= 3.70),
+  9 UINT16 unread entries (the head end's; never touched here). Then ``Array[BT71.5]``
+  of ``12 + BT71.3`` byte records: 0 LTIME_DATE (UTC), 6 UINT16 sequence (the low two
+  bytes of the 32-bit one), 8 UINT16 user id (0xFFFF none, 0xFFFE PLC/P2P/G3, 0xFFFD a
+  MEP client, else the optical logon user), 10 UINT16 bits 0-11 event id, 12 argument.
+  The guide prints the record offsets of element 0 (11, 17, 19, 21, 23).
+* BT03 End Device Mode Status (O p.45-47): 0 mode, 1 UINT16 standard status bits,
+  3 extended bits, then ``BT00.17`` bytes of manufacturer bits (4 on the optical guide's
+  meters, 9 in the MEP guide's BT00 on firmware 4.x). Alarms stay latched until the
+  utility clears them; this library never writes.
+
+Neither guide lists the event ids ("consult the documentation for your meter", G p.243).
+The names below are those of the ANSI sibling meter's user's guide (Echelon ANSI meter
+v3.1, 078-0384-01, pp.32-43), not confirmed on an OSGP meter; every other id is shown as
+``unknown`` with its number.
+
+Reading only what is new (:class:`EventLogReader`): the 11-byte header first; when its
+sequence has not moved since the last pass nothing else is read. Otherwise the newest
+``min(valid, sequence now - sequence seen)`` records (an upper bound: the alternate log
+ET79 shares the numbering, G p.242) are read oldest first in whole records, split where
+the ring wraps, and the header is read again. The 32-bit sequence of each record is
+rebuilt from its 16 low bits against that second header, so a slot overwritten during
+the read (the ring wrapped under us) is recognised as the newer entry it now holds; if
+the header moved, another pass picks up what was written meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+import logging
+import struct
+from typing import TYPE_CHECKING, Any, Final
+
+from nesmeter.errors import ABSENT, DecodeError, RefusedError
+from nesmeter.tables import tables
+
+if TYPE_CHECKING:
+    from nesmeter.client.client import MeterClient
+
+_LOGGER = logging.getLogger(__name__)
+
+BT00_MFG_STATUS_LENGTH: Final = 17  # BT00.17: bytes of manufacturer status bits in BT03
+BT03: Final = 3
+BT70: Final = 0x46
+BT71: Final = 0x47
+BT74: Final = 0x4A
+BT71_SIZE: Final = 9
+BT74_HEADER: Final = 11
+RECORD_FIXED: Final = 12  # time 6, sequence 2, user 2, event 2; then the argument
+SEQUENCE_MODULUS: Final = 1 << 32
+MAX_PASSES: Final = 3  # header moved during the read: read again, at most this often
+
+USERS: Final[dict[int, str]] = {0xFFFF: "none", 0xFFFE: "network", 0xFFFD: "mep"}
+
+# id -> (name, family); from the ANSI v3.1 user's guide (see the module docstring).
+EVENTS: Final[dict[int, tuple[str, str]]] = {
+    1: ("power_down", "power"),
+    2: ("power_up", "power"),
+    3: ("time_changed_from", "clock"),
+    4: ("time_changed_to", "clock"),
+    7: ("read_access", "other"),
+    8: ("write_access", "other"),
+    9: ("procedure_invoked", "other"),
+    10: ("table_written", "other"),
+    11: ("programmed", "meter"),
+    20: ("demand_reset", "meter"),
+    21: ("self_read", "meter"),
+    22: ("dst_on", "clock"),
+    23: ("dst_off", "clock"),
+    24: ("season_change", "meter"),
+    26: ("special_schedule", "meter"),
+    27: ("tier_switch", "meter"),
+    28: ("pending_table_activated", "meter"),
+    29: ("pending_table_cleared", "meter"),
+    30: ("test_mode_started", "meter"),
+    31: ("test_mode_stopped", "meter"),
+    36: ("firmware_changed", "meter"),
+    37: ("configuration_error", "meter"),
+    39: ("ram_failure", "meter"),
+    40: ("rom_failure", "meter"),
+    41: ("nvm_failure", "meter"),
+    42: ("clock_error", "clock"),
+    43: ("measurement_error", "meter"),
+    44: ("low_battery", "meter"),
+    45: ("low_loss_potential", "power_quality"),
+    46: ("demand_overload", "power_quality"),
+    47: ("cover_removed", "tamper"),
+    48: ("reverse_energy", "power_quality"),
+    50: ("disconnect_switch_error", "meter"),
+    64: ("load_profile_overflow", "meter"),
+    66: ("disconnect_changed", "power"),
+    67: ("control_relay_open", "power"),
+    68: ("phase_loss", "power_quality"),
+    69: ("phase_inversion", "tamper"),
+    70: ("plc_config_failure", "meter"),
+    71: ("general_error", "meter"),
+    72: ("invalid_password", "tamper"),
+    74: ("current_on_missing_phase", "tamper"),
+    77: ("software_crc_error", "meter"),
+    78: ("code_bank_changed", "meter"),
+    79: ("load_profile_backfill_failed", "meter"),
+    80: ("mep_installed_removed", "meter"),
+    81: ("mep_alarm", "meter"),
+    82: ("mep_discovery_complete", "meter"),
+    83: ("phase_rotation_changed", "power_quality"),
+    84: ("prepay_credit_exhausted", "meter"),
+    85: ("prepay_warning_acknowledged", "meter"),
+    87: ("manufacturer_log_entry", "other"),
+    88: ("log_dimension_changed", "meter"),
+    89: ("magnetic_tamper", "tamper"),
+    90: ("access_lockout_override", "tamper"),
+    91: ("power_quality_changed", "power_quality"),
+    94: ("load_profile_unread", "other"),
+    96: ("mep_status_changed", "meter"),
+    98: ("voltage_sag", "power_quality"),
+    99: ("voltage_swell", "power_quality"),
+    107: ("load_side_voltage", "power_quality"),
+}
+UNKNOWN: Final = "unknown"
+FAMILIES: Final = ("power", "tamper", "power_quality", "clock", "meter", "other")
+
+
+def event_types(family: str) -> tuple[str, ...]:
+    """The event names of one family (``other`` also takes every unknown id)."""
+    names = tuple(name for name, of in EVENTS.values() if of == family)
+    return (*names, UNKNOWN) if family == "other" else names
+
+
+# ---- decoders --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LogDimensions:
+    """BT71 (or BT70 on firmware 2.01/2.10): what the history log holds."""
+
+    flags: int
+    standard_event_bytes: int
+    manufacturer_event_bytes: int
+    argument_length: int
+    event_data_length: int
+    history_entries: int
+    event_entries: int
+
+    @property
+    def record_size(self) -> int:
+        return RECORD_FIXED + self.argument_length
+
+    @property
+    def has_time(self) -> bool:
+        return bool(self.flags & 0x02)
+
+    @property
+    def has_sequence(self) -> bool:
+        return bool(self.flags & 0x04)
+
+
+def decode_bt71(data: bytes, table: str = "BT71") -> LogDimensions:
+    """BT71, or BT70: the same layout (O p.50)."""
+    tables._need(data, BT71_SIZE, table)
+    return LogDimensions(*struct.unpack_from("<BBBBBHH", data))
+
+
+@dataclass(frozen=True, slots=True)
+class LogHeader:
+    """BT74's header: where the newest entry is and its 32-bit sequence number."""
+
+    flags: int
+    valid_entries: int
+    last_element: int
+    last_sequence: int
+    unread_entries: int
+
+    @property
+    def overflow(self) -> bool:
+        return bool(self.flags & 0x02)
+
+    @property
+    def circular(self) -> bool:
+        return bool(self.flags & 0x04)
+
+
+def decode_bt74_header(data: bytes) -> LogHeader:
+    tables._need(data, BT74_HEADER, "BT74 header")
+    return LogHeader(*struct.unpack_from("<BHHIH", data))
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One event log entry; ``sequence`` is the full 32-bit number."""
+
+    sequence: int
+    time: datetime | None  # the meter's UTC time of the entry; None if it holds no valid date
+    event_id: int
+    argument: int
+    user_id: int
+
+    @property
+    def name(self) -> str:
+        return EVENTS.get(self.event_id, (UNKNOWN, "other"))[0]
+
+    @property
+    def family(self) -> str:
+        return EVENTS.get(self.event_id, (UNKNOWN, "other"))[1]
+
+    @property
+    def known(self) -> bool:
+        return self.event_id in EVENTS
+
+    @property
+    def user(self) -> str:
+        return USERS.get(self.user_id, f"optical:{self.user_id}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sequence": self.sequence,
+            "time": self.time.isoformat().replace("+00:00", "Z") if self.time else None,
+            "event_id": self.event_id,
+            "name": self.name,
+            "argument": self.argument,
+            "user": self.user,
+        }
+
+
+def full_sequence(low16: int, newest: int) -> int:
+    """The 32-bit sequence whose low 16 bits are ``low16``, at or before ``newest``."""
+    return (newest - ((newest - low16) & 0xFFFF)) % SEQUENCE_MODULUS
+
+
+def decode_record(data: bytes, offset: int, dims: LogDimensions, newest: int) -> HistoryEntry:
+    """One BT74 record at ``offset``; ``newest`` is the header's 32-bit sequence."""
+    tables._need(data, offset + dims.record_size, "BT74 record")
+    try:
+        when: datetime | None = tables.decode_ltime_date(data, offset).replace(tzinfo=UTC)
+    except DecodeError:
+        when = None
+    low16, user_id, event_word = struct.unpack_from("<HHH", data, offset + 6)
+    argument = int.from_bytes(data[offset + RECORD_FIXED : offset + dims.record_size], "little")
+    return HistoryEntry(full_sequence(low16, newest), when, event_word & 0x0FFF, argument, user_id)
+
+
+def ring_runs(last_element: int, count: int, size: int) -> list[tuple[int, int]]:
+    """(first element, elements) runs holding the ``count`` newest entries, oldest first."""
+    if count <= 0 or size <= 0:
+        return []
+    count = min(count, size)
+    first = (last_element - count + 1) % size
+    if first + count <= size:
+        return [(first, count)]
+    return [(first, size - first), (0, count - (size - first))]
+
+
+# ---- BT03 ------------------------------------------------------------------------
+
+# (byte, bit) -> name; the standard bits are the LE16 at byte 1 (bit n of 1.n counts from byte 1).
+STATUS_BITS: Final[dict[tuple[int, int], str]] = {
+    (1, 3): "ram_failure",
+    (1, 4): "rom_failure",
+    (1, 5): "nvm_failure",
+    (1, 6): "clock_error",
+    (1, 7): "measurement_error",
+    (1, 8): "low_battery",
+    (1, 12): "cover_removed",
+    (1, 13): "reverse_energy",
+    (1, 15): "disconnect_switch_error",
+    (4, 4): "phase_loss",
+    (4, 5): "phase_inversion",
+    (4, 7): "general_error",
+    (5, 0): "invalid_password",
+    (5, 2): "current_on_missing_phase",
+    (5, 5): "software_crc_error",
+    (6, 3): "phase_rotation_changed",
+    (7, 1): "magnetic_tamper",
+    (7, 3): "power_quality_event",
+    (7, 7): "load_side_voltage",
+    (8, 0): "unbalanced_voltage",
+}
+EVENT_LOG_UNREAD: Final = (7, 4)
+SELF_READ_OCCURRED: Final = (4, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class MeterStatus:
+    """BT03 as read: which alarm bits the meter reports, and which are set."""
+
+    raw: bytes
+
+    @property
+    def reported(self) -> tuple[str, ...]:
+        """The named bits inside the length the meter reports (older firmware has fewer bytes)."""
+        return tuple(name for (byte, bit), name in STATUS_BITS.items() if byte + bit // 8 < len(self.raw))
+
+    def is_set(self, name: str) -> bool:
+        for (byte, bit), known in STATUS_BITS.items():
+            if known == name:
+                return bit_set(self.raw, byte, bit)
+        raise KeyError(name)
+
+    @property
+    def active(self) -> tuple[str, ...]:
+        return tuple(name for name in self.reported if self.is_set(name))
+
+    @property
+    def event_log_unread(self) -> bool:
+        return bit_set(self.raw, *EVENT_LOG_UNREAD)
+
+    @property
+    def self_read_occurred(self) -> bool:
+        return bit_set(self.raw, *SELF_READ_OCCURRED)
+
+
+def bit_set(raw: bytes, byte: int, bit: int) -> bool:
+    index, within = byte + bit // 8, bit % 8
+    return index < len(raw) and bool(raw[index] >> within & 1)
+
+
+def decode_bt03(data: bytes) -> MeterStatus:
+    tables._need(data, 4, "BT03")
+    return MeterStatus(bytes(data))
+
+
+# ---- reading ---------------------------------------------------------------------
+
+
+class StatusReader:
+    """BT03, sized by BT00.17 (read once; 4 bytes, the optical guide's value, if refused).
+
+    Whether the meter has alarm bits is decided by the first read only: a refusal later
+    (busy, a transient "operation not possible") costs that read, not the alarm sensors.
+    """
+
+    def __init__(self, client: MeterClient) -> None:
+        self._client = client
+        self.size: int | None = None
+        self.available: bool | None = None
+
+    async def read(self) -> MeterStatus | None:
+        """The alarm bits; None for a meter that refuses BT03, or when this read was refused."""
+        if self.available is False:
+            return None
+        if self.size is None:
+            try:
+                length = (await self._client.read_table(tables.BT00, BT00_MFG_STATUS_LENGTH, 1))[0]
+            except ABSENT:
+                length = 4
+            self.size = 4 + length
+        try:
+            status = decode_bt03(await self._client.read_table(BT03, 0, self.size))
+        except ABSENT as err:
+            if self.available is None:
+                _LOGGER.debug("no alarm bits (BT03: %s)", err)
+                self.available = False
+            else:
+                _LOGGER.debug("alarm bits not read this time (BT03: %s)", err)
+            return None
+        self.available = True
+        return status
+
+
+class EventLogReader:
+    """New event log entries, one table read per :meth:`step`.
+
+    ``after_sequence`` is the newest sequence already seen (None: everything the log
+    holds is new). A pass starts with the header and ends when the header stands still;
+    its entries come back from the step that ends it, oldest first, and
+    ``after_sequence`` moves to the header's. ``available`` is False for a meter without
+    a history log (BT71 and BT70 refused, or no entries configured).
+    """
+
+    def __init__(self, client: MeterClient, after_sequence: int | None = None) -> None:
+        self._client = client
+        self.after_sequence = after_sequence
+        self.dimensions: LogDimensions | None = None
+        self.available: bool | None = None
+        self.reads = 0
+        self._pass: AsyncIterator[list[HistoryEntry] | None] | None = None
+
+    @property
+    def in_pass(self) -> bool:
+        return self._pass is not None
+
+    async def dimensions_read(self) -> bool:
+        """Read the log's dimensions (once); whether the meter keeps a history log.
+
+        TLS required is no answer about the log: it propagates.
+        """
+        if self.available is None:
+            before = self.reads
+            try:
+                dims = await self._dimensions()
+            except ABSENT as err:
+                tried = "BT71 refused, BT70" if self.reads - before > 1 else "BT71"
+                _LOGGER.debug("no event log (%s: %s)", tried, err)
+                self.available = False
+            else:
+                self.dimensions = dims
+                self.available = dims.history_entries > 0
+        return self.available
+
+    async def _dimensions(self) -> LogDimensions:
+        """BT71; a meter that refuses it keeps them in BT70 (firmware 2.01 and 2.10, O p.49-50).
+
+        BT70 holds the maximum dimensions, BT71 the configured ones; the guide has BT74 read
+        by BT70 on those firmware versions, by BT71 from 2.12.
+        """
+        try:
+            return decode_bt71(await self._read(BT71, 0, BT71_SIZE))
+        except RefusedError as err:
+            dims = decode_bt71(await self._read(BT70, 0, BT71_SIZE), "BT70")
+            _LOGGER.debug("event log dimensions from BT70 (BT71 refused: %s), as firmware 2.01/2.10 keep them", err)
+            return dims
+
+    async def step(self) -> list[HistoryEntry] | None:
+        """One read; the new entries when this read ended a pass, else None."""
+        if self._pass is None:
+            self._pass = self._run()
+        try:
+            result = await anext(self._pass)
+        except StopAsyncIteration:
+            result = []
+        except BaseException:
+            self._pass = None
+            raise
+        if result is not None:
+            self._pass = None
+        return result
+
+    def abort(self) -> None:
+        """Forget a pass cut short (a failed read); the next step starts afresh."""
+        self._pass = None
+
+    async def read_new(self) -> list[HistoryEntry]:
+        """A whole pass at once."""
+        while (entries := await self.step()) is None:
+            pass
+        return entries
+
+    async def _read(self, table_id: int, offset: int, count: int) -> bytes:
+        self.reads += 1
+        return await self._client.read_table(table_id, offset, count)
+
+    async def _header(self) -> LogHeader:
+        return decode_bt74_header(await self._read(BT74, 0, BT74_HEADER))
+
+    async def _run(self) -> AsyncIterator[list[HistoryEntry] | None]:
+        if self.available is None:
+            await self.dimensions_read()
+            yield None
+        if not self.available or self.dimensions is None:
+            yield []
+            return
+        dims = self.dimensions
+        header = await self._header()
+        found: dict[int, HistoryEntry] = {}
+        floor = self.after_sequence  # entries up to here are known (None: nothing yet)
+        for _ in range(MAX_PASSES):
+            if header.valid_entries == 0 or header.last_sequence == floor:
+                floor = header.last_sequence if header.valid_entries or floor is None else floor
+                break
+            wanted = header.valid_entries
+            if floor is not None:
+                wanted = min(wanted, (header.last_sequence - floor) % SEQUENCE_MODULUS)
+            raw: list[tuple[bytes, int]] = []
+            per_read = max(1, self._client.max_read_size // dims.record_size)
+            for first, count in ring_runs(header.last_element, wanted, dims.history_entries):
+                for start in range(first, first + count, per_read):
+                    n = min(per_read, first + count - start)
+                    yield None
+                    data = await self._read(BT74, BT74_HEADER + start * dims.record_size, n * dims.record_size)
+                    raw.append((data, n))
+            yield None
+            after = await self._header()
+            for data, n in raw:
+                for k in range(n):
+                    entry = decode_record(data, k * dims.record_size, dims, after.last_sequence)
+                    if _within(entry.sequence, floor, after.last_sequence):
+                        found[entry.sequence] = entry
+            # Everything up to the header the records were located by has been read.
+            floor = header.last_sequence
+            if after.last_sequence == header.last_sequence:
+                break
+            _LOGGER.debug("event log moved during the read (%d -> %d)", header.last_sequence, after.last_sequence)
+            header = after
+        # Hand out what is certain (still moving after MAX_PASSES: the rest comes next pass).
+        assert floor is not None  # set by the first pass when nothing had been seen
+        certain = {seq: entry for seq, entry in found.items() if _within(seq, self.after_sequence, floor)}
+        previous, self.after_sequence = self.after_sequence, floor
+        start = previous if previous is not None else floor + 1
+        yield [certain[seq] for seq in sorted(certain, key=lambda seq: (seq - start) % SEQUENCE_MODULUS)]
+
+
+def _within(sequence: int, floor: int | None, newest: int) -> bool:
+    """``floor < sequence <= newest`` on the 32-bit ring (no floor: up to newest, half a ring back)."""
+    if floor is None:
+        return (newest - sequence) % SEQUENCE_MODULUS < SEQUENCE_MODULUS // 2
+    return 0 < (sequence - floor) % SEQUENCE_MODULUS <= (newest - floor) % SEQUENCE_MODULUS
