@@ -30,12 +30,12 @@ from custom_components.nes_meter.billing_tracker import (
 from custom_components.nes_meter.events_coordinator import HEADER_INTERVAL
 from custom_components.nes_meter.quality_tracker import POWER_QUALITY_INTERVAL, RELAY_INTERVAL
 from nesmeter import MeterClient
+from nesmeter.client.billing_reader import BillingReader
 from nesmeter.client.client import TRANSPORTS, Transport
+from nesmeter.client.power_quality_reader import PowerQualityReader
+from nesmeter.client.relay_reader import RelayReader
 from nesmeter.sim.sim_image import MeterImage
 from nesmeter.sim.simulator import SimulatedMeter
-from nesmeter.tables.billing import BillingReader
-from nesmeter.tables.power_quality import PowerQualityReader
-from nesmeter.tables.relay import RelayReader
 
 from .common import DEFAULT_FIELDS, IDLE_BETWEEN_POLLS
 from .wire import KEY, TURNAROUND

@@ -16,6 +16,7 @@ import pytest
 from nesmeter import DecodeError
 from nesmeter.cli.billing_cli import billing
 from nesmeter.cli.cli import _parser
+from nesmeter.client.billing_reader import BillingReader
 from nesmeter.client.client import MeterClient, MeterIdentity
 from nesmeter.sim.sim_billing import BIDN
 from nesmeter.sim.sim_image import MeterImage
@@ -23,7 +24,6 @@ from nesmeter.sim.simulator import SimServer, SimulatedMeter
 from nesmeter.tables import tables
 from nesmeter.tables.billing import (
     BT26,
-    BillingReader,
     DemandSpan,
     SelfReadHeader,
     TierEnergy,

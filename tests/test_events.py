@@ -12,6 +12,7 @@ import pytest
 
 from nesmeter.cli.cli import _parser
 from nesmeter.cli.events_cli import events, parse_event
+from nesmeter.client.events_reader import EventLogReader, StatusReader
 from nesmeter.errors import TlsRequiredError
 from nesmeter.mep.framing import MepResult
 from nesmeter.sim.sim_events import LoggedEvent
@@ -23,8 +24,6 @@ from nesmeter.tables.events import (
     BT74,
     EVENTS,
     FAMILIES,
-    EventLogReader,
-    StatusReader,
     decode_bt03,
     decode_bt71,
     decode_bt74_header,

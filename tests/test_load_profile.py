@@ -12,12 +12,12 @@ import pytest
 from nesmeter import MeterClient
 from nesmeter.cli.cli import _parser
 from nesmeter.cli.load_profile_cli import history
+from nesmeter.client.load_profile_reader import LoadProfileReader
 from nesmeter.errors import RefusedError, TlsRequiredError
 from nesmeter.sim.simulator import SimulatedMeter
 from nesmeter.tables import tables
 from nesmeter.tables.load_profile import (
     DataSetConfig,
-    LoadProfileReader,
     compute_layout,
     decode_bt61,
     decode_bt62,

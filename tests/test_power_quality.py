@@ -15,6 +15,8 @@ import pytest
 from nesmeter.cli.cli import _parser
 from nesmeter.cli.power_quality_cli import power_quality
 from nesmeter.client.client import MeterClient
+from nesmeter.client.power_quality_reader import PowerQualityReader
+from nesmeter.client.relay_reader import RelayReader
 from nesmeter.errors import DecodeError, NoResponseError, RefusedError, ShortReadError
 from nesmeter.sim.simulator import SimServer, SimulatedMeter
 from nesmeter.tables.power_quality import (
@@ -22,20 +24,11 @@ from nesmeter.tables.power_quality import (
     ET09,
     Outage,
     PhaseEvents,
-    PowerQualityReader,
     decode_outage,
     decode_power_quality,
     read_range,
 )
-from nesmeter.tables.relay import (
-    ET23,
-    ET29,
-    RELAY_STATES,
-    RelayHardware,
-    RelayReader,
-    decode_disconnect_state,
-    decode_et29,
-)
+from nesmeter.tables.relay import ET23, ET29, RELAY_STATES, RelayHardware, decode_disconnect_state, decode_et29
 
 from .conftest import KEY, KEY_TEXT
 from .test_client import client_for

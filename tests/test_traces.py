@@ -18,6 +18,7 @@ import pytest
 from nesmeter import MeterClient, MeterKey
 from nesmeter.c1218 import framing as c1218
 from nesmeter.cli import cli
+from nesmeter.client.recording import reading, record_reading
 from nesmeter.link import trace
 from nesmeter.link.transport import BYTE_TIME
 from nesmeter.mep import framing as mep
@@ -42,7 +43,7 @@ async def read_replay(doc: dict[str, Any]) -> dict[str, Any]:
     """Serve the trace's meter and trace one reading of it with the real client."""
     meter = replayed_meter(doc, KEY)
     async with await meter.serve_tcp(doc["transport"]) as server:
-        return await trace.record_reading(client_for_trace(server.url, doc))
+        return await record_reading(client_for_trace(server.url, doc))
 
 
 def recorded_part(result: dict[str, Any], recorded: dict[str, Any]) -> dict[str, Any]:
@@ -123,7 +124,7 @@ def test_negotiate_and_refusals_are_replayed() -> None:
 async def test_ir_link_variants_survive_a_round_trip(variant: str) -> None:
     meter = SimulatedMeter(KEY, image=MeterImage(speed=0), variants=variant)
     async with await meter.serve_tcp("ir") as server:
-        doc = await trace.record_reading(MeterClient(server.url, "ir", KEY))
+        doc = await record_reading(MeterClient(server.url, "ir", KEY))
     replay = analyse(doc)
     if variant == "leftover-session":
         assert "leftover-session" in replay.variants
@@ -134,7 +135,7 @@ async def test_ir_link_variants_survive_a_round_trip(variant: str) -> None:
 async def test_response_latency_is_inferred_and_replayed() -> None:
     meter = SimulatedMeter(KEY, image=MeterImage(speed=0), reply_latency=0.08)
     async with await meter.serve_tcp("mep") as server:
-        doc = await trace.record_reading(MeterClient(server.url, "mep", KEY))
+        doc = await record_reading(MeterClient(server.url, "mep", KEY))
     replay = analyse(doc)
     assert replay.latency == pytest.approx(0.08, abs=0.03)
     replayed = await read_replay(doc)
@@ -144,7 +145,7 @@ async def test_response_latency_is_inferred_and_replayed() -> None:
 async def test_a_failed_reading_still_gives_a_trace() -> None:
     meter = SimulatedMeter(KEY)
     async with await meter.serve_tcp("ir") as server:
-        doc = await trace.record_reading(MeterClient(server.url, "ir", WRONG_KEY))
+        doc = await record_reading(MeterClient(server.url, "ir", WRONG_KEY))
     assert doc["error"].startswith("AuthenticationError")
     assert "result" not in doc
     assert any(frame.get("masked") == "password" for frame in doc["frames"])
@@ -172,7 +173,7 @@ async def test_cli_records_and_replays(tmp_path: Path) -> None:
         async with client_for_trace(url, doc) as client:
             identity = await client.identify()
             snapshot = await client.read_snapshot()
-        assert trace.reading(identity, snapshot) == doc["result"]
+        assert reading(identity, snapshot) == doc["result"]
     finally:
         process.terminate()
         await process.wait()
@@ -210,7 +211,7 @@ async def test_a_trace_holds_no_form_of_the_key(transport: str, encrypt: bool, k
     async with await meter.serve_tcp(transport) as server:
         client = MeterClient(server.url, transport, key, encrypt=encrypt)  # type: ignore[arg-type]
         client.frames = client._session.frames = FrameLog(size=10_000)  # every wire frame, to search for
-        doc = await trace.record_reading(client)
+        doc = await record_reading(client)
     text = trace.dumps(doc)
     assert ("error" in doc) == (key is WRONG_KEY)
     for form in secret_forms(KEY) | secret_forms(WRONG_KEY):
@@ -253,7 +254,7 @@ async def test_a_tls_session_traces_its_reads_as_plaintext_and_replays() -> None
 
     meter = TlsSimulatedMeter(KEY, image=MeterImage(speed=0))
     async with await meter.serve_tcp("mep") as server:
-        doc = await trace.record_reading(MeterClient(server.url, "mep", KEY, tls=True))
+        doc = await record_reading(MeterClient(server.url, "mep", KEY, tls=True))
     assert "error" not in doc, doc.get("error")
     assert doc["link"]["tls"] is True
     assert all(frame.get("tls") and frame["masked"] == "digest" for frame in doc["frames"])

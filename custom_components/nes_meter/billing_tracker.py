@@ -21,7 +21,8 @@ from typing import Any, Final
 from homeassistant.util import dt as dt_util
 
 from nesmeter import MeterClient
-from nesmeter.tables.billing import BillingReader, Demands, SelfRead, SelfReadHeader, TariffState, TierEnergy
+from nesmeter.client.billing_reader import BillingReader
+from nesmeter.tables.billing import Demands, SelfRead, SelfReadHeader, TariffState, TierEnergy
 
 from .guard import CounterGuard
 from .rare_reads import RareRead, RareReadScheduler

@@ -31,8 +31,8 @@ from nesmeter import (
     TlsRequiredError,
     UnsupportedMeterError,
 )
+from nesmeter.client.recording import record_reading
 from nesmeter.errors import ABSENT
-from nesmeter.link.trace import record_reading
 from nesmeter.mep.tls import KeyId
 
 from .billing_tracker import TIER_COUNTERS, MeterBillingTracker
@@ -147,7 +147,9 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
         self._port_lock = asyncio.Lock()
         self._tls_issue_raised = False
         self._rare_turn = False  # the last poll's extra read went to a rare read: history's turn
-        self.history = HistoryImporter(hass, self)
+        self.history = HistoryImporter(
+            hass, entry, self.client, identity=lambda: self.identity, poll_interval=lambda: self.interval_seconds
+        )
 
     @property
     def interval_seconds(self) -> float:

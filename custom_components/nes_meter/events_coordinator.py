@@ -24,7 +24,8 @@ from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
 
 from nesmeter import MeterClient
-from nesmeter.tables.events import EventLogReader, HistoryEntry, MeterStatus, StatusReader
+from nesmeter.client.events_reader import EventLogReader, StatusReader
+from nesmeter.tables.events import HistoryEntry, MeterStatus
 
 from .const import DOMAIN
 from .rare_reads import Misses, RareRead, RareReadScheduler

@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any, Final
 
 from nesmeter import MeterClient
-from nesmeter.tables.power_quality import PowerQuality, PowerQualityReader
-from nesmeter.tables.relay import RelayReader
+from nesmeter.client.power_quality_reader import PowerQualityReader
+from nesmeter.client.relay_reader import RelayReader
+from nesmeter.tables.power_quality import PowerQuality
 
 from .rare_reads import Misses, RareRead
 

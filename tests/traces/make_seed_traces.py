@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nesmeter import MeterClient
+from nesmeter.client.recording import reading, record_reading
 from nesmeter.link import trace
 from nesmeter.sim.sim_image import BT01_IMAGE, BT21_IMAGE, MeterImage
 from nesmeter.sim.sim_replay import replayed_meter
@@ -45,7 +46,7 @@ async def _record(transport: str, variants: str, encrypt: bool) -> dict[str, Any
     async with await meter.serve_tcp(transport) as server:
         client = MeterClient(server.url, transport, KEY, encrypt=encrypt)  # type: ignore[arg-type]
         what = f"variant {variants}" if variants else "no variant"
-        return await trace.record_reading(
+        return await record_reading(
             client, notes=[f"recorded from the project's simulator ({what}{', RC4' if encrypt else ''})"]
         )
 
@@ -116,7 +117,7 @@ async def _capture_result(doc: dict[str, Any]) -> dict[str, Any]:
         async with client:
             identity = await client.identify()
             snapshot = await client.read_snapshot()
-    return trace.reading(identity, snapshot)
+    return reading(identity, snapshot)
 
 
 async def main() -> None:

@@ -3,7 +3,7 @@
 No Home Assistant imports: this package can be published on its own.
 """
 
-from nesmeter.client.client import MeterClient, MeterIdentity, Transport, probe_transport
+from nesmeter.client.client import MeterClient, Transport, probe_transport
 from nesmeter.client.read_plan import ReadSchedule
 from nesmeter.errors import (
     AuthenticationError,
@@ -24,6 +24,7 @@ from nesmeter.errors import (
 from nesmeter.keys import KEY_FORMATS, MeterKey, parse_key
 from nesmeter.link.transport import validate_port
 from nesmeter.mep.tls import KeyId
+from nesmeter.tables.identity import MeterIdentity
 from nesmeter.tables.snapshot import MeterSnapshot
 
 __all__ = [

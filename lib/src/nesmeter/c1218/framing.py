@@ -1,6 +1,6 @@
 """ANSI C12.18 (optical port) codec: CRC, link-layer packets and PSEM services.
 
-Pure functions over bytes; the asyncio link and session live in ``c1218_session.py``.
+Pure functions over bytes; the asyncio link and session live in ``nesmeter.c1218.session``.
 Layouts follow ANSI C12.18 as used by the OSGP Optical Port Programmer's Guide; see
 ``protocol/IR.md`` §2-§4.
 """

@@ -13,7 +13,7 @@ import asyncio
 from dataclasses import dataclass
 import logging
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nesmeter.c1218 import framing as c1218
 from nesmeter.errors import (
@@ -83,7 +83,11 @@ class C1218Session:
         self._started_at = 0.0
         self._alive_until = 0.0
         self.alert_pending = False
-        self.trace: Trace | None = None  # set while a trace records (trace.py)
+        self.trace: Trace | None = None  # set while a trace records (nesmeter.link.trace)
+
+    def trace_settings(self) -> dict[str, Any]:
+        """What a trace notes about this link: the packet size and count asked for."""
+        return {"asked_packet_size": self.timing.packet_size, "asked_packets": self.timing.packets}
 
     # ---- session ----
 
@@ -142,6 +146,8 @@ class C1218Session:
             return
         link = c1218.parse_negotiate(reply, asked)
         self.packet_size, self.packets = link.packet_size, link.packets
+        if self.trace is not None:
+            self.trace.link.update(packet_size=link.packet_size, packets=link.packets)
 
     async def ensure_session(self) -> None:
         loop = asyncio.get_running_loop()
@@ -270,7 +276,7 @@ class C1218Session:
             self.stats.frames_sent += 1
             self.frames.add("tx", shown)
             if self.trace is not None:
-                self.trace.ir_frame("tx", frame, masked=masked)
+                self.trace.record("tx", shown, masked="password" if masked else None)
             try:
                 if await self._await_ack():
                     return
@@ -381,7 +387,7 @@ class C1218Session:
             self.stats.frames_received += 1
             self.frames.add("rx", frame)
             if self.trace is not None:
-                self.trace.ir_frame("rx", frame)
+                self.trace.record("rx", frame)
             try:
                 packet = c1218.decode_packet(frame)
             except FrameError:

@@ -9,8 +9,8 @@ import json
 from typing import Any
 
 from nesmeter.cli.cli_client import client_from_args
+from nesmeter.client.billing_reader import BillingReader
 from nesmeter.client.client import MeterClient
-from nesmeter.tables.billing import BillingReader
 
 
 def _plain(value: Any) -> Any:

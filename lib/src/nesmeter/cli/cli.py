@@ -13,6 +13,7 @@ from typing import Any
 
 from nesmeter.cli.cli_client import client_from_args
 from nesmeter.client.client import TRANSPORTS, MeterClient, probe_transport
+from nesmeter.client.recording import record_reading
 from nesmeter.errors import AuthenticationError, MeterError, TlsRequiredError
 from nesmeter.keys import KEY_FORMATS, MeterKey
 from nesmeter.link import trace
@@ -98,7 +99,7 @@ async def _read(args: argparse.Namespace) -> int:
 
 
 async def _read_traced(client: MeterClient, args: argparse.Namespace) -> int:
-    doc = await trace.record_reading(client)
+    doc = await record_reading(client)
     trace.save(args.trace, doc)
     print(f"trace written to {args.trace}", file=sys.stderr)
     if "error" in doc:

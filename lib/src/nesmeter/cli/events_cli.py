@@ -7,8 +7,8 @@ import asyncio
 import json
 
 from nesmeter.cli.cli_client import client_from_args
+from nesmeter.client.events_reader import EventLogReader
 from nesmeter.sim.sim_events import SimEventLog, event_id
-from nesmeter.tables.events import EventLogReader
 
 
 async def events(args: argparse.Namespace) -> int:

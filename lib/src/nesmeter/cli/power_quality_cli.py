@@ -9,8 +9,9 @@ import json
 from typing import Any
 
 from nesmeter.cli.cli_client import client_from_args
-from nesmeter.tables.power_quality import PowerQuality, PowerQualityReader
-from nesmeter.tables.relay import RelayReader
+from nesmeter.client.power_quality_reader import PowerQualityReader
+from nesmeter.client.relay_reader import RelayReader
+from nesmeter.tables.power_quality import PowerQuality
 
 PHASES = ("L1", "L2", "L3")
 

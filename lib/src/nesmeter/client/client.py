@@ -7,13 +7,15 @@ tables (BT21, BT27), so a poll reads only the bytes that are decoded.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 import logging
 import time
 from typing import Any, Final, Literal
 
 from nesmeter.c1218.session import C1218Session, C1218Timing
+from nesmeter.client.events_reader import EventLogReader
+from nesmeter.client.load_profile_reader import LoadProfileReader, ProgressCallback
 from nesmeter.client.read_plan import (
     LinkModel,
     PresentChoice,
@@ -46,8 +48,8 @@ from nesmeter.mep.tls import KeyId
 from nesmeter.mep.tls_session import MepTlsSession
 from nesmeter.stats import FrameLog, LinkStats
 from nesmeter.tables import tables
-from nesmeter.tables.events import EventLogReader
-from nesmeter.tables.load_profile import LoadProfile, LoadProfileLayout, LoadProfileReader, ProgressCallback
+from nesmeter.tables.identity import MeterIdentity
+from nesmeter.tables.load_profile import LoadProfile, LoadProfileLayout
 from nesmeter.tables.snapshot import SNAPSHOT_FIELDS, MeterSnapshot, present_sources, summation_plan, summation_sources
 
 _LOGGER = logging.getLogger(__name__)
@@ -75,29 +77,6 @@ class PollPlan:
     reads: tuple[TableRead, ...]
     pairs: tuple[tuple[str, int, int], ...]
     registers: bool
-
-
-@dataclass(frozen=True, slots=True)
-class MeterIdentity:
-    """What the meter says about itself (BT01, ET03) and its register layout (BT21/22/27, ET55)."""
-
-    manufacturer: str
-    model: str
-    firmware_version: str
-    hardware_version: str
-    utility_serial: str
-    manufacturer_serial: str | None
-    dimensions: tables.RegisterDimensions
-    present_sources: tuple[int, ...]
-    summation_sources: tuple[int, ...] = ()
-    energy_unit: int = 1  # Wh (varh) per BT23 count: ET55's Energy Register Unit
-    mep_client: int = 1  # which MEP port this is (2 = the lower port of a Gen 4 meter)
-
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["present_sources"] = list(self.present_sources)
-        data["summation_sources"] = list(self.summation_sources)
-        return data
 
 
 class MeterClient:
@@ -149,7 +128,7 @@ class MeterClient:
         self._alert_offset: int | None = None  # ET13 offset of our Alert Flags (ET11 read once)
         self._absent: set[str] = set()  # optional tables this meter did not give us
         self.trace: Trace | None = None  # the running trace (start_trace), if any
-        self.load_profile_layout: LoadProfileLayout | None = None  # load_profile.py caches it here
+        self.load_profile_layout: LoadProfileLayout | None = None  # the load profile reader caches it here
         self.load_profile_said: set[str] = set()  # why there is no load profile, logged once
         self.schedule = ReadSchedule()
         self._wanted: frozenset[str] | None = None  # None: every field
@@ -207,7 +186,7 @@ class MeterClient:
     async def read_load_profile(
         self, since: datetime | None = None, *, progress: ProgressCallback | None = None
     ) -> LoadProfile:
-        """The load-profile intervals ending after ``since`` (see ``load_profile.py``)."""
+        """The load-profile intervals ending after ``since`` (see ``load_profile_reader``)."""
         return await LoadProfileReader(self, since, progress=progress).run()
 
     def load_profile_reader(
@@ -217,7 +196,7 @@ class MeterClient:
         return LoadProfileReader(self, since, progress=progress)
 
     def event_log_reader(self, after_sequence: int | None = None) -> EventLogReader:
-        """New event log entries after ``after_sequence``, one read per step (see ``events.py``)."""
+        """New event log entries after ``after_sequence``, one read per step (see ``events_reader``)."""
         return EventLogReader(self, after_sequence)
 
     async def _optional[T](self, what: str, read: Callable[[], Awaitable[T]]) -> T | None:
@@ -483,9 +462,9 @@ class MeterClient:
         return tables.decode_alert_flags(flags[0]) if flags else ()
 
     def start_trace(self, *, max_frames: int | None = None) -> Trace:
-        """Record every frame from now on, with the key material masked (see ``trace.py``).
+        """Record every frame from now on, with the key material masked (see ``nesmeter.link.trace``).
 
-        ``trace.record_reading(client)`` traces a whole reading from a fresh session.
+        ``recording.record_reading(client)`` traces a whole reading from a fresh session.
         """
         if self.trace is not None:
             self.trace.detach(self._session)

@@ -7,7 +7,7 @@ and zha integrations use serialx, newer Home Assistant releases pin it there (20
 install. Older releases (2025.4) do not pin serialx, so users get the newest one. The suite runs
 with both ends (scripts/test: 1.11.0 next to HA 2026.10, 1.15.1 next to HA 2025.4).
 
-What ``meter/transport.py`` uses is the same in 1.11.0 and 1.15.1 (``create_serial_connection``
+What ``nesmeter/link/transport.py`` uses is the same in 1.11.0 and 1.15.1 (``create_serial_connection``
 with ``exclusive=True``, the transports, ``SerialException``, ``UnsupportedSetting``, the errors a
 failed open raises), except ``serialx.redact_uri``, which 1.11.0 lacks: ``redact_uri`` here gives
 the same text on every version.

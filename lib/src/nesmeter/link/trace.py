@@ -1,8 +1,8 @@
 """Session traces: a timestamped transcript of a conversation with a meter, safe to publish.
 
-A trace is how a real meter's behaviour enters the project: ``scripts/meter read ...
---trace FILE`` writes one, a user attaches it to an issue, and ``scripts/meter simulate
---replay FILE`` (``sim_replay.py``) serves a meter built from it, so it can become a
+A trace is how a real meter's behaviour enters the project: ``nesmeter read ...
+--trace FILE`` writes one, a user attaches it to an issue, and ``nesmeter simulate
+--replay FILE`` (``nesmeter.sim.sim_replay``) serves a meter built from it, so it can become a
 regression test (``tests/traces/``).
 
 Format: one JSON document (UTF-8), ``"format": "nes-meter-trace"``, ``"version": 1``::
@@ -10,7 +10,7 @@ Format: one JSON document (UTF-8), ``"format": "nes-meter-trace"``, ``"version":
     {
       "format": "nes-meter-trace", "version": 1,
       "recorded": "2026-05-01T12:00:00.123+00:00",   # UTC, when tracing started
-      "library": "nes_meter 0.1.0",
+      "library": "nesmeter 0.1.0",
       "transport": "mep" | "ir",
       "port": "serial" | "socket" | "rfc2217",       # the kind of port only, no path or address
       "link": {...},      # MEP: encrypt, response_timeout; IR: asked and negotiated packet size/count
@@ -51,24 +51,11 @@ from __future__ import annotations
 
 from collections import deque
 from datetime import UTC, datetime
+import importlib.metadata
 import json
-import logging
 from pathlib import Path
 import time
-from typing import TYPE_CHECKING, Any, Final
-
-from nesmeter.c1218 import framing as c1218
-from nesmeter.errors import FrameError
-from nesmeter.mep import framing as mep
-
-if TYPE_CHECKING:
-    from nesmeter.c1218.session import C1218Session
-    from nesmeter.client.client import MeterClient, MeterIdentity
-    from nesmeter.mep.session import MepSession
-    from nesmeter.mep.tls_session import MepTlsSession
-    from nesmeter.tables.snapshot import MeterSnapshot
-
-_LOGGER = logging.getLogger(__name__)
+from typing import Any, Final, Protocol
 
 FORMAT: Final = "nes-meter-trace"
 VERSION: Final = 1
@@ -82,12 +69,25 @@ MASKED: Final = (
 
 
 def library_version() -> str:
-    """``nes_meter <version>`` from the integration's manifest, when it ships with it."""
-    manifest = Path(__file__).resolve().parent.parent / "manifest.json"
+    """``nesmeter <version>`` as installed, so a trace says which library recorded it."""
     try:
-        return f"nes_meter {json.loads(manifest.read_text())['version']}"
-    except (OSError, ValueError, KeyError):
-        return "nes_meter (version unknown)"
+        return f"nesmeter {importlib.metadata.version('nesmeter')}"
+    except importlib.metadata.PackageNotFoundError:
+        return "nesmeter (version unknown)"
+
+
+class Traced(Protocol):
+    """A session a trace can follow: it hands its frames, already masked, to ``trace``.
+
+    The session knows its framing, so it decides what to mask; the trace only stores
+    bytes. ``trace_settings`` is what the trace notes about the link (timeouts, packet
+    sizes, security), so a replay can rebuild it.
+    """
+
+    trace: Trace | None
+
+    def trace_settings(self) -> dict[str, Any]:
+        """The link settings a trace of this session records under ``link``."""
 
 
 def port_kind(port: str) -> str:
@@ -97,7 +97,7 @@ def port_kind(port: str) -> str:
 
 
 class Trace:
-    """Records frames with the key material masked; sessions call it only when tracing.
+    """Records the frames a session hands it (key material already masked); only while tracing.
 
     ``max_frames`` bounds the memory of a trace left running (the oldest frames go).
     """
@@ -111,93 +111,33 @@ class Trace:
         self._t0 = time.monotonic()
         self._frames: deque[dict[str, Any]] = deque(maxlen=max_frames)
         self._count = 0
-        self._last_service: int | None = None  # IR: the service of the last request sent
 
-    def attach(self, session: MepSession | MepTlsSession | C1218Session) -> None:
+    def attach(self, session: Traced) -> None:
         """Start receiving the session's frames; note its link settings."""
-        from nesmeter.mep.session import MepSession
-        from nesmeter.mep.tls_session import MepTlsSession
-
-        if isinstance(session, MepTlsSession):
-            self.link.update(tls=True, response_timeout=session.timing.response_timeout)
-        elif isinstance(session, MepSession):
-            self.encrypt = session.encrypted
-            self.link.update(encrypt=session.encrypted, response_timeout=session.timing.response_timeout)
-        else:
-            self.link.update(asked_packet_size=session.timing.packet_size, asked_packets=session.timing.packets)
+        settings = session.trace_settings()
+        self.link.update(settings)
         session.trace = self
 
-    def detach(self, session: MepSession | MepTlsSession | C1218Session) -> None:
+    def detach(self, session: Traced) -> None:
+        """Stop receiving the session's frames (when this trace is the one it feeds)."""
         if session.trace is self:
             session.trace = None
 
-    def _add(self, direction: str, data: bytes, **flags: Any) -> None:
+    def record(self, direction: str, data: bytes, **flags: Any) -> None:
+        """One frame, ``tx`` or ``rx``, with its flags (``masked``, ``plaintext``, ...; false ones left out).
+
+        The caller has masked whatever the key made (see the module docstring).
+        """
         entry: dict[str, Any] = {"t": round(time.monotonic() - self._t0, 4), "dir": direction, "hex": data.hex()}
         entry.update((name, value) for name, value in flags.items() if value)
         self._frames.append(entry)
         self._count += 1
 
-    # ---- called by the sessions ----
-
-    def ir_frame(self, direction: str, frame: bytes, *, masked: bool = False) -> None:
-        """A C12.18 frame; ``masked``: a Security request, password and CRC hidden."""
-        if masked:
-            keep = c1218.HEADER_SIZE + 1  # header and service code
-            frame = frame[:keep] + bytes([MASK]) * (len(frame) - keep)
-        self._add(direction, frame, masked="password" if masked else None)
-        if direction == "tx":
-            self._last_service = frame[c1218.HEADER_SIZE] if len(frame) > c1218.OVERHEAD else None
-        elif self._last_service in (c1218.Service.NEGOTIATE, c1218.Service.NEGOTIATE_BAUD):
-            self._note_negotiated(frame)
-
-    def _note_negotiated(self, frame: bytes) -> None:
-        """What the session makes of the Negotiate answer (the same function it uses)."""
-        try:
-            packet = c1218.decode_packet(frame)
-        except FrameError:
-            return
-        if packet.data[:1] == b"\x00" and not packet.multi:
-            asked = c1218.NegotiatedLink(self.link.get("asked_packet_size", 64), self.link.get("asked_packets", 1))
-            link = c1218.parse_negotiate(packet.data, asked)
-            self.link.update(packet_size=link.packet_size, packets=link.packets)
-
-    def mep_request(self, message: bytes) -> None:
-        """A MEP request: its plaintext ``APDU | SEQ``, the digest masked."""
-        self._add("tx", mep.frame(message, bytes([MASK]) * mep.DIGEST_SIZE), masked="digest", plaintext=self.encrypt)
-
-    def mep_reply(self, frame: bytes, body: bytes | None) -> None:
-        """A MEP reply as received (``LEN | ...``) and its plaintext body if known.
-
-        ``body`` is the reply without its digest, decrypted under RC4; ``None`` when it
-        could not be decrypted. Whatever follows the body (the digest) is masked.
-        """
-        header, payload = frame[:2], frame[2:]
-        if body is None:
-            self._add("rx", header + bytes([MASK]) * len(payload), masked="body")
-            return
-        tail = len(payload) - len(body)
-        self._add(
-            "rx",
-            header + body + bytes([MASK]) * tail,
-            masked="digest" if tail else None,
-            plaintext=self.encrypt and bool(body),
-        )
-
-    def tls_read(self, apdu: bytes, data: bytes) -> None:
-        """A read carried in MEP TLS mode, as the plaintext MEP exchange it stands for.
-
-        The TLS records themselves are encrypted under keys derived from the meter key and
-        are useless to a replay; the handshake is not recorded at all.
-        """
-        mask = bytes([MASK]) * mep.DIGEST_SIZE
-        self._add("tx", mep.frame(apdu + bytes(mep.SEQUENCE_SIZE), mask), masked="digest", plaintext=True, tls=True)
-        reply = b"\x00" + len(data).to_bytes(2, "big") + data
-        self._add("rx", mep.frame(reply, mask), masked="digest", plaintext=True, tls=True)
-
     # ---- the document ----
 
     @property
     def frames(self) -> list[dict[str, Any]]:
+        """The frames recorded so far (the newest ``max_frames`` of them), oldest first."""
         return list(self._frames)
 
     def document(
@@ -248,6 +188,7 @@ def dumps(doc: dict[str, Any]) -> str:
 
 
 def save(path: str | Path, doc: dict[str, Any]) -> None:
+    """Write the document to ``path`` as :func:`dumps` lays it out."""
     Path(path).write_text(dumps(doc), encoding="utf-8")
 
 
@@ -260,40 +201,4 @@ def load(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: trace version {doc.get('version')!r}, this library reads {VERSION}")
     if doc.get("transport") not in ("mep", "ir"):
         raise ValueError(f"{path}: unknown transport {doc.get('transport')!r}")
-    return doc
-
-
-def reading(identity: MeterIdentity, snapshot: MeterSnapshot) -> dict[str, Any]:
-    """The decoded values as a trace stores them (``result``)."""
-    return json.loads(json.dumps({"identity": identity.as_dict(), "snapshot": snapshot.as_dict()}, default=str))  # type: ignore[no-any-return]
-
-
-async def record_reading(client: MeterClient, *, notes: list[str] | None = None) -> dict[str, Any]:
-    """Trace one complete reading from a fresh session and return the trace document.
-
-    Closes the client first, so the trace covers the whole session start (Identify,
-    Negotiate, Logon on IR) and every identification table; reopens it afterwards if it
-    was open. A failed reading still gives a trace, with ``error`` set. The caller must
-    make sure nothing else uses the client meanwhile (a poll would interleave).
-    """
-    was_open = client.is_open
-    await client.close()
-    trace = client.start_trace()
-    result: dict[str, Any] | None = None
-    error: str | None = None
-    try:
-        async with client:
-            identity = await client.identify()
-            snapshot = await client.read_snapshot()
-        result = reading(identity, snapshot)
-    except Exception as err:  # the trace is wanted most when the reading fails
-        error = f"{type(err).__name__}: {err}"
-    finally:
-        client.stop_trace()
-    doc = trace.document(stats=client.stats.as_dict(), result=result, error=error, notes=notes)
-    if was_open:
-        try:
-            await client.open()
-        except Exception as err:  # the next poll reopens it
-            _LOGGER.debug("reopening after the trace: %s", err)
     return doc

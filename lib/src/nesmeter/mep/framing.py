@@ -1,7 +1,7 @@
 """MEP (Multi-purpose Expansion Port) message codec: digest, frames, RC4, responses.
 
 Pure functions over bytes; the asyncio session that drives them lives in
-``mep_session.py``. Layouts and rules follow the OSGP MEP Client Developer's Guide
+``nesmeter.mep.session``. Layouts and rules follow the OSGP MEP Client Developer's Guide
 (request frame p.10-12, digest Appendix A, RC4 Appendix B); see ``protocol/MEP.md``.
 """
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import logging
 import secrets
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nesmeter.errors import (
     AuthenticationError,
@@ -29,6 +29,7 @@ from nesmeter.errors import (
     TlsRequiredError,
 )
 from nesmeter.keys import MeterKey
+from nesmeter.link.trace import MASK
 from nesmeter.link.transport import BYTE_TIME, LineTimeout, SerialLink
 from nesmeter.mep import framing as mep
 from nesmeter.stats import FrameLog, LinkStats
@@ -182,11 +183,16 @@ class MepSession(MepPort):
         self._response_timeout = self.timing.response_timeout
         self._answered: deque[_Request] = deque(maxlen=4)  # earlier reads: their late replies are dropped
         self.alert_pending = False
-        self.trace: Trace | None = None  # set while a trace records (trace.py)
+        self.trace: Trace | None = None  # set while a trace records (nesmeter.link.trace)
 
     @property
     def encrypted(self) -> bool:
+        """Whether the reads are RC4-encrypted (``encrypt=True``)."""
         return self._rc4_base is not None
+
+    def trace_settings(self) -> dict[str, Any]:
+        """What a trace notes about this link: RC4 or not, and the reply timeout."""
+        return {"encrypt": self.encrypted, "response_timeout": self.timing.response_timeout}
 
     async def start(self) -> None:
         """Assert ENABLE (it powers the meter-side interface), let it settle, flush."""
@@ -283,7 +289,7 @@ class MepSession(MepPort):
         self.stats.frames_sent += 1
         self.frames.add("tx", frame)
         if self.trace is not None:
-            self.trace.mep_request(request.message)
+            trace_request(self.trace, request.message, plaintext=self.encrypted)
         return await self._receive(outstanding, len(frame))
 
     async def _receive(self, outstanding: list[_Request], sent: int) -> tuple[int, bytes, int | None]:
@@ -293,7 +299,9 @@ class MepSession(MepPort):
             header, payload = await self._read_reply(max(0.0, deadline - loop.time()))
             length = len(payload)
             if self.trace is not None:
-                self.trace.mep_reply(header + payload, self._plaintext(outstanding, payload))
+                trace_reply(
+                    self.trace, header + payload, self._plaintext(outstanding, payload), plaintext=self.encrypted
+                )
             if payload[0] == mep.MepResult.AUTHENTICATION_FAILURE and length <= mep.DIGEST_SIZE + 1:
                 # Sent in clear, with or without (unverifiable) digest bytes: the meter
                 # accepted neither the key nor, so it cannot sign its answer.
@@ -338,3 +346,28 @@ class MepSession(MepPort):
         if stretched > self._response_timeout:
             _LOGGER.debug("the meter answers after %.2f s; waiting up to %.2f s", latency, stretched)
             self._response_timeout = stretched
+
+
+def trace_request(trace: Trace, message: bytes, *, plaintext: bool) -> None:
+    """Record a MEP request: its plaintext ``APDU | SEQ``, the digest masked (it is made with the key)."""
+    trace.record("tx", mep.frame(message, bytes([MASK]) * mep.DIGEST_SIZE), masked="digest", plaintext=plaintext)
+
+
+def trace_reply(trace: Trace, frame: bytes, body: bytes | None, *, plaintext: bool) -> None:
+    """Record a MEP reply as received (``LEN | ...``), with its plaintext body if known.
+
+    ``body`` is the reply without its digest, decrypted under RC4; ``None`` when it could
+    not be decrypted (then the whole payload is masked). Whatever follows the body (the
+    digest) is masked.
+    """
+    header, payload = frame[:2], frame[2:]
+    if body is None:
+        trace.record("rx", header + bytes([MASK]) * len(payload), masked="body")
+        return
+    tail = len(payload) - len(body)
+    trace.record(
+        "rx",
+        header + body + bytes([MASK]) * tail,
+        masked="digest" if tail else None,
+        plaintext=plaintext and bool(body),
+    )

@@ -4,7 +4,7 @@ Exactly one cipher suite, ``TLS_PSK_WITH_AES_256_GCM_SHA384`` (0x00A9; RFC 4279,
 5487), no extensions beyond the renegotiation indication, no resumption: what the MEP
 guide (update 3A, p.8-9, p.14-15, p.18-19) specifies and what its TLS examples show.
 Pure functions and small classes over bytes; the state machines live in
-``tls_endpoint.py`` (shared), ``tls_client.py`` / ``tls_server.py`` and the MEP exchange in
+``tls_endpoint.py`` (shared), ``tls_client.py`` / ``nesmeter.sim.tls_server`` and the MEP exchange in
 ``tls_session.py``.
 
 The PSK, the premaster and master secrets and the key block never leave this module's

@@ -2,7 +2,7 @@
 cannot drift apart in it: records in, handshake messages out, the ChangeCipherSpec switch,
 the application-data channel, and a session that is dead after its first error.
 
-``TlsClient`` (``tls_client.py``) and ``TlsServer`` (``tls_server.py``) name their states,
+``TlsClient`` (``tls_client.py``) and ``TlsServer`` (``nesmeter.sim.tls_server``) name their states,
 say which of them wait for the peer's ChangeCipherSpec and Finished, and handle their
 own handshake messages in ``_message``.
 """

@@ -21,10 +21,11 @@ import asyncio
 import dataclasses
 from dataclasses import dataclass
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nesmeter.errors import AuthenticationError, FrameError, MeterError, NoResponseError, RefusedError, TlsError
 from nesmeter.keys import MeterKey
+from nesmeter.link.trace import MASK
 from nesmeter.link.transport import BYTE_TIME, LineTimeout, SerialLink
 from nesmeter.mep import framing as mep, tls
 from nesmeter.mep.session import RESULT_MESSAGES, MepPort, MepTiming
@@ -91,7 +92,7 @@ class MepTlsSession(MepPort):
         self._last_tx = 0.0
         self._consecutive_timeouts = 0
         self.alert_pending = False
-        self.trace: Trace | None = None  # set while a trace records (trace.py)
+        self.trace: Trace | None = None  # set while a trace records (nesmeter.link.trace)
 
     def __repr__(self) -> str:
         return f"MepTlsSession(<redacted>, established={self.established})"
@@ -121,8 +122,26 @@ class MepTlsSession(MepPort):
         mep.check_read_only(apdu)
         data = await self._run(apdu)
         if self.trace is not None:
-            self.trace.tls_read(apdu, data)
+            self._trace_read(apdu, data)
         return data
+
+    def trace_settings(self) -> dict[str, Any]:
+        """What a trace notes about this link: TLS, and the reply timeout."""
+        return {"tls": True, "response_timeout": self.timing.response_timeout}
+
+    def _trace_read(self, apdu: bytes, data: bytes) -> None:
+        """Record a read carried in MEP TLS mode as the plaintext MEP exchange it stands for.
+
+        The TLS records themselves are encrypted under keys derived from the meter key and
+        are useless to a replay; the handshake is not recorded at all.
+        """
+        assert self.trace is not None
+        mask = bytes([MASK]) * mep.DIGEST_SIZE
+        self.trace.record(
+            "tx", mep.frame(apdu + bytes(mep.SEQUENCE_SIZE), mask), masked="digest", plaintext=True, tls=True
+        )
+        reply = b"\x00" + len(data).to_bytes(2, "big") + data
+        self.trace.record("rx", mep.frame(reply, mask), masked="digest", plaintext=True, tls=True)
 
     # ---- internals ----
 

@@ -32,11 +32,12 @@ from datetime import UTC, datetime, timedelta
 import struct
 from typing import TYPE_CHECKING, Final
 
+from nesmeter.sim.sim_host import ENERGY_SUMMATIONS
 from nesmeter.tables import tables
 from nesmeter.tables.billing import BIDN_SIZE, BT26, BT26_HEADER, STIME_DATE_SIZE
 
 if TYPE_CHECKING:
-    from nesmeter.sim.sim_image import MeterImage
+    from nesmeter.sim.sim_host import ImageHost
 
 TABLE_IDS: Final = frozenset({tables.BT55, BT26})
 VARIANTS: Final[dict[str, str]] = {
@@ -64,8 +65,6 @@ INITIAL_DEMANDS: Final[dict[int, tuple[int, int, int, int]]] = {
     106: (25, 6, 22, 15),
     107: (590, 1, 18, 15),
 }
-# sim_image.ENERGY_SUMMATIONS (sim_image imports this module, so it cannot be imported here).
-ENERGY_SUMMATIONS: Final = frozenset({0, 1, 2, 3, 6, 7, 11, 12, 13, 14})
 EVENT_TIER_SWITCH: Final = "tier_switch"
 EVENT_SELF_READ: Final = "self_read"
 
@@ -107,7 +106,7 @@ def calendar_tier(hour: int) -> int:
 class SimBilling:
     """BT55, BT26 and the billing parts of BT23 for one ``MeterImage``."""
 
-    def __init__(self, image: MeterImage) -> None:
+    def __init__(self, image: ImageHost) -> None:
         self.image = image
         self.calendar = False
         self.tier = 0

@@ -10,18 +10,18 @@ the cover opened at installation. ``inject`` logs one more at run time (tests, a
 loss, ...) also set their BT03 bit, as a meter does until the utility clears it.
 BT70 holds the maximum dimensions (200 entries) and BT71 the configured ones (O p.50);
 the ``bt70-log`` meter is firmware 2.01/2.10's, whose log is sized by BT70 (O p.49).
-Layouts: ``events.py``. When the model runs (``speed`` > 0) a tier switch is logged
+Layouts: ``nesmeter.tables.events``. When the model runs (``speed`` > 0) a tier switch is logged
 every model hour.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 import struct
 from typing import TYPE_CHECKING, Final
 
+from nesmeter.sim.sim_host import USER_NONE, LoggedEvent
 from nesmeter.tables import tables
 from nesmeter.tables.events import (
     BT00_MFG_STATUS_LENGTH,
@@ -38,7 +38,7 @@ from nesmeter.tables.events import (
 )
 
 if TYPE_CHECKING:
-    from nesmeter.sim.sim_image import MeterImage
+    from nesmeter.sim.sim_host import ImageHost
 
 TABLE_IDS: Final = frozenset({BT03, BT70, BT71, BT74})
 VARIANTS: Final[dict[str, str]] = {
@@ -52,7 +52,6 @@ ARGUMENT_BYTES: Final = 2
 RECORD: Final = RECORD_FIXED + ARGUMENT_BYTES
 FIRST_SEQUENCE: Final = 65_480  # the 16-bit sequence in the records wraps inside the history
 HISTORY: Final = 130
-USER_NONE: Final = 0xFFFF
 USER_NETWORK: Final = 0xFFFE
 IAR: Final = 0x05
 TIER_PERIOD: Final = 3600.0  # model seconds between logged tier switches
@@ -74,17 +73,6 @@ LATCHES: Final[dict[str, str]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class LoggedEvent:
-    """What the simulator logged (for tests to compare with what the client read)."""
-
-    sequence: int
-    time: datetime
-    event_id: int
-    argument: int
-    user_id: int = USER_NONE
-
-
 def event_id(name: str | int) -> int:
     """An event's id from its name (``cover_removed``) or number (``47``)."""
     if isinstance(name, int):
@@ -99,7 +87,7 @@ def event_id(name: str | int) -> int:
 class SimEventLog:
     """BT70/BT71/BT74/BT03 of the simulated meter."""
 
-    def __init__(self, image: MeterImage) -> None:
+    def __init__(self, image: ImageHost) -> None:
         self.image = image
         self.entries = ENTRIES
         self.sequence = FIRST_SEQUENCE - 1  # the last one handed out

@@ -18,6 +18,7 @@ from typing import Final
 
 from nesmeter.sim.sim_billing import TABLE_IDS as BILLING_TABLES, SimBilling
 from nesmeter.sim.sim_events import TABLE_IDS as EVENT_TABLES, SimEventLog
+from nesmeter.sim.sim_host import ENERGY_SUMMATIONS
 from nesmeter.sim.sim_load_profile import TABLE_IDS as LOAD_PROFILE_TABLES, SimLoadProfile
 from nesmeter.sim.sim_power_quality import SimPowerQuality
 from nesmeter.tables import tables
@@ -44,8 +45,6 @@ DEFAULT_SERIAL: Final = "5712345678"
 PHASE_SHARE: Final = (321 / 432, 59 / 432, 52 / 432)
 ET55_SIZE: Final = 260
 CAPTURED_PRESENT: Final = dict(zip(STANDARD_PRESENT_ORDER, struct.unpack_from("<55i", CAPTURED_BT28), strict=False))
-# Summation sources that count energy, stored in units of the energy register unit.
-ENERGY_SUMMATIONS: Final = frozenset({0, 1, 2, 3, 6, 7, 11, 12, 13, 14})
 
 
 class MeterImage:
@@ -104,6 +103,11 @@ class MeterImage:
     def dimensions(self) -> tables.RegisterDimensions:
         """BT21 as it stands (BT20 on a meter without BT21)."""
         return tables.RegisterDimensions(*self.tables.get(tables.BT21, self.tables[tables.BT20])[:10])
+
+    @property
+    def elapsed(self) -> float:
+        """Model seconds from the image's start to its last update."""
+        return (self._last - self._t0) * self.speed
 
     def set_layout(self, bt21: bytes, *, value_sources: tuple[int, ...], demand_sources: tuple[int, ...] = ()) -> None:
         """Give the meter another register layout (BT21, BT27) and size BT23/BT28 to it."""

@@ -7,7 +7,7 @@ midnight) of a ring whose newest block does not sit at index 0, so reads wrap. A
 that every interval end the model passes is snapshotted from the live registers
 (interpolated between two model updates, exactly as the model integrates), new days take
 the next ring slot and overwrite the oldest. The load profile's clock is the model's:
-``speed`` makes intervals pass faster. Layouts: ``load_profile.py``.
+``speed`` makes intervals pass faster. Layouts: ``nesmeter.tables.load_profile``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from nesmeter.tables import tables
 from nesmeter.tables.load_profile import BT63_SET, ET21_ELEMENT, NO_VALUE, DataSetConfig, channel_names, compute_layout
 
 if TYPE_CHECKING:
-    from nesmeter.sim.sim_image import MeterImage
+    from nesmeter.sim.sim_host import ImageHost
 
 TABLE_IDS: Final = frozenset({tables.BT61, tables.BT62, tables.BT63, tables.BT64, tables.ET21})
 VARIANTS: Final[dict[str, str]] = {
@@ -54,7 +54,7 @@ class TrueInterval:
 class SimLoadProfile:
     """One data set (BT64) of the simulated meter."""
 
-    def __init__(self, image: MeterImage, *, history_days: int = 7) -> None:
+    def __init__(self, image: ImageHost, *, history_days: int = 7) -> None:
         self.image = image
         self.history_days = history_days
         self.interval_minutes = 15
@@ -103,7 +103,7 @@ class SimLoadProfile:
 
     def _now(self) -> tuple[float, datetime]:
         """(model seconds since the image started, the load profile's UTC time)."""
-        elapsed = (self.image._last - self.image._t0) * self.image.speed
+        elapsed = self.image.elapsed
         return elapsed, self._anchor + timedelta(seconds=elapsed - self._anchor_elapsed)
 
     def _elapsed(self, when: datetime) -> float:
@@ -159,7 +159,7 @@ class SimLoadProfile:
         self.image.update()
         self.built = True
         self._anchor = datetime.now(UTC).replace(microsecond=0)
-        self._anchor_elapsed = (self.image._last - self.image._t0) * self.image.speed
+        self._anchor_elapsed = self.image.elapsed
         self._today = self._anchor.replace(hour=0, minute=0, second=0)
         self._outage_list = self._outages()
         config = self.config

@@ -6,7 +6,7 @@ and its sag and swell counts, times and voltages include the log's sags and swel
 (argument = volts * 4 + phase, phase 0 = L1), on top of a few from before the log's
 window so every phase has some history. A sag or swell logged at run time
 (``SimEventLog.inject``) moves ET09 too, as a meter updates both. Layouts:
-``power_quality.py`` and ``relay.py``.
+``nesmeter.tables.power_quality`` and ``nesmeter.tables.relay``.
 
 By default the meter has no load disconnect contactor (ET29 bit 5 clear) and ET23.94
 reads 0 (closed), as on a meter built without one. Variants: ``disconnect`` (a contactor
@@ -38,8 +38,7 @@ from nesmeter.tables.power_quality import (
 from nesmeter.tables.relay import ET23, ET23_DISCONNECT_STATUS, ET29, RELAY_STATES
 
 if TYPE_CHECKING:
-    from nesmeter.sim.sim_events import LoggedEvent
-    from nesmeter.sim.sim_image import MeterImage
+    from nesmeter.sim.sim_host import ImageHost, LoggedEvent
 
 TABLE_IDS: Final = frozenset({ET04, ET09, ET23, ET29})
 VARIANTS: Final[dict[str, str]] = {
@@ -74,7 +73,7 @@ class SimPhase:
 class SimPowerQuality:
     """ET04.53, ET09, ET23 and ET29 of the simulated meter."""
 
-    def __init__(self, image: MeterImage) -> None:
+    def __init__(self, image: ImageHost) -> None:
         self.image = image
         self.outage_records = OUTAGE_RECORDS
         self.options = DEFAULT_OPTIONS

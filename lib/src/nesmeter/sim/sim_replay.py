@@ -1,6 +1,6 @@
 """A meter built from a trace: ``scripts/meter simulate --replay FILE``.
 
-The trace (``trace.py``) is read back into what it shows about the meter:
+The trace (``nesmeter.link.trace``) is read back into what it shows about the meter:
 
 * **Tables.** Every read request is paired with its reply (MEP ``00 COUNT DATA``; C12.18
   ``00 COUNT DATA CKSUM``, reassembled from multi-packet replies) and the data is put at

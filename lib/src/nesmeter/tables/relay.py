@@ -17,15 +17,9 @@ The library never writes: opening or closing the contactor is the utility's busi
 from __future__ import annotations
 
 from dataclasses import dataclass
-import logging
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
-from nesmeter.errors import ABSENT, DecodeError
-
-if TYPE_CHECKING:
-    from nesmeter.client.client import MeterClient
-
-_LOGGER = logging.getLogger(__name__)
+from nesmeter.errors import DecodeError
 
 ET23: Final = 0x0800 + 23
 ET29: Final = 0x0800 + 29
@@ -65,52 +59,3 @@ def decode_disconnect_state(data: bytes) -> str | None:
     if not data:
         raise DecodeError("ET23.94: no data")
     return RELAY_STATES[data[0]] if data[0] < len(RELAY_STATES) else None
-
-
-class RelayReader:
-    """The contactor's state, one 1-byte read per :meth:`read` on a meter that has one.
-
-    :meth:`setup` reads ET29 once; a meter refusing it is treated as having no contactor
-    (``hardware`` None), so nothing is polled that the meter cannot answer.
-    """
-
-    def __init__(self, client: MeterClient) -> None:
-        self._client = client
-        self.hardware: RelayHardware | None = None
-        self.state: str | None = None
-        self._set_up = False
-        self._said = False
-
-    @property
-    def has_disconnect(self) -> bool:
-        return self.hardware is not None and self.hardware.disconnect
-
-    async def setup(self) -> None:
-        """Read ET29's hardware options (once; again only after a link error cut it short)."""
-        try:
-            self.hardware = decode_et29(await self._client.read_table(ET29, 0, ET29_OPTIONS_SIZE))
-        except ABSENT as err:
-            _LOGGER.debug("no hardware configuration (ET29: %s); assuming no disconnect", err)
-            self.hardware = None
-        self._set_up = True
-
-    async def read(self) -> str | None:
-        """The contactor's commanded state; None without a contactor or when ET23 is refused."""
-        if not self._set_up:
-            await self.setup()
-        if not self.has_disconnect:
-            return None
-        try:
-            raw = await self._client.read_table(ET23, ET23_DISCONNECT_STATUS, 1)
-            state = decode_disconnect_state(raw)
-        except ABSENT as err:
-            if not self._said:
-                self._said = True
-                _LOGGER.debug("no disconnect state (ET23: %s)", err)
-            self.state = None
-            return None
-        if state is None and not self._said:
-            self._said = True
-            _LOGGER.debug("unknown disconnect state %d (ET23.94)", raw[0])
-        self.state = state
-        return state
