@@ -3,7 +3,7 @@
 A trace is how a real meter's behaviour enters the project: ``nesmeter read ...
 --trace FILE`` writes one, a user attaches it to an issue, and ``nesmeter simulate
 --replay FILE`` (``nesmeter.sim.sim_replay``) serves a meter built from it, so it can become a
-regression test (``tests/traces/``).
+regression test (``lib/tests/traces/``).
 
 Format: one JSON document (UTF-8), ``"format": "nes-meter-trace"``, ``"version": 1``::
 

@@ -1,12 +1,12 @@
-"""Writes the seed traces of tests/traces/: ``.venv/bin/python -m tests.traces.make_seed_traces``.
+"""Writes the seed traces of lib/tests/traces/: ``.venv/bin/python -m lib.tests.traces.make_seed_traces``.
 
 * ``sim-*.json``: the real client reading the project's simulator (one variant each), as
   ``scripts/meter read --trace`` records a user's meter. The simulator is frozen in time.
 * ``capture-*.json``: real meter replies published in DabblerDK/MEP-SW-ESP32 issues (see
-  tests/vectors/mep_vectors.json, ``response_examples``), made into traces by hand: the
+  lib/tests/vectors/mep_vectors.json, ``response_examples``), made into traces by hand: the
   frames as captured (digests masked), ``fill`` for the tables a session needs that the
   capture lacks, taken from the simulator's defaults, and ``result`` from the real client
-  reading the replayed meter (tests/test_traces.py checks the values independently).
+  reading the replayed meter (lib/tests/test_traces.py checks the values independently).
 
 A user's trace is added simply by copying it here.
 """

@@ -1,6 +1,6 @@
 """Traces: a recorded session becomes a meter to test against, and never shows the key.
 
-Every trace in tests/traces/ (users' meters, real captures, seeds from the simulator) is
+Every trace in lib/tests/traces/ (users' meters, real captures, seeds from the simulator) is
 served by the replay simulator and read by the real client over loopback TCP; the values
 must be the ones recorded in the trace. To add a user's trace, copy it there.
 """
