@@ -1,6 +1,6 @@
 """The long fuzz run: every framer and decoder on a million and more inputs.
 
-Inputs are real frames from the protocol vectors (every hex string in tests/vectors)
+Inputs are real frames from the protocol vectors (every hex string in lib/tests/vectors)
 mutated by bit flips, byte changes, insertions, deletions, truncation and splicing,
 plus plain random bytes. Any exception other than the library's own ``MeterError`` is a
 finding; the slowest single call is reported so a hang or a quadratic path would show.
@@ -18,20 +18,12 @@ import time
 import traceback
 from typing import Any
 
-from custom_components.nes_meter.meter import (
-    MeterError,
-    MeterIdentity,
-    billing,
-    c1218,
-    events,
-    mep,
-    parse_key,
-    power_quality,
-    relay,
-    tables,
-)
+from nesmeter import MeterError, MeterIdentity, parse_key
+from nesmeter.c1218 import framing as c1218
+from nesmeter.mep import framing as mep
+from nesmeter.tables import billing, events, power_quality, relay, tables
 
-VECTORS = Path(__file__).resolve().parents[1] / "tests" / "vectors"
+VECTORS = Path(__file__).resolve().parents[1] / "lib" / "tests" / "vectors"
 HEX = re.compile(r"^(?:[0-9a-fA-F]{2}[ ]?){4,}$")
 DIMS = tables.decode_bt21(bytes.fromhex("030c000b000000040037"))
 # The guide's demand meter (G p.49): tiers, demand records with times, self-reads with BIDN.

@@ -1,9 +1,8 @@
-"""Shared fixtures: the simulated meter on loopback TCP, the shared protocol vectors."""
+"""Shared fixtures of the integration tests: config entries for the simulated meter on loopback TCP."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-import json
 import logging
 from pathlib import Path
 import re
@@ -21,11 +20,9 @@ from syrupy.location import PyTestLocation
 
 from custom_components.nes_meter.const import CONF_KEY, CONF_KEY_FORMAT, CONF_TRANSPORT, DOMAIN
 from custom_components.nes_meter.coordinator import NesMeterCoordinator
-from custom_components.nes_meter.meter import MeterKey
-from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
+from nesmeter import MeterKey
+from nesmeter.sim.simulator import SimServer, SimulatedMeter
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "protocol"
-VECTORS = Path(__file__).resolve().parent / "vectors"
 KEY_TEXT = "a7941d85bce8a8fa2ab7"
 KEY = MeterKey.parse(KEY_TEXT)
 SERIAL = "5712345678"
@@ -81,12 +78,6 @@ async def energy_dashboard_issues(hass: HomeAssistant, stat_from: str, stat_to: 
     result = await validate.async_validate(hass)
     assert result.energy_sources  # the grid source was validated
     return [issue for group in result.energy_sources for issue in group.issues.values()]
-
-
-def load_vectors(name: str) -> dict[str, Any]:
-    """The protocol vectors; a copy ships in tests/vectors so a clone tests on its own."""
-    path = VECTORS / name
-    return json.loads(path.read_text())
 
 
 @pytest.fixture(autouse=True)

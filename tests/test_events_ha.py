@@ -13,11 +13,11 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.nes_meter.coordinator import NesMeterCoordinator
-from custom_components.nes_meter.meter.errors import DecodeError, NoResponseError
-from custom_components.nes_meter.meter.events import BT03, BT71, BT74
-from custom_components.nes_meter.meter.sim_image import MeterImage
-from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
 from custom_components.nes_meter.rare_reads import STALE_AFTER
+from nesmeter.errors import DecodeError, NoResponseError
+from nesmeter.sim.sim_image import MeterImage
+from nesmeter.sim.simulator import SimServer, SimulatedMeter
+from nesmeter.tables.events import BT03, BT71, BT74
 
 from .conftest import KEY, add_meter_entry, drain_rare_reads
 

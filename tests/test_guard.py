@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from custom_components.nes_meter.guard import DECREASE_CONFIRMATIONS, CounterGuard
-from custom_components.nes_meter.meter import MeterSnapshot
+from nesmeter import MeterSnapshot
 
 
 def reading(energy: float | None, **values: float) -> MeterSnapshot:

@@ -29,9 +29,9 @@ from custom_components.nes_meter.history import (
     statistic_id,
     statistic_metadata,
 )
-from custom_components.nes_meter.meter import tables
-from custom_components.nes_meter.meter.sim_image import MeterImage
-from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
+from nesmeter.sim.sim_image import MeterImage
+from nesmeter.sim.simulator import SimServer, SimulatedMeter
+from nesmeter.tables import tables
 
 from .conftest import KEY, KEY_TEXT, SERIAL, add_meter_entry, energy_dashboard_issues
 

@@ -29,16 +29,9 @@ from custom_components.nes_meter.const import (
     DOMAIN,
 )
 from custom_components.nes_meter.coordinator import NesMeterCoordinator, ha_error
-from custom_components.nes_meter.meter import (
-    AuthenticationError,
-    FrameError,
-    MeterError,
-    MeterKey,
-    NoResponseError,
-    PortError,
-)
-from custom_components.nes_meter.meter.simulator import Faults, SimServer, SimulatedMeter
 from custom_components.nes_meter.sensor import LAST_ERROR_OPTIONS, clock_offset
+from nesmeter import AuthenticationError, FrameError, MeterError, MeterKey, NoResponseError, PortError
+from nesmeter.sim.simulator import Faults, SimServer, SimulatedMeter
 
 from .compat import get_device
 from .conftest import KEY, KEY_TEXT, SERIAL, add_meter_entry, energy_dashboard_issues
@@ -428,7 +421,7 @@ async def test_a_meter_that_starts_requiring_tls_raises_a_fixable_repair(hass: H
 
     from custom_components.nes_meter import repairs
     from custom_components.nes_meter.const import CONF_MEP_SECURITY
-    from custom_components.nes_meter.meter.tls_server import TlsSimulatedMeter
+    from nesmeter.sim.tls_server import TlsSimulatedMeter
 
     meter = TlsSimulatedMeter(KEY)
     async with await meter.serve_tcp("mep") as server:

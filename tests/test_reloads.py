@@ -33,8 +33,8 @@ from custom_components.nes_meter.const import (
     DOMAIN,
 )
 from custom_components.nes_meter.coordinator import tls_issue_id
-from custom_components.nes_meter.meter import MeterKey
-from custom_components.nes_meter.meter.simulator import SimulatedMeter
+from nesmeter import MeterKey
+from nesmeter.sim.simulator import SimulatedMeter
 
 from .conftest import KEY_TEXT
 from .test_config_flow_loaded import NEW_KEY, loaded, pty  # noqa: F401  (fixtures)

@@ -20,9 +20,11 @@ from typing import Any, Final
 
 from homeassistant.util import dt as dt_util
 
+from nesmeter import MeterClient
+from nesmeter.client.billing_reader import BillingReader
+from nesmeter.tables.billing import Demands, SelfRead, SelfReadHeader, TariffState, TierEnergy
+
 from .guard import CounterGuard
-from .meter import MeterClient
-from .meter.billing import BillingReader, Demands, SelfRead, SelfReadHeader, TariffState, TierEnergy
 from .rare_reads import RareRead, RareReadScheduler
 
 _LOGGER = logging.getLogger(__name__)

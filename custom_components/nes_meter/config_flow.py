@@ -27,6 +27,21 @@ from homeassistant.helpers.service_info.usb import UsbServiceInfo
 import serialx
 import voluptuous as vol
 
+from nesmeter import (
+    KEY_FORMATS,
+    AuthenticationError,
+    InvalidPortError,
+    KeyFormatError,
+    MeterError,
+    MeterIdentity,
+    NoResponseError,
+    PortError,
+    TlsError,
+    TlsRequiredError,
+    UnsupportedMeterError,
+    validate_port,
+)
+
 from .compat import OptionsFlowWithReload
 from .const import (
     CONF_ENABLE_LINE,
@@ -48,20 +63,6 @@ from .const import (
     TRANSPORT_MEP,
 )
 from .coordinator import NesMeterConfigEntry, build_client, mep_security
-from .meter import (
-    KEY_FORMATS,
-    AuthenticationError,
-    InvalidPortError,
-    KeyFormatError,
-    MeterError,
-    MeterIdentity,
-    NoResponseError,
-    PortError,
-    TlsError,
-    TlsRequiredError,
-    UnsupportedMeterError,
-    validate_port,
-)
 
 _LOGGER = logging.getLogger(__name__)
 BY_ID = Path("/dev/serial/by-id")

@@ -18,6 +18,22 @@ from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 from homeassistant.util import dt as dt_util
 
+from nesmeter import (
+    AuthenticationError,
+    MeterClient,
+    MeterError,
+    MeterIdentity,
+    MeterKey,
+    MeterSnapshot,
+    NoResponseError,
+    PortError,
+    TlsRequiredError,
+    UnsupportedMeterError,
+)
+from nesmeter.client.recording import record_reading
+from nesmeter.errors import ABSENT
+from nesmeter.mep.tls import KeyId
+
 from .billing_tracker import TIER_COUNTERS, MeterBillingTracker
 from .compat import update_failed
 from .const import (
@@ -41,21 +57,6 @@ from .const import (
 from .events_coordinator import MeterEventTracker
 from .guard import GUARDED_COUNTERS, CounterGuard
 from .history import HistoryImporter
-from .meter import (
-    AuthenticationError,
-    MeterClient,
-    MeterError,
-    MeterIdentity,
-    MeterKey,
-    MeterSnapshot,
-    NoResponseError,
-    PortError,
-    TlsRequiredError,
-    UnsupportedMeterError,
-)
-from .meter.errors import ABSENT
-from .meter.tls import KeyId
-from .meter.trace import record_reading
 from .quality_tracker import PowerQualityTracker
 from .rare_reads import RareReadScheduler
 
@@ -155,7 +156,9 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
         self._port_lock = asyncio.Lock()
         self._tls_issue_raised = False
         self._rare_turn = False  # the last poll's extra read went to a rare read: history's turn
-        self.history = HistoryImporter(hass, self)
+        self.history = HistoryImporter(
+            hass, entry, self.client, identity=lambda: self.identity, poll_interval=lambda: self.interval_seconds
+        )
 
     @property
     def interval_seconds(self) -> float:

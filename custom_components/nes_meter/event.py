@@ -11,10 +11,11 @@ from homeassistant.components.event import EventEntity, EventEntityDescription
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
+from nesmeter import MeterIdentity
+from nesmeter.tables.events import FAMILIES, HistoryEntry, event_types
+
 from .coordinator import NesMeterConfigEntry, NesMeterCoordinator
 from .entity import NesMeterEntity
-from .meter import MeterIdentity
-from .meter.events import FAMILIES, HistoryEntry, event_types
 
 PARALLEL_UPDATES = 0
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import logging
 from typing import Final
 
-from .meter import MeterSnapshot
+from nesmeter import MeterSnapshot
 
 _LOGGER = logging.getLogger(__name__)
 

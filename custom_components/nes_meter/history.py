@@ -54,15 +54,20 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.recorder import get_instance
 from homeassistant.util import dt as dt_util
 
+from nesmeter import MeterError
+from nesmeter.client.load_profile_reader import LoadProfileReader
+from nesmeter.errors import ABSENT
+from nesmeter.tables.load_profile import LoadProfileInterval
+
 from .compat import STATISTICS_UNIT_CLASS
 from .const import DOMAIN
-from .meter import MeterError
-from .meter.errors import ABSENT
-from .meter.load_profile import LoadProfileInterval, LoadProfileReader
 
 if TYPE_CHECKING:
-    from .coordinator import NesMeterCoordinator
-    from .meter import MeterSnapshot
+    from collections.abc import Callable
+
+    from homeassistant.config_entries import ConfigEntry
+
+    from nesmeter import MeterClient, MeterIdentity, MeterSnapshot
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -154,10 +159,25 @@ class Track:
 class HistoryImporter:
     """Feeds one meter's load profile into its history statistics, a read at a time."""
 
-    def __init__(self, hass: HomeAssistant, coordinator: NesMeterCoordinator) -> None:
-        """Start idle; the first step after setup loads the newest stored rows."""
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        entry: ConfigEntry,
+        client: MeterClient,
+        *,
+        identity: Callable[[], MeterIdentity | None],
+        poll_interval: Callable[[], float],
+    ) -> None:
+        """Start idle; the first step after setup loads the newest stored rows.
+
+        Reads through ``client``; ``identity`` and ``poll_interval`` give the meter's
+        identity once known and the seconds between polls (both change after setup).
+        """
         self.hass = hass
-        self.coordinator = coordinator
+        self._entry = entry
+        self._client = client
+        self._identity = identity
+        self._poll_interval = poll_interval
         self.enabled = recorder_loaded(hass)
         self.available: bool | None = None  # None until a pass has seen the load profile
         self.tracks: dict[str, Track] = {}
@@ -190,7 +210,7 @@ class HistoryImporter:
 
     def as_dict(self) -> dict[str, Any]:
         """Return what diagnostics show (no statistic ids: they contain the serial)."""
-        layout = self.coordinator.client.load_profile_layout
+        layout = self._client.load_profile_layout
         imported = self.imported_until
         return {
             "enabled": self.enabled,
@@ -210,12 +230,12 @@ class HistoryImporter:
     # ---- the work ----
 
     def _serial(self) -> str | None:
-        identity = self.coordinator.identity
+        identity = self._identity()
         return identity.utility_serial if identity else None
 
     def step_allowed(self) -> bool:
         """At most one history read per poll, and not more often than the read rate allows."""
-        if self.coordinator.interval_seconds >= FAST_POLL:
+        if self._poll_interval() >= FAST_POLL:
             return True
         return time.monotonic() - self._last_step >= MIN_STEP_SPACING
 
@@ -238,7 +258,7 @@ class HistoryImporter:
                 return False
             if not self._loaded:
                 await self._async_load(serial)
-            self.reader = self.coordinator.client.load_profile_reader(self._since())
+            self.reader = self._client.load_profile_reader(self._since())
             self._first_seen = None
         self._last_step = time.monotonic()
         self.steps += 1
@@ -251,7 +271,7 @@ class HistoryImporter:
             self._next_pass = now + RETRY_AFTER
             _LOGGER.debug("load profile read failed (%s); the next pass starts from the last imported hour", err)
             if not isinstance(err, ABSENT):  # a refused or odd reply leaves the link up
-                await self.coordinator.client.close()
+                await self._client.close()
             return True
         self.newest_end = reader.result.newest_end or self.newest_end
         if intervals:
@@ -309,7 +329,7 @@ class HistoryImporter:
                     )
                 if row is not None:
                     rows.setdefault(suffix, []).append(row)
-        identity = self.coordinator.identity
+        identity = self._identity()
         name = f"NES {identity.model} {serial}" if identity else f"NES {serial}"
         for suffix, statistics in rows.items():
             async_add_external_statistics(self.hass, statistic_metadata(serial, suffix, name), statistics)
@@ -317,7 +337,7 @@ class HistoryImporter:
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
-            _LOGGER.warning("%s: %s", self.coordinator.config_entry.title, message)
+            _LOGGER.warning("%s: %s", self._entry.title, message)
 
     async def _async_load(self, serial: str) -> None:
         """Continue from the newest stored row of each statistic."""

@@ -9,10 +9,11 @@ from datetime import datetime
 from homeassistant.components.sensor import SensorDeviceClass, SensorEntity, SensorEntityDescription
 from homeassistant.const import EntityCategory, UnitOfTime
 
+from nesmeter import MeterIdentity
+
 from .coordinator import NesMeterCoordinator
 from .entity import NesMeterEntity
 from .history import HistoryImporter
-from .meter import MeterIdentity
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -29,6 +29,8 @@ from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
+from nesmeter import MeterIdentity, MeterSnapshot
+
 from .billing_sensor import billing_sensors
 from .compat import PERCENTAGE
 from .const import DOMAIN
@@ -37,7 +39,6 @@ from .counter_sensor import RestoredCounterSensor
 from .entity import NesMeterEntity
 from .guard import GUARDED_COUNTERS
 from .history_sensor import history_sensors
-from .meter import MeterIdentity, MeterSnapshot
 from .power_quality_sensor import power_quality_sensors
 
 PARALLEL_UPDATES = 0
