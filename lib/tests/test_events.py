@@ -15,8 +15,9 @@ from nesmeter.cli.events_cli import events, parse_event
 from nesmeter.client.events_reader import EventLogReader, StatusReader
 from nesmeter.errors import TlsRequiredError
 from nesmeter.mep.framing import MepResult
-from nesmeter.sim.sim_events import LoggedEvent
+from nesmeter.sim.sim_events import TYPICAL_ARGUMENTS, LoggedEvent
 from nesmeter.sim.simulator import SimulatedMeter
+from nesmeter.tables.event_ids import decode_argument
 from nesmeter.tables.events import (
     BT03,
     BT70,
@@ -266,6 +267,17 @@ def test_model_time_logs_tier_switches() -> None:
     meter.image.update()
     assert [e.event_id for e in events.logged[count:]] == [27, 27]
     assert [e.argument for e in events.logged[count:]] == [1, 0]
+
+
+def test_every_named_event_can_be_logged_with_an_argument_its_sources_decode() -> None:
+    """The simulated meter logs any named id; the typical argument it picks is one the decoder names."""
+    meter = SimulatedMeter(KEY)
+    for event_id, (name, _family) in EVENTS.items():
+        logged = meter.image.events.inject(name)
+        assert (logged.event_id, meter.image.events.logged[-1]) == (event_id, logged)
+        if name in TYPICAL_ARGUMENTS or name == "firmware_changed":
+            assert decode_argument(event_id, logged.argument), name
+    assert meter.image.events.inject("firmware_changed").argument == 0x38D5  # BT01's 3.70.21
 
 
 def test_parse_event() -> None:
