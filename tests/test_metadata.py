@@ -6,6 +6,7 @@ import importlib.metadata
 import json
 from pathlib import Path
 import re
+import tomllib
 
 import homeassistant
 from packaging.requirements import Requirement
@@ -93,6 +94,8 @@ def test_requirements_admit_the_tested_and_the_constrained_versions() -> None:
         requirement = Requirement(line)
         name = canonicalize_name(requirement.name)
         assert requirement.url is None and requirement.marker is None, line
+        if name == "nesmeter":
+            continue  # this tree's library, installed from lib/ (test_the_manifest_pins_this_library)
         versions = {pins[name] for pins in tested}
         assert all(name in pins for pins in tested), f"{name} is not pinned in both requirements files"
         for version in versions:
@@ -111,6 +114,26 @@ def test_requirements_admit_the_tested_and_the_constrained_versions() -> None:
             if pinned and path == RUNNING_CONSTRAINTS:
                 # This Home Assistant would install exactly that version: so does its test venv.
                 assert importlib.metadata.version(name) == pinned[0], f"{name}: {path} pins {pinned[0]}"
+
+
+def test_the_manifest_pins_this_library() -> None:
+    """manifest.json requires exactly the version lib/pyproject.toml builds: the release publishes
+    that version to PyPI before HACS can install the integration that pins it (README, Development)."""
+    library = tomllib.loads((ROOT / "lib" / "pyproject.toml").read_text())["project"]
+    pins = [Requirement(line) for line in MANIFEST["requirements"]]
+    ours = [requirement for requirement in pins if canonicalize_name(requirement.name) == library["name"]]
+    assert [str(requirement.specifier) for requirement in ours] == [f"=={library['version']}"]
+    # serialx stays listed beside it only because config_flow.py imports serialx itself.
+    assert {canonicalize_name(requirement.name) for requirement in pins} == {"nesmeter", "serialx"}
+    assert "import serialx" in (INTEGRATION / "config_flow.py").read_text()
+    # The library declares the same serialx range (one range to move when serialx moves).
+    serialx = [Requirement(line) for line in library["dependencies"] if line.startswith("serialx")]
+    assert [str(r.specifier) for r in serialx] == [str(r.specifier) for r in pins if r.name == "serialx"]
+    try:
+        installed = importlib.metadata.version("nesmeter")
+    except importlib.metadata.PackageNotFoundError:
+        return  # the latest run puts lib/src on PYTHONPATH instead of installing it
+    assert installed == library["version"], "scripts/setup re-installs lib/ when its pyproject changes"
 
 
 def test_hacs_json() -> None:

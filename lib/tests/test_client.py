@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import struct
+import sys
 
 import pytest
 
@@ -24,7 +26,7 @@ from nesmeter.sim.sim_image import MeterImage
 from nesmeter.sim.simulator import Faults, SimServer, SimulatedMeter
 from nesmeter.tables import tables
 
-from .conftest import KEY, SERIAL
+from .conftest import KEY, KEY_TEXT, SERIAL
 
 FAST_MEP = MepTiming(response_timeout=0.2, enable_settle=0, enable_reset_off=0)
 FAST_IR = C1218Timing(ack_timeout=0.3)
@@ -175,6 +177,48 @@ async def test_alert_markers_are_stripped_and_flags_read() -> None:
         await server.close()
     assert client.stats.alert_markers >= 1
     assert snapshot.alert_flags == ("scheduled_read_request", "delta_data_alert")
+
+
+async def test_cli_simulated_alerts_set_the_alert_flags() -> None:
+    """``simulate --faults alerts``: the markers come with the condition they announce in ET13."""
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "nesmeter.cli", "simulate", "--transport", "mep", "--listen", "tcp://127.0.0.1:0"),
+        *("--key", KEY_TEXT, "--faults", "alerts"),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+        assert "meter at socket://" in line, line
+        client = MeterClient(line.split()[-1], "mep", KEY, mep_timing=FAST_MEP, enable_line="none")
+        async with client:
+            await client.identify()
+            await asyncio.sleep(1.4)  # idle: the meter starts repeating 00 00
+            snapshot = await client.read_snapshot()
+    finally:
+        process.terminate()
+        await process.wait()
+    assert client.stats.alert_markers >= 1
+    assert snapshot.alert_flags == ("scheduled_read_request",)
+
+
+async def test_et11_has_the_guides_layout() -> None:
+    """ET11 as the MEP guide lays it out (G p.77-80), read as other clients read it (DabblerDK's
+    decoder goes up to ET11.30): fw 3.50+ has ET11.0-31, Gen 4 (firmware 4) also 32-37."""
+    for variants, size in (("", 32), ("mep2", 38)):
+        meter = SimulatedMeter(KEY, image=MeterImage(speed=0), variants=variants)
+        async with await meter.serve_tcp("mep") as server, client_for(server, "mep") as client:
+            et11 = await client.read_table(tables.ET11, 0, size)
+        assert meter.image.size(tables.ET11) == size  # what a full read (30 080B) is answered with
+        u16 = {at: struct.unpack_from("<H", et11, at)[0] for at in (5, 7, 9, 28, 30, 36) if at < size}
+        assert et11[0] == (6 if variants else 5)  # devices: 4 M-Bus and 1 (Gen 4: 2) MEP clients
+        assert (et11[1], et11[2], et11[3], et11[4]) == (66, 36, 5, 6)
+        assert (u16[5], u16[7], u16[9]) == (517, 896, 1785)  # ET16 entry, transaction request/response
+        assert (et11[11], et11[12], et11[13]) == (25, 16, 22)
+        assert tuple(et11[18:28]) == (10, 10, 65, 120, 6, 10, 10, 16, 80, 10)
+        assert (u16[28], u16[30]) == (261, 769)  # ET11.28 and ET11.30: RAM-only transaction lengths
+        if variants:
+            assert (et11[34], u16[36]) == (2, 1250)  # MEP channel count: two clients on Gen 4
 
 
 async def test_sequence_storm_is_survived() -> None:

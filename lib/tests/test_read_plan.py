@@ -6,15 +6,19 @@ counter), with values compared to the simulated meter's frozen model.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
+import json
+import sys
 
 import pytest
 
 from nesmeter import MeterClient
 from nesmeter.client.read_plan import LinkModel, ReadSchedule, plan_ranges
 from nesmeter.tables import tables
-from nesmeter.tables.snapshot import MeterSnapshot
+from nesmeter.tables.snapshot import MeterSnapshot, scaled
 
+from .conftest import KEY_TEXT
 from .test_client import client_for
 from .test_variants import TRUE_IMPORT_W, frozen_meter
 
@@ -162,3 +166,22 @@ async def test_ir_sends_wait_only_when_the_next_poll_would_come_too_late() -> No
         assert "70" not in await services(2)
         assert "70" in await services(10)
         assert client.stats.session_starts == 1
+
+
+async def test_json_output_has_the_registers_resolution() -> None:
+    """``nesmeter read --json`` shows 0.572 A for a 572 mA register, not 0.5720000000000001."""
+    meter = frozen_meter()
+    async with await meter.serve_tcp("ir") as server:
+        process = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "nesmeter.cli", "read", "--transport", "ir", "--port", server.url),
+            *("--key", KEY_TEXT, "--json"),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    reading = json.loads(out)
+    assert reading["current_l2_a"] == 0.572
+    decimals = {name: len(repr(value).partition(".")[2]) for name, value in reading.items() if isinstance(value, float)}
+    assert decimals and max(decimals.values()) <= 3, decimals  # milli-unit registers: three decimals at most
+    assert all(len(repr(scaled(raw, 1e-3)).partition(".")[2]) <= 3 for raw in range(-20_000, 20_000))

@@ -19,12 +19,13 @@ from nesmeter import MeterClient, MeterKey
 from nesmeter.c1218 import framing as c1218
 from nesmeter.cli import cli
 from nesmeter.client.recording import reading, record_reading
+from nesmeter.errors import RefusedError, ShortReadError
 from nesmeter.link import trace
 from nesmeter.link.transport import BYTE_TIME
 from nesmeter.mep import framing as mep
 from nesmeter.sim.sim_image import MeterImage
-from nesmeter.sim.sim_replay import analyse, replayed_meter
-from nesmeter.sim.simulator import SimulatedMeter
+from nesmeter.sim.sim_replay import Replay, ReplayedMeter, analyse, replayed_meter
+from nesmeter.sim.simulator import SimulatedMeter, _IrState
 from nesmeter.stats import FrameLog
 from nesmeter.tables import tables
 
@@ -96,6 +97,32 @@ def test_the_replay_keeps_what_the_capture_lacks_absent() -> None:
     assert replay.filled == [tables.BT01, tables.BT21]
     assert len(replay.tables[tables.BT28]) == 220  # a full read: the table's size
     assert len(replay.tables[tables.BT23]) == 32  # the published prefix only
+
+
+@pytest.mark.parametrize("transport", ["mep", "ir"])
+async def test_a_partly_read_table_is_served_only_as_far_as_the_trace_holds_it(transport: str) -> None:
+    """A real meter never answers with zeros it does not hold: past the recorded bytes the replay
+    answers short, outside them it refuses, and a full read of a table known only in part is refused."""
+    replay = Replay(transport)
+    for table_id, data in MeterImage(speed=0).tables.items():
+        if table_id != tables.BT23:
+            replay.put(table_id, 0, bytes(data), full=True)
+    head = bytes(range(1, 17))
+    replay.put(tables.BT23, 0, head)  # the trace read BT23's first 16 bytes only
+    meter = ReplayedMeter(replay, KEY)
+    async with await meter.serve_tcp(transport) as server:
+        client = MeterClient(server.url, transport, KEY)
+        async with client:
+            assert await client.read_table(tables.BT23, 0, 16) == head
+            assert await client.read_table(tables.BT23, 4, 8) == head[4:12]
+            with pytest.raises(ShortReadError):
+                await client.read_table(tables.BT23, 8, 16)  # 8 recorded bytes, not 8 and 8 zeros
+            with pytest.raises(RefusedError):
+                await client.read_table(tables.BT23, 16, 8)  # nothing recorded there
+    # A full read (no client of ours sends one; other clients do): the trace does not know the size.
+    full = struct.pack(">BH", 0x30, tables.BT23)
+    assert (meter._mep_service(full) if transport == "mep" else meter._ir_read(_IrState(), full)) == b"\x04"
+    assert meter.unrecorded_reads == 3
 
 
 @pytest.mark.parametrize(

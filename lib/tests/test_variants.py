@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 import contextlib
+import time
 
 import pytest
 
@@ -186,6 +187,22 @@ async def test_mep_slow_meter_late_replies_are_accepted() -> None:
     assert_true_values(second, meter)
     assert timeouts >= 1
     assert client.stats.timeouts == timeouts  # the client learned the meter's latency
+
+
+async def test_slow_reply_is_a_mep_variant_only() -> None:
+    """slow-reply is documented as MEP-only: the optical port of the same meter answers at once."""
+    meter = frozen_meter("slow-reply", reply_latency=0.35)
+    async with await meter.serve_tcp("ir") as server:
+        client = client_for(server, "ir")
+        started = time.monotonic()
+        async with client:
+            await client.identify()
+            snapshot = await client.read_snapshot()
+        elapsed = time.monotonic() - started
+    assert_true_values(snapshot, meter)
+    assert client.stats.timeouts == 0
+    # A dozen frames each way: at 0.35 s before every reply the read would take over 4 s.
+    assert elapsed < 2.0, elapsed
 
 
 async def test_mep_full_read_without_a_length_is_answered() -> None:

@@ -21,6 +21,8 @@ from nesmeter.sim.sim_variants import VARIANTS
 from nesmeter.sim.simulator import Faults, SimulatedMeter
 from nesmeter.sim.tls_server import TlsSimulatedMeter
 
+ALERT_SCHEDULED_READ = 0x01  # ET13 Alert Flags bit 0, the condition --faults alerts announces
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nesmeter", description="Read NES/Echelon (OSGP) meters over MEP or IR.")
@@ -62,7 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--key", required=True)
     sim.add_argument("--key-format", choices=KEY_FORMATS, default="auto")
     sim.add_argument("--serial", default="5712345678", help="utility serial number (ET03)")
-    sim.add_argument("--faults", default="", help="e.g. drop=0.01,corrupt=0.01,alerts,seed=1")
+    sim.add_argument(
+        "--faults",
+        default="",
+        help="e.g. drop=0.01,corrupt=0.01,alerts,seed=1 (alerts: 00 00 markers and a scheduled read request in ET13)",
+    )
     sim.add_argument("--pace", action="store_true", help="9600-baud wire timing")
     sim.add_argument("--history-days", type=int, default=7, help="days of load profile the meter holds")
     sim.add_argument("--tls", action="store_true", help="MEP: a meter that requires TLS (refuses plain and RC4)")
@@ -187,6 +193,10 @@ async def _simulate(args: argparse.Namespace) -> int:
             if args.tls
             else SimulatedMeter(key, image=image, faults=faults, pace=args.pace, variants=args.variant)
         )
+        if faults.alerts and not meter.image.alert_flags:
+            # A meter repeats its alert markers because a condition is pending, and says which
+            # in its ET13 Alert Flags: the client reads them after a marker (MEP guide p.17-18).
+            meter.image.set_alert_flags(ALERT_SCHEDULED_READ)
     if args.listen == "pty":
         server = await meter.serve_pty(args.transport)
     elif args.listen.startswith("tcp://"):

@@ -39,6 +39,7 @@ from nesmeter.tables.load_profile import (
     decode_et21,
     decode_interval,
 )
+from nesmeter.tables.snapshot import scaled
 
 if TYPE_CHECKING:
     from nesmeter.client.source import TableSource
@@ -351,7 +352,7 @@ class LoadProfileReader:
                     continue
                 end = header.slot_end(slot, minutes)
                 values = {
-                    name: raw * scale if scale != 1 else float(raw)
+                    name: float(scaled(raw, scale))
                     for (name, scale), raw, code in zip(named, record.values, record.codes, strict=True)
                     if code not in NO_VALUE
                 }

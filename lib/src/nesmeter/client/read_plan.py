@@ -33,7 +33,7 @@ from typing import Final, Literal
 from nesmeter.c1218 import framing as c1218
 from nesmeter.link.transport import BYTE_TIME
 from nesmeter.mep import framing as mep
-from nesmeter.tables.snapshot import POST_RATIO_SOURCES, PRESENT_SOURCES, ValuePlan
+from nesmeter.tables.snapshot import POST_RATIO_SOURCES, PRESENT_SOURCES, ValuePlan, scaled
 
 REPLY_TURNAROUND: Final = 0.020
 MEP_REQUEST_BYTES: Final = 2 + 8 + mep.SEQUENCE_SIZE + mep.DIGEST_SIZE
@@ -137,7 +137,7 @@ class TableRead:
     def apply(self, values: Sequence[int], out: dict[str, float]) -> None:
         for index, name, scale in self.plan:
             raw = values[index - self.first]
-            out[name] = raw * scale if scale != 1 else raw
+            out[name] = scaled(raw, scale)
 
 
 def plan_ranges(

@@ -40,7 +40,19 @@ BT00_IMAGE: Final = bytes.fromhex(
 BT01_IMAGE: Final = bytes.fromhex("4e4553203833333334202020300038d50000001234567890")
 BT21_IMAGE: Final = bytes.fromhex("030c000b000000040037")
 BT20_IMAGE: Final = bytes.fromhex("030c000b000000040054")  # limits: 4 tiers, up to 84 present values
-ET11_IMAGE: Final = bytes.fromhex("05422405060502010300")
+# ET11, the MFG dimension table (G p.77-80), as a Gen 3 meter on firmware 3.50+ has it: ET11.0-31,
+# every field at the guide's value, 2-byte fields little-endian (as the guide's own example reply).
+ET11_IMAGE: Final = (
+    bytes([5, 66, 36, 5, 6])  # devices (1 MEP client + 4 M-Bus), ET13/ET14 entry sizes, ET15 queue, entry
+    + struct.pack("<HHH", 517, 896, 1785)  # ET16 entry, transaction request (fw 3.50+) and response
+    + bytes([25, 16, 22, 0, 0, 0, 0])  # on-demand write entry, phase data, ET34 entry; 14-17 reserved
+    + bytes([10, 10, 65, 120, 6, 10, 10, 16, 80, 10])  # 18-27: group ids ... delta data alert sources
+    + struct.pack("<HH", 261, 769)  # 28/30: RAM-only transaction request and response lengths
+)
+# Firmware 4.0+ (Gen 4) adds 32-37: reserved 6 and 7, the MEP channel count (34), reserved 10 and
+# UINT16 1250 (4.30+ adds 38, the error/caution screen count; no simulated firmware is that new).
+# Gen 4 has 6 devices (2 MEP clients).
+ET11_FW4_TAIL: Final = bytes([6, 7, 2, 10]) + struct.pack("<H", 1250)
 DEFAULT_SERIAL: Final = "5712345678"
 PHASE_SHARE: Final = (321 / 432, 59 / 432, 52 / 432)
 ET55_SIZE: Final = 260
@@ -120,6 +132,14 @@ class MeterImage:
         self.tables[tables.BT23] = bytearray(dims.bt23_size)
         self.tables[tables.BT28] = bytearray(dims.bt28_size)
         self.update()
+
+    def write_et11(self) -> None:
+        """ET11 as the firmware in BT01 has it: fields 32-37 and two MEP clients from 4.0 on."""
+        et11 = bytearray(ET11_IMAGE)
+        if self.tables[tables.BT01][14] >> 4 >= 4:
+            et11[0] = 6
+            et11 += ET11_FW4_TAIL
+        self.tables[tables.ET11] = et11
 
     def write_energy_unit(self) -> None:
         limits = tables.RegisterDimensions(*self.tables[tables.BT20][:10])

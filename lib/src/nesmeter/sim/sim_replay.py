@@ -7,7 +7,10 @@ The trace (``nesmeter.link.trace``) is read back into what it shows about the me
   its table, offset and count; a later reply overwrites an earlier one. A full read gives
   the table's size. A read refused with an error code keeps that refusal (e.g. BT21 on
   firmware 2.x). Tables never read are absent: the meter refuses them. Values stay as
-  recorded: the replayed meter is static.
+  recorded: the replayed meter is static. Only what the trace holds is served: a read that
+  runs past the recorded bytes gets the recorded part (a short answer), one that starts
+  outside them, or a full read of a table the trace has only in part, is refused ("operation
+  not possible"), never filled with zeros a real meter would not have sent.
 * **Link.** IR: the Identify and Negotiate answers verbatim, the reply toggle pattern
   (alternating, fixed or mirroring the request's), an echoing probe, a session left over
   from before. Both: the median response latency (less the 9600-baud wire time of the
@@ -39,6 +42,7 @@ from nesmeter.sim.simulator import Faults, SimulatedMeter, _IrState
 
 READS: Final = frozenset({0x30, 0x3F})  # full and partial read, the same codes on both transports
 NOT_ABOUT_THE_TABLE: Final = frozenset({0x06, 0x07, 0x0A, 0x0B, 0x0C})  # busy, not ready, state, key, sequence
+ONP: Final = 0x04  # C12.18 "operation not possible": what a read beyond the trace gets
 MIN_LATENCY: Final = 0.01  # below this a recorded latency is noise (loopback, USB buffering)
 
 Frame = tuple[float | None, str, bytes, dict[str, Any]]
@@ -282,10 +286,16 @@ class ReplayImage(MeterImage):
         """Values stay as recorded."""
 
     def read(self, table_id: int, offset: int, count: int) -> bytes | None:
+        """The recorded bytes from ``offset``: all ``count`` of them, the recorded run (short), or None."""
         data = super().read(table_id, offset, count)
-        if data is not None and not all(self.covered.get(table_id, b"")[offset : offset + count].ljust(count, b"\0")):
-            self.unrecorded_reads += 1
-        return data
+        if data is None:
+            return None
+        recorded = self.covered.get(table_id, b"")[offset : offset + count]
+        if len(recorded) == count and all(recorded):
+            return data
+        self.unrecorded_reads += 1
+        run = len(recorded) - len(recorded.lstrip(b"\x01"))  # recorded bytes from ``offset`` on
+        return data[:run] if run else None
 
 
 class ReplayedMeter(SimulatedMeter):
@@ -315,10 +325,30 @@ class ReplayedMeter(SimulatedMeter):
         if replay.mep_sequence is not None:
             self._mep_sequence = replay.mep_sequence
 
+    def _full_read_unknown(self, table_id: int) -> bool:
+        """A full read of a table the trace read only in part (its size is not known): counted, refused."""
+        unknown = table_id in self.replay.tables and table_id not in self.replay.sizes
+        if unknown:
+            assert isinstance(self.image, ReplayImage)
+            self.image.unrecorded_reads += 1
+        return unknown
+
+    def _mep_service(self, apdu: bytes) -> bytes:
+        full = apdu[:1] == bytes([mep.MepCode.FULL_READ]) and len(apdu) >= 3
+        if full and self._full_read_unknown(struct.unpack_from(">H", apdu, 1)[0]):
+            return bytes([mep.MepResult.NOT_POSSIBLE])
+        return super()._mep_service(apdu)
+
     @property
     def unrecorded_reads(self) -> int:
         assert isinstance(self.image, ReplayImage)
         return self.image.unrecorded_reads
+
+    def _ir_read(self, state: _IrState, request: bytes) -> bytes:
+        full = request[:1] == bytes([c1218.Service.FULL_READ]) and len(request) >= 3
+        if full and self._full_read_unknown(struct.unpack_from(">H", request, 1)[0]):
+            return bytes([ONP])
+        return super()._ir_read(state, request)
 
     def _ir_service(self, state: _IrState, request: bytes, max_packet: int, max_packets: int) -> bytes:
         reply = super()._ir_service(state, request, max_packet, max_packets)

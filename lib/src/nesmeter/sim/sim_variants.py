@@ -98,6 +98,7 @@ def apply_table_variants(image: MeterImage, variants: frozenset[str]) -> None:
         image.write_energy_unit()
     if "demand" in variants:
         image.tables[tables.BT01][14:16] = FW4_BT01_FIRMWARE
+        image.write_et11()  # Gen 4: two MEP clients, fields 32-37
         image.set_layout(DEMAND_BT21, value_sources=STANDARD_PRESENT_ORDER[:72], demand_sources=tuple(range(88, 96)))
         image.write_energy_unit()
     if "single-phase" in variants:
@@ -105,6 +106,7 @@ def apply_table_variants(image: MeterImage, variants: frozenset[str]) -> None:
         image.set_layout(bt21, value_sources=SINGLE_PHASE_SOURCES)
     if "mep2" in variants:
         image.tables[tables.BT01][14:16] = FW4_BT01_FIRMWARE
+        image.write_et11()  # Gen 4: two MEP clients, fields 32-37
         image.tables[tables.ET70] = bytearray(ET70_SIZE)
         image.tables[tables.ET70][142] = 2
         image.write_energy_unit()

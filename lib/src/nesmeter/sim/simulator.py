@@ -140,12 +140,14 @@ class _Wire:
         *,
         pace: bool,
         echo: bool = False,
+        transport: str = "mep",
     ) -> None:
         self.reader = reader
         self._write = write
         self._close = close
         self.pace = pace
         self.echo = echo  # an IR head that hands every byte back to its sender
+        self.transport = transport  # which port this connection is: "mep" or "ir"
         self.closed = False
         self.line_time = 0.0  # loop time at which the line is next idle
 
@@ -233,7 +235,11 @@ class SimulatedMeter:
         self.faults = faults or Faults()
         self.pace = pace
         self.turnaround = turnaround
-        self.reply_latency = SLOW_REPLY if reply_latency is None and "slow-reply" in self.variants else reply_latency
+        # Extra seconds before every reply: ``reply_latency`` on both ports (a replayed trace's
+        # latency), and the slow-reply variant's on MEP only, as the variant says (optical port
+        # meters answer within the C12.18 timing).
+        self.reply_latency = reply_latency
+        self.slow_mep = "slow-reply" in self.variants
         self.stats = SimStats()
         self._rng = random.Random(self.faults.seed)
         self._mep_sequence = self._rng.getrandbits(32)
@@ -248,6 +254,14 @@ class SimulatedMeter:
             return True
         return False
 
+    def _latency(self, wire: _Wire) -> float | None:
+        """The extra wait before a reply on ``wire``: slow-reply slows MEP only."""
+        if self.slow_mep:
+            if wire.transport != "mep":
+                return None
+            return SLOW_REPLY if self.reply_latency is None else self.reply_latency
+        return self.reply_latency
+
     async def _reply(self, wire: _Wire, data: bytes, *, segment: int = 0, gap: float = 0.0) -> None:
         """Send a reply through the fault filter."""
         faults = self.faults
@@ -260,8 +274,8 @@ class SimulatedMeter:
             await asyncio.sleep(faults.delay_seconds)
         if self.turnaround:
             await (wire.pause(self.turnaround) if wire.pace else asyncio.sleep(self.turnaround))
-        if self.reply_latency:
-            await asyncio.sleep(self.reply_latency)
+        if latency := self._latency(wire):
+            await asyncio.sleep(latency)
         if self._chance("corrupt", faults.corrupt):
             index = self._rng.randrange(len(data))
             data = data[:index] + bytes([data[index] ^ (1 << self._rng.randrange(8))]) + data[index + 1 :]
@@ -519,7 +533,8 @@ class SimulatedMeter:
             return b"\x03"
         self.stats.table_reads[table_id] += 1
         data = self.image.read(table_id, offset, count)
-        assert data is not None
+        if data is None:  # a replayed meter asked for bytes its trace does not hold
+            return bytes([0x04])  # onp: operation not possible
         return c1218.read_response(data)
 
     # ---- servers ----
@@ -537,7 +552,8 @@ class SimulatedMeter:
     def _wire(
         self, reader: _TimedReader, write: Callable[[bytes], object], close: Callable[[], object], transport: str
     ) -> _Wire:
-        return _Wire(reader, write, close, pace=self.pace, echo=transport == "ir" and "echo" in self.variants)
+        echo = transport == "ir" and "echo" in self.variants
+        return _Wire(reader, write, close, pace=self.pace, echo=echo, transport=transport)
 
     async def serve_tcp(self, transport: str, host: str = "127.0.0.1", port: int = 0) -> SimServer:
         """Listen on loopback TCP; every connection gets its own responder."""

@@ -158,6 +158,20 @@ class MeterSnapshot:
 SNAPSHOT_FIELDS: Final = frozenset(f.name for f in fields(MeterSnapshot)) - {"read_fields"}
 
 
+def scaled(raw: int, scale: float) -> float:
+    """A register count in the field's unit, at the register's resolution.
+
+    A count of milli-units is divided by 1000 rather than multiplied by 1e-3: the division
+    gives the float nearest the decimal the meter holds (3296 mA is 3.296 A, where
+    ``3296 * 1e-3`` is 3.2960000000000003), so JSON output and Home Assistant states show it.
+    """
+    if scale == 1:
+        return raw
+    if scale < 1:
+        return raw / round(1 / scale)
+    return raw * scale
+
+
 def present_sources(dims: RegisterDimensions, selection: tuple[int, ...] | None) -> tuple[int, ...]:
     """Source id per BT28 value: BT27 when it was read, else the documented order."""
     if selection is not None and len(selection) >= dims.present_values:
