@@ -70,12 +70,10 @@ RUNNING_CONSTRAINTS = Path(homeassistant.__file__).parent / "package_constraints
 
 
 def _constraint_files() -> list[Path]:
-    """package_constraints.txt of the Home Assistant the suite runs on, and of the newest one when
-    scripts/test-latest has installed it (seen from the floor; inside its root the running one is it)."""
+    """package_constraints.txt of the Home Assistant the suite runs on, and of the other lines once
+    scripts/test-ha has installed them (seen from the floor; inside its root the running one is one)."""
     files = [RUNNING_CONSTRAINTS]
-    files += sorted(
-        ROOT.glob(".cache/latest-root/opt/*/lib/python3*/site-packages/homeassistant/package_constraints.txt")
-    )
+    files += sorted(ROOT.glob(".cache/ha-root/opt/*/lib/python3*/site-packages/homeassistant/package_constraints.txt"))
     return [path for path in files if path.is_file()]
 
 
@@ -83,9 +81,9 @@ def test_requirements_admit_the_tested_and_the_constrained_versions() -> None:
     """Home Assistant installs a custom integration's requirements under its package_constraints.txt
     (homeassistant/requirements.py, pip_kwargs), where newer releases pin serialx for core's usb and
     zha: manifest.json asks for a range that admits the version each supported release allows, and
-    the suite runs with both ends (requirements_test.txt on the floor, requirements_test_latest.txt
-    with what the newest release pins)."""
-    tested_files = (ROOT / "requirements_test.txt", ROOT / "requirements_test_latest.txt")
+    the suite runs with both ends (requirements_test.txt on the floor, requirements/ha-*.txt with
+    what each newer release pins)."""
+    tested_files = (ROOT / "requirements_test.txt", *sorted((ROOT / "requirements").glob("ha-20*.*[0-9].txt")))
     tested = [_pins(path) for path in tested_files]
     constraints = [(path, _requirements(path)) for path in _constraint_files()]
     assert constraints, "the running Home Assistant has no package_constraints.txt"
@@ -97,7 +95,7 @@ def test_requirements_admit_the_tested_and_the_constrained_versions() -> None:
         if name == "nesmeter":
             continue  # this tree's library, installed from lib/ (test_the_manifest_pins_this_library)
         versions = {pins[name] for pins in tested}
-        assert all(name in pins for pins in tested), f"{name} is not pinned in both requirements files"
+        assert all(name in pins for pins in tested), f"{name} is not pinned in every requirements file"
         for version in versions:
             assert requirement.specifier.contains(version), f"{line} refuses the tested {name}=={version}"
         # The oldest version the manifest admits is one the suite runs with.
@@ -132,8 +130,24 @@ def test_the_manifest_pins_this_library() -> None:
     try:
         installed = importlib.metadata.version("nesmeter")
     except importlib.metadata.PackageNotFoundError:
-        return  # the latest run puts lib/src on PYTHONPATH instead of installing it
+        return  # the Debian root's runs put lib/src on PYTHONPATH instead of installing it
     assert installed == library["version"], "scripts/setup re-installs lib/ when its pyproject changes"
+
+
+def test_manifest_categories_and_connectivity_are_home_assistants_words() -> None:
+    """``categories`` and ``connectivity`` (2026.x manifests) take the values core's manifests use.
+
+    hassfest checks them against its lists; the core manifests of the running release are
+    that vocabulary. Releases before the keys existed ignore them (the floor: no vocabulary).
+    """
+    core = [
+        json.loads(path.read_text()) for path in Path(homeassistant.__file__).parent.glob("components/*/manifest.json")
+    ]
+    for key in ("categories", "connectivity"):
+        assert MANIFEST[key], key
+        words = {word for manifest in core for word in manifest.get(key, [])}
+        if words:
+            assert set(MANIFEST[key]) <= words, f"{key}: {set(MANIFEST[key]) - words} is not a word of this release"
 
 
 def test_hacs_json() -> None:

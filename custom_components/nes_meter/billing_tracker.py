@@ -161,6 +161,14 @@ class MeterBillingTracker:
                 tier, energy_import_wh=guarded["import"], energy_export_wh=guarded["export"]
             )
 
+    def show_tier_counter(self, name: str, wh: float | None) -> None:
+        """Show ``wh`` for tier counter ``name`` (the guard's verdict on a restored baseline)."""
+        for tier, registers in self.tiers.items():
+            if name == tier_counter(tier, "import"):
+                self.tiers[tier] = replace(registers, energy_import_wh=wh)
+            elif name == tier_counter(tier, "export"):
+                self.tiers[tier] = replace(registers, energy_export_wh=wh)
+
     def _guarded(self, tier: int, direction: str, registers: TierEnergy, now: float) -> float | None:
         wh: float | None = getattr(registers, f"energy_{direction}_wh")
         name = tier_counter(tier, direction)

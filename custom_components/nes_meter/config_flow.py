@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from homeassistant.config_entries import ConfigEntryState, ConfigFlow, ConfigFlowResult, OptionsFlow
+from homeassistant.config_entries import ConfigEntryState, ConfigFlow, ConfigFlowResult
 from homeassistant.const import CONF_PORT
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.selector import (
@@ -42,6 +42,7 @@ from nesmeter import (
     validate_port,
 )
 
+from .compat import OptionsFlowWithReload
 from .const import (
     CONF_ENABLE_LINE,
     CONF_KEY,
@@ -353,13 +354,13 @@ class NesMeterConfigFlow(ConfigFlow, domain=DOMAIN):
         return NesMeterOptionsFlow()
 
 
-class NesMeterOptionsFlow(OptionsFlow):
+class NesMeterOptionsFlow(OptionsFlowWithReload):
     """Polling interval and MEP line options."""
 
     config_entry: NesMeterConfigEntry
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """One form; saving it reloads the entry (see ``__init__``)."""
+        """One form; saving changed options reloads the entry, once."""
         if user_input is not None:
             return self.async_create_entry(data=user_input)
         options = self.config_entry.options

@@ -49,7 +49,7 @@ from homeassistant.components.recorder.statistics import (
     get_last_statistics,
     statistics_during_period,
 )
-from homeassistant.const import MAJOR_VERSION, MINOR_VERSION, UnitOfEnergy
+from homeassistant.const import UnitOfEnergy
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.recorder import get_instance
 from homeassistant.util import dt as dt_util
@@ -59,6 +59,7 @@ from nesmeter.client.load_profile_reader import LoadProfileReader
 from nesmeter.errors import ABSENT
 from nesmeter.tables.load_profile import LoadProfileInterval
 
+from .compat import STATISTICS_UNIT_CLASS
 from .const import DOMAIN
 
 if TYPE_CHECKING:
@@ -75,8 +76,6 @@ HOUR: Final = timedelta(hours=1)
 # applies the register unit); the statistics are in kWh.
 CHANNELS: Final[dict[str, str]] = {"energy_import_wh": "energy_import", "energy_export_wh": "energy_export"}
 NAMES: Final[dict[str, str]] = {"energy_import": "energy import", "energy_export": "energy export"}
-# HA 2025.10 added ``unit_class`` to the statistics metadata; older versions refuse the key.
-HAS_UNIT_CLASS: Final = (MAJOR_VERSION, MINOR_VERSION) >= (2025, 10)
 ENERGY_UNIT_CLASS: Final = "energy"
 FAST_POLL: Final = 3.0  # polls more often than this already read about once a second
 MIN_STEP_SPACING: Final = 9.5  # seconds between history reads when polls are fast
@@ -111,7 +110,7 @@ def statistic_metadata(serial: str, suffix: str, name: str) -> StatisticMetaData
         "statistic_id": statistic_id(serial, suffix),
         "unit_of_measurement": UnitOfEnergy.KILO_WATT_HOUR,
     }
-    if HAS_UNIT_CLASS:
+    if STATISTICS_UNIT_CLASS:
         cast(dict[str, Any], metadata)["unit_class"] = ENERGY_UNIT_CLASS
     return metadata
 
@@ -225,7 +224,7 @@ class HistoryImporter:
             "passes": self.passes,
             "register_decreases": {key: track.decreases for key, track in self.tracks.items() if track.decreases},
             "last_error": self.last_error,
-            "unit_class": HAS_UNIT_CLASS,
+            "unit_class": STATISTICS_UNIT_CLASS,
         }
 
     # ---- the work ----

@@ -54,6 +54,7 @@ class ResponseError(MeterError):
     """The meter answered a request with an error code."""
 
     def __init__(self, code: int, name: str, message: str) -> None:
+        """Keep the meter's response ``code`` and its ``name`` beside the message."""
         super().__init__(f"{message} (code 0x{code:02X} {name})")
         self.code = code
         self.name = name
@@ -78,6 +79,7 @@ class TlsError(MeterError):
     """
 
     def __init__(self, message: str, *, alert: int | None = None) -> None:
+        """Keep the TLS alert ``alert`` to send (or that was received), if any."""
         super().__init__(message)
         self.alert = alert
 

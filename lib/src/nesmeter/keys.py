@@ -116,6 +116,7 @@ class MeterKey:
     __slots__ = ("_secret",)
 
     def __init__(self, secret: bytes) -> None:
+        """Hold ``secret``, 1 to 20 bytes; it never appears in repr, str or logs."""
         if not 1 <= len(secret) <= MAX_KEY_BYTES:
             raise KeyFormatError(f"{len(secret)} key bytes, expected 1 to {MAX_KEY_BYTES}")
         self._secret = bytes(secret)
@@ -146,12 +147,15 @@ class MeterKey:
         )
 
     def __eq__(self, other: object) -> bool:
+        """Compare by the secret, so a key parsed twice is the same key."""
         return isinstance(other, MeterKey) and other._secret == self._secret
 
     def __hash__(self) -> int:
+        """Hash the secret, consistent with equality."""
         return hash(self._secret)
 
     def __repr__(self) -> str:
+        """Show no key material: keys end up in logs and tracebacks otherwise."""
         return "MeterKey(<redacted>)"
 
     __str__ = __repr__

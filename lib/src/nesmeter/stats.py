@@ -27,10 +27,12 @@ class LinkStats:
     last_error: str | None = None
 
     def error(self, name: str) -> None:
+        """Count an error by name and remember it as the last one."""
         self.errors[name] += 1
         self.last_error = name
 
     def as_dict(self) -> dict[str, Any]:
+        """Return the counters as plain JSON types (diagnostics, traces)."""
         return {
             "frames_sent": self.frames_sent,
             "frames_received": self.frames_received,
@@ -50,13 +52,17 @@ class FrameLog:
     """A ring of the last frames in hex; callers pass frames already masked."""
 
     def __init__(self, size: int = FRAME_LOG_SIZE) -> None:
+        """Keep the newest ``size`` frames."""
         self._frames: deque[tuple[float, str, str]] = deque(maxlen=size)
 
     def add(self, direction: str, frame: bytes) -> None:
+        """Record a frame (already masked by the session) with the time."""
         self._frames.append((time.time(), direction, frame.hex()))
 
     def clear(self) -> None:
+        """Forget the frames."""
         self._frames.clear()
 
     def as_list(self) -> list[dict[str, Any]]:
+        """Return the frames as plain JSON types, oldest first."""
         return [{"time": stamp, "direction": direction, "hex": data} for stamp, direction, data in self._frames]

@@ -98,7 +98,7 @@ def crc16(data: bytes) -> int:
 
 
 def table_checksum(data: bytes) -> int:
-    """The 8-bit two's-complement checksum that follows table data in reads."""
+    """Return the 8-bit two's-complement checksum that follows table data in reads."""
     return (-sum(data)) & 0xFF
 
 
@@ -112,14 +112,17 @@ class Packet:
 
     @property
     def toggle(self) -> bool:
+        """Whether the toggle bit is set: it alternates per new packet, so a repeat is seen."""
         return bool(self.control & CTRL_TOGGLE)
 
     @property
     def multi(self) -> bool:
+        """Whether this packet is one of a multi-packet answer."""
         return bool(self.control & CTRL_MULTI)
 
     @property
     def first(self) -> bool:
+        """Whether this packet is the first of a multi-packet answer."""
         return bool(self.control & CTRL_FIRST)
 
 
@@ -167,44 +170,52 @@ def check_read_only(request: bytes) -> None:
 
 
 def identify_request() -> bytes:
+    """Build the Identify request, the first service of every optical session."""
     return bytes([Service.IDENTIFY])
 
 
 def negotiate_request(packet_size: int, packets: int) -> bytes:
+    """Build the Negotiate request for ``packets`` packets of ``packet_size`` bytes at 9600 baud."""
     return struct.pack(">BHBB", Service.NEGOTIATE_BAUD, packet_size, packets, BAUD_9600)
 
 
 def logon_request(user_id: int, user: str) -> bytes:
+    """Build the Logon request: user id and a 10-character name, space-padded."""
     name = user.encode("ascii")[:10].ljust(10, b" ")
     return struct.pack(">BH", Service.LOGON, user_id) + name
 
 
 def security_request(password: bytes) -> bytes:
+    """Build the Security request: the 20-byte password (the key, which traces mask)."""
     if len(password) != 20:
         raise ValueError("C12.18 passwords are 20 bytes")
     return bytes([Service.SECURITY]) + password
 
 
 def read_request(table_id: int, offset: int, count: int) -> bytes:
+    """Build a partial read request; the ranges are checked here so no malformed request is sent."""
     if not 0 <= table_id <= 0xFFFF or not 0 <= offset <= 0xFFFFFF or not 0 < count <= 0xFFFF:
         raise ValueError("table read out of range")
     return struct.pack(">BH", Service.PARTIAL_READ, table_id) + offset.to_bytes(3, "big") + struct.pack(">H", count)
 
 
 def full_read_request(table_id: int) -> bytes:
+    """Build a full read request (the simulator and tests use it; the client reads in part)."""
     return struct.pack(">BH", Service.FULL_READ, table_id)
 
 
 def wait_request(seconds: int) -> bytes:
+    """Build the Wait request that holds the session ``seconds`` (1-255) longer."""
     return bytes([Service.WAIT, max(1, min(255, seconds))])
 
 
 def simple_request(service: Service) -> bytes:
+    """Build a request that is its service code alone (Terminate, Logoff)."""
     return bytes([service])
 
 
 def mask_security(request: bytes) -> bytes:
-    """The request as safe to show: a security service's password replaced by ``*``."""
+    """Return the request as safe to show: a security service's password replaced by ``*``."""
     if request[:1] == bytes([Service.SECURITY]):
         return request[:1] + b"*" * (len(request) - 1)
     return request
@@ -214,17 +225,20 @@ def mask_security(request: bytes) -> bytes:
 
 
 def response_name(code: int) -> str:
+    """Name a C12.18 response code (``isc``), or show it in hex if the standard has none."""
     return RESPONSE_NAMES.get(code, f"0x{code:02X}")
 
 
 @dataclass(frozen=True, slots=True)
 class NegotiatedLink:
+    """The packet size and count a Negotiate settled on."""
+
     packet_size: int
     packets: int
 
 
 def parse_negotiate(payload: bytes, asked: NegotiatedLink) -> NegotiatedLink:
-    """What to use after a Negotiate answered ``00``: never fails on the body.
+    """Parse a Negotiate answer of ``00`` into the link to use: never fails on the body.
 
     NES meters are not documented to echo the values; a bare ``00``, a short body or an
     offer we did not ask for all occur in C12.18 practice. Take the smaller of asked and
@@ -254,5 +268,5 @@ def parse_read(payload: bytes) -> bytes:
 
 
 def read_response(data: bytes) -> bytes:
-    """The meter-side read answer (used by the simulator)."""
+    """Build the meter-side read answer (the simulator sends it)."""
     return b"\x00" + struct.pack(">H", len(data)) + data + bytes([table_checksum(data)])

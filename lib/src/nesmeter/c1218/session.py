@@ -40,6 +40,8 @@ HOLD_MARGIN = 1.5  # seconds a poll may start late without the session lapsing
 
 @dataclass(frozen=True, slots=True)
 class C1218Timing:
+    """Timeouts and retries of the optical link; tests scale them down to run fast."""
+
     ack_timeout: float = 2.0
     byte_slack: float = 0.5
     retries: int = 3
@@ -64,6 +66,7 @@ class C1218Session:
         user_id: int = 2,
         user: str = "nesmeter",
     ) -> None:
+        """Talk C12.18 over ``link`` with ``key``; counters and frames go to ``stats`` and ``frames``."""
         self._link = link
         self._password = key.password
         self.timing = timing or C1218Timing()
@@ -86,7 +89,7 @@ class C1218Session:
         self.trace: Trace | None = None  # set while a trace records (nesmeter.link.trace)
 
     def trace_settings(self) -> dict[str, Any]:
-        """What a trace notes about this link: the packet size and count asked for."""
+        """Return what a trace notes about this link: the packet size and count asked for."""
         return {"asked_packet_size": self.timing.packet_size, "asked_packets": self.timing.packets}
 
     # ---- session ----
@@ -116,7 +119,7 @@ class C1218Session:
         self.stats.session_starts += 1
 
     def _reset_link(self) -> None:
-        """A new session starts from the link's base state, as the NES-proven clients do."""
+        """Start a new session from the link's base state, as the NES-proven clients do."""
         self._tx_toggle = True
         self._last_rx = None
         self.packet_size, self.packets = c1218.DEFAULT_PACKET_SIZE, 1
@@ -150,6 +153,7 @@ class C1218Session:
             self.trace.link.update(packet_size=link.packet_size, packets=link.packets)
 
     async def ensure_session(self) -> None:
+        """Start a session unless one is alive: the meter's channel timer and session limit decide."""
         loop = asyncio.get_running_loop()
         now = loop.time()
         alive = self._active and now < self._alive_until - min(0.5, self.timing.channel_timeout / 4)
@@ -191,6 +195,7 @@ class C1218Session:
             self._reset_link()
 
     async def read(self, table_id: int, offset: int, count: int) -> bytes:
+        """Read ``count`` bytes of a table in reads that fit the negotiated packets."""
         await self.ensure_session()
         out = bytearray()
         while len(out) < count:
@@ -287,7 +292,7 @@ class C1218Session:
         raise NoResponseError("the meter did not acknowledge the request")
 
     async def _await_ack(self) -> bool:
-        """True on ACK (or a reply frame whose ACK was lost), False on NAK.
+        """Wait for the answer to a frame: True on ACK (or a reply whose ACK was lost), False on NAK.
 
         One deadline for the whole wait: a head that sends noise must not keep it open.
         """
@@ -405,7 +410,7 @@ class C1218Session:
             return packet
 
     def _is_retransmission(self, packet: c1218.Packet) -> bool:
-        """A repeat of the last accepted packet (its sender missed our ACK)?
+        """Tell whether a packet repeats the last accepted one (its sender missed our ACK).
 
         Toggle alone cannot tell: some meters never alternate it, some mirror ours, and
         two different replies can be byte-identical (``00`` to Logon and to Security).

@@ -45,6 +45,7 @@ async def read_billing(client: MeterClient) -> dict[str, Any]:
 
 
 async def billing(args: argparse.Namespace) -> int:
+    """Run ``nesmeter billing``: tariff, tiers, demands and the newest self-read, as text or JSON."""
     client = client_from_args(args)
     async with client:
         await client.identify()

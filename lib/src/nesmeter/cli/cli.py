@@ -253,6 +253,7 @@ async def _probe(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``nesmeter`` command line; returns the exit code (0 ok, 1 failed, 2 usage, 3 key)."""
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"

@@ -12,6 +12,7 @@ from nesmeter.sim.sim_events import SimEventLog, event_id
 
 
 async def events(args: argparse.Namespace) -> int:
+    """Run ``nesmeter events``: the event log entries after ``--after-sequence`` and the alarm bits."""
     client = client_from_args(args)
     async with client:
         reader = EventLogReader(client, args.after_sequence)

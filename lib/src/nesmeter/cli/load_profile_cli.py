@@ -19,13 +19,14 @@ def parse_since(text: str) -> datetime:
 
 
 def progress_bar(done: int, total: int) -> None:
-    """A one-line bar on stderr, redrawn in place."""
+    """Draw a one-line progress bar on stderr, redrawn in place."""
     filled = BAR_WIDTH * done // max(total, 1)
     sys.stderr.write(f"\rreading load profile [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total} reads")
     sys.stderr.flush()
 
 
 async def history(args: argparse.Namespace) -> int:
+    """Run ``nesmeter history``: the load profile since ``--since``, with progress on a terminal."""
     since = parse_since(args.since)
     client = client_from_args(args)
     show = sys.stderr.isatty()

@@ -28,6 +28,7 @@ def _plain(value: Any) -> Any:
 
 
 def as_dict(quality: PowerQuality | None, relay: RelayReader) -> dict[str, Any]:
+    """Return the power quality and relay readings as plain JSON types."""
     hardware = relay.hardware
     return {
         "power_quality": _plain(asdict(quality)) if quality is not None else None,
@@ -39,6 +40,7 @@ def as_dict(quality: PowerQuality | None, relay: RelayReader) -> dict[str, Any]:
 
 
 async def power_quality(args: argparse.Namespace) -> int:
+    """Run ``nesmeter power-quality``: sags, swells, outages, frequency and the relay."""
     client = client_from_args(args)
     async with client:
         reader = PowerQualityReader(client)

@@ -67,6 +67,7 @@ class BillingReader:
 
     @property
     def max_read(self) -> int:
+        """The bytes one read may ask for: the exchanges it may take times what one carries."""
         return self._exchanges * self._client.max_read_size
 
     def _identity(self) -> MeterIdentity:
@@ -83,6 +84,7 @@ class BillingReader:
         return await self._client.read_optional(what, table_id, offset, count, decode)
 
     async def setup(self) -> None:
+        """Learn what the meter has (tariff state, demand selection, self-reads) after ``identify()``."""
         dims = self._identity().dimensions
         self.tiers = dims.tiers
         self.tariff = await self.read_tariff()
@@ -105,7 +107,7 @@ class BillingReader:
         return state
 
     def tier_spans(self) -> tuple[TierSpan, ...]:
-        """The tier block groups, one read each (``read_tiers(group)``); one group on most meters."""
+        """Return the tier block groups, one read each (``read_tiers(group)``); one group on most meters."""
         identity = self._identity()
         return tier_spans(identity.dimensions, identity.summation_sources, self.max_read)
 
@@ -132,7 +134,7 @@ class BillingReader:
         )
 
     async def read_demands(self) -> Demands | None:
-        """The demand-reset count and the total block's demand registers (one partial BT23 read)."""
+        """Read the demand-reset count and the total block's demand registers (one partial BT23 read)."""
         dims = self._identity().dimensions
         span = demand_span(dims, self.max_read)
         if span is None:
@@ -154,7 +156,7 @@ class BillingReader:
         return header
 
     async def read_newest_self_read(self) -> SelfRead | None:
-        """The newest entry's time, season and total import/export (not the whole entry).
+        """Read the newest entry's time, season and total import/export (not the whole entry).
 
         Uses the last header read (reads it first only if none was); None when the meter
         has made no self-read yet.

@@ -99,6 +99,7 @@ class MeterClient:
         mep_timing: MepTiming | None = None,
         ir_timing: C1218Timing | None = None,
     ) -> None:
+        """Prepare a client for ``port``; nothing is opened until :meth:`open` (or ``async with``)."""
         if transport not in TRANSPORTS:
             raise ValueError(f"unknown transport {transport!r}")
         if tls and transport != "mep":
@@ -139,10 +140,12 @@ class MeterClient:
 
     @property
     def port(self) -> str:
+        """The port as given (validated), for messages and diagnostics."""
         return self._link.port
 
     @property
     def is_open(self) -> bool:
+        """Whether the port is open."""
         return self._link.is_open
 
     @property
@@ -160,6 +163,7 @@ class MeterClient:
             raise
 
     async def close(self) -> None:
+        """End the session (best effort: a meter that is gone cannot be told) and close the port."""
         try:
             if self._link.is_open:
                 await self._session.stop()
@@ -169,13 +173,16 @@ class MeterClient:
             await self._link.close()
 
     async def __aenter__(self) -> MeterClient:
+        """Open the port and start the session."""
         await self.open()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        """Close the session and the port, also when the block raised."""
         await self.close()
 
     async def read_table(self, table_id: int, offset: int, count: int) -> bytes:
+        """Read ``count`` bytes of a table from ``offset``, in as many exchanges as the transport needs."""
         return await self._session.read(table_id, offset, count)
 
     @property
@@ -186,17 +193,17 @@ class MeterClient:
     async def read_load_profile(
         self, since: datetime | None = None, *, progress: ProgressCallback | None = None
     ) -> LoadProfile:
-        """The load-profile intervals ending after ``since`` (see ``load_profile_reader``)."""
+        """Read the load-profile intervals ending after ``since`` (see ``load_profile_reader``)."""
         return await LoadProfileReader(self, since, progress=progress).run()
 
     def load_profile_reader(
         self, since: datetime | None = None, *, progress: ProgressCallback | None = None
     ) -> LoadProfileReader:
-        """The same, one table read per ``step()``, to interleave with live polls."""
+        """Return a reader of the same, one table read per ``step()``, to interleave with live polls."""
         return LoadProfileReader(self, since, progress=progress)
 
     def event_log_reader(self, after_sequence: int | None = None) -> EventLogReader:
-        """New event log entries after ``after_sequence``, one read per step (see ``events_reader``)."""
+        """Return a reader of new event log entries after ``after_sequence``, one read per step."""
         return EventLogReader(self, after_sequence)
 
     async def _optional[T](self, what: str, read: Callable[[], Awaitable[T]]) -> T | None:
@@ -212,8 +219,11 @@ class MeterClient:
     async def read_optional[T](
         self, what: str, table_id: int, offset: int, count: int, decode: Callable[[bytes], T]
     ) -> T | None:
-        """One table read, decoded; None (said once per connection at debug) when the meter
-        refuses it, sends less than asked or sends what ``decode`` rejects."""
+        """Read a table range a meter may lack and decode it; None when the meter lacks it.
+
+        None (said once per connection at debug) when the meter refuses the read, sends less
+        than asked or sends what ``decode`` rejects: the caller carries on without the value.
+        """
         return await self._optional(what, lambda: self._decoded(table_id, offset, count, decode))
 
     async def _decoded[T](self, table_id: int, offset: int, count: int, decode: Callable[[bytes], T]) -> T:
@@ -432,7 +442,7 @@ class MeterClient:
         return snapshot
 
     async def _meter_time(self) -> datetime:
-        """The meter clock, read once a minute and carried forward in between.
+        """Return the meter clock, read once a minute and carried forward in between.
 
         Keeps a fast poll within the guide's average of one table read per second.
         """
@@ -443,7 +453,7 @@ class MeterClient:
         return meter_time + timedelta(seconds=round(now - read_at))
 
     async def _read_alert_flags(self) -> tuple[str, ...]:
-        """The guide's read-only reaction to alert markers: read and report the flags.
+        """Read and report the alert flags: the guide's read-only reaction to alert markers.
 
         ET11 (the entry size) is read once per connection; the flags sit in this port's
         entry (MEP1 or MEP2).

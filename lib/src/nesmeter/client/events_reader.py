@@ -47,12 +47,13 @@ class StatusReader:
     """
 
     def __init__(self, client: TableSource) -> None:
+        """Read BT03 through ``client``; its size is learned on the first read."""
         self._client = client
         self.size: int | None = None
         self.available: bool | None = None
 
     async def read(self) -> MeterStatus | None:
-        """The alarm bits; None for a meter that refuses BT03, or when this read was refused."""
+        """Read the alarm bits; None for a meter that refuses BT03, or when this read was refused."""
         if self.available is False:
             return None
         if self.size is None:
@@ -85,6 +86,7 @@ class EventLogReader:
     """
 
     def __init__(self, client: TableSource, after_sequence: int | None = None) -> None:
+        """Read the log through ``client``; entries up to ``after_sequence`` count as seen."""
         self._client = client
         self.after_sequence = after_sequence
         self.dimensions: LogDimensions | None = None
@@ -94,6 +96,7 @@ class EventLogReader:
 
     @property
     def in_pass(self) -> bool:
+        """Whether a pass is under way (steps would continue it)."""
         return self._pass is not None
 
     async def dimensions_read(self) -> bool:
@@ -147,7 +150,7 @@ class EventLogReader:
         self._pass = None
 
     async def read_new(self) -> list[HistoryEntry]:
-        """A whole pass at once."""
+        """Read a whole pass at once."""
         while (entries := await self.step()) is None:
             pass
         return entries

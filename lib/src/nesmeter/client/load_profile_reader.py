@@ -87,6 +87,7 @@ class LoadProfileReader:
         data_set: int = 0,
         progress: ProgressCallback | None = None,
     ) -> None:
+        """Read the intervals ending after ``since`` (all the meter holds when None) of ``data_set``."""
         if since is not None and since.tzinfo is None:
             raise ValueError("since must be timezone-aware")
         if not 0 <= data_set < MAX_DATA_SETS:
@@ -102,6 +103,7 @@ class LoadProfileReader:
         self._gen = self._run()
 
     def __aiter__(self) -> AsyncIterator[list[LoadProfileInterval]]:
+        """Iterate the steps: each yields the intervals that read made final."""
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[list[LoadProfileInterval]]:
@@ -310,7 +312,7 @@ class LoadProfileReader:
         yield ready()
 
     def _first_slot(self, block: _Block, minutes: int) -> int:
-        """The newest processed slot ending at or before ``since`` (0 when none)."""
+        """Return the newest processed slot ending at or before ``since`` (0 when none)."""
         assert block.header is not None
         assert self.since is not None
         base = 0

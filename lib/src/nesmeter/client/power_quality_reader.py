@@ -35,6 +35,7 @@ class PowerQualityReader:
     """
 
     def __init__(self, client: TableSource, *, with_outage: bool = True) -> None:
+        """Read through ``client``; ``with_outage`` also reads the newest outage records."""
         self._client = client
         self.with_outage = with_outage
         self.available: bool | None = None
@@ -54,7 +55,7 @@ class PowerQualityReader:
         self.available = await self._read() is not None
 
     async def read(self) -> PowerQuality | None:
-        """The power quality data; None when the meter refuses ET09 or answers short."""
+        """Read the power quality data; None when the meter refuses ET09 or answers short."""
         if self._range is None or self.available is None:
             await self.setup()  # not yet, or cut short by a link error: learn it all again
             return self.latest if self.available else None

@@ -55,6 +55,7 @@ RATIO_ONE_TOLERANCE: Final = 0.1
 
 
 def ratio_group(name: str) -> RatioGroup:
+    """Return the CT-ratio group of a field: the currents, or the powers."""
     return "current" if name in CURRENT_FIELDS else "power"
 
 
@@ -96,6 +97,7 @@ class LinkModel:
         return size, size * BYTE_TIME + packets * REPLY_TURNAROUND
 
     def exchanges(self, counts: Iterable[int]) -> list[tuple[int, float]]:
+        """Return each exchange's (bytes, seconds) for reads of ``counts`` bytes, split as the link must."""
         return [self.exchange(chunk) for count in counts for chunk in self._chunks(count)]
 
     def cost(self, counts: Iterable[int], *, spaced_last: bool = True) -> tuple[float, int]:
@@ -124,17 +126,20 @@ class TableRead:
 
     @property
     def offset(self) -> int:
+        """The byte offset of the first value in the table."""
         return self.base + VALUE_SIZE * self.first
 
     @property
     def count(self) -> int:
+        """The bytes the values ``first..last`` take."""
         return VALUE_SIZE * (self.last - self.first + 1)
 
     def decode(self, data: bytes) -> tuple[int, ...]:
-        """The values ``first..last`` as signed 32-bit little-endian integers."""
+        """Decode the values ``first..last`` as signed 32-bit little-endian integers."""
         return struct.unpack_from(f"<{self.last - self.first + 1}i", data)
 
     def apply(self, values: Sequence[int], out: dict[str, float]) -> None:
+        """Put the planned fields of ``values`` into ``out`` at their register's resolution."""
         for index, name, scale in self.plan:
             raw = values[index - self.first]
             out[name] = scaled(raw, scale)
@@ -143,7 +148,7 @@ class TableRead:
 def plan_ranges(
     indices: Sequence[int], link: LinkModel, *, max_ranges: int | None = None, spaced_last: bool = True
 ) -> list[tuple[int, int]]:
-    """The value ranges (first, last) covering ``indices`` in the least line time.
+    """Return the value ranges (first, last) covering ``indices`` in the least line time.
 
     Without ``max_ranges`` any split at a gap may pay (each range costs a read's overhead,
     the gap's bytes are saved); ``max_ranges=1`` or ``2``: one range, or two split at a gap.
@@ -232,7 +237,7 @@ def choose_present(
     *,
     calibrate: bool,
 ) -> tuple[ValuePlan, tuple[tuple[str, int, int], ...]]:
-    """The BT28 value plan for ``wanted`` and the twin pairs (field, raw, post) to compare.
+    """Plan the BT28 values for ``wanted`` and the twin pairs (field, raw, post) to compare.
 
     A raw twin replaces its post-ratio source only when the group's ratio is known to be 1.
     With ``calibrate``, undecided groups read both twins so that the ratio can be learned.
@@ -254,7 +259,7 @@ def choose_present(
 
 
 def judge_ratio(pairs: Iterable[tuple[str, int, int]], values: Mapping[int, int]) -> dict[RatioGroup, bool]:
-    """What the twins read in one poll say about each group's ratio.
+    """Judge what the twins read in one poll say about each group's ratio.
 
     A group is "ratio 1" when a pair above the floor agrees within 10 %, "not 1" when any
     pair above the floor does not; pairs below the floor say nothing.

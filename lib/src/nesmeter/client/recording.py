@@ -19,7 +19,7 @@ _LOGGER = logging.getLogger(__name__)
 
 
 def reading(identity: MeterIdentity, snapshot: MeterSnapshot) -> dict[str, Any]:
-    """The decoded values as a trace stores them (``result``): plain JSON types only."""
+    """Return the decoded values as a trace stores them (``result``): plain JSON types only."""
     return json.loads(json.dumps({"identity": identity.as_dict(), "snapshot": snapshot.as_dict()}, default=str))  # type: ignore[no-any-return]
 
 

@@ -33,6 +33,7 @@ class RelayReader:
     """
 
     def __init__(self, client: TableSource) -> None:
+        """Read the relay through ``client``; ET29 (the hardware) comes with :meth:`setup`."""
         self._client = client
         self.hardware: RelayHardware | None = None
         self.state: str | None = None
@@ -41,6 +42,7 @@ class RelayReader:
 
     @property
     def has_disconnect(self) -> bool:
+        """Whether the meter has a disconnect contactor (ET29)."""
         return self.hardware is not None and self.hardware.disconnect
 
     async def setup(self) -> None:
@@ -53,7 +55,7 @@ class RelayReader:
         self._set_up = True
 
     async def read(self) -> str | None:
-        """The contactor's commanded state; None without a contactor or when ET23 is refused."""
+        """Read the contactor's commanded state; None without a contactor or when ET23 is refused."""
         if not self._set_up:
             await self.setup()
         if not self.has_disconnect:

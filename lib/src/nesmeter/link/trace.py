@@ -87,11 +87,11 @@ class Traced(Protocol):
     trace: Trace | None
 
     def trace_settings(self) -> dict[str, Any]:
-        """The link settings a trace of this session records under ``link``."""
+        """Return the link settings a trace of this session records under ``link``."""
 
 
 def port_kind(port: str) -> str:
-    """The kind of port, never its path or network address."""
+    """Return the kind of port, never its path or network address."""
     scheme, sep, _ = port.partition("://")
     return scheme if sep else "serial"
 
@@ -103,6 +103,7 @@ class Trace:
     """
 
     def __init__(self, transport: str, *, encrypt: bool = False, port: str = "", max_frames: int | None = None) -> None:
+        """Start an empty trace of a ``transport`` conversation on a port of ``port``'s kind."""
         self.transport = transport
         self.encrypt = encrypt
         self.port = port_kind(port) if port else "serial"
@@ -148,7 +149,7 @@ class Trace:
         error: str | None = None,
         notes: list[str] | None = None,
     ) -> dict[str, Any]:
-        """The trace as a JSON-ready document (see the module docstring)."""
+        """Return the trace as a JSON-ready document (see the module docstring)."""
         doc: dict[str, Any] = {
             "format": FORMAT,
             "version": VERSION,
@@ -173,7 +174,7 @@ class Trace:
 
 
 def dumps(doc: dict[str, Any]) -> str:
-    """The document as JSON text, one frame per line (readable, and diffs well)."""
+    """Return the document as JSON text, one frame per line (readable, and diffs well)."""
     lines = ["{"]
     items = list(doc.items())
     for index, (name, value) in enumerate(items):

@@ -58,7 +58,7 @@ _NO_PAYLOAD: Final = _NoPayloadFilter()
 
 
 def _hide_serialx_payloads() -> None:
-    """Filters sit on the logger that creates a record, so every serialx logger gets one."""
+    """Hide serialx's payloads on every serialx logger: a filter sits on the logger that creates a record."""
     for name in list(logging.root.manager.loggerDict):
         if name == "serialx" or name.startswith("serialx."):
             logger = logging.getLogger(name)
@@ -81,7 +81,7 @@ def validate_port(port: str) -> str:
 
 
 def describe_port(port: str) -> str:
-    """The port without credentials (user:password@, secret query values), safe for logs and errors."""
+    """Return the port without credentials (user:password@, secret query values), safe for logs and errors."""
     scheme, separator, rest = port.partition("://")
     # Everything up to the last "@" before the query: a password may contain "/" (and "@").
     authority_end = min((i for i in map(rest.find, "?#") if i >= 0), default=len(rest))
@@ -137,6 +137,7 @@ class SerialLink:
     """An open 9600 8N1 line to a meter with deadline-based reads."""
 
     def __init__(self, port: str, *, enable_line: EnableLine = "rts") -> None:
+        """Prepare a link to ``port`` (checked now); ``enable_line`` is the MEP ENABLE line, if any."""
         self.port = validate_port(port)
         self.enable_line: EnableLine = enable_line
         self.bytes_sent = 0
@@ -146,9 +147,11 @@ class SerialLink:
 
     @property
     def is_open(self) -> bool:
+        """Whether the port is open and its connection alive."""
         return self._transport is not None and not self._protocol.closed
 
     async def open(self) -> None:
+        """Open the port through serialx; any failure is a ``PortError``."""
         _hide_serialx_payloads()  # serialx loads its platform modules lazily: sweep at every open
         loop = asyncio.get_running_loop()
         self._protocol = _BufferProtocol()
@@ -183,6 +186,7 @@ class SerialLink:
         return self._transport
 
     def write(self, data: bytes) -> None:
+        """Queue bytes for the line; serialx logs them by length only."""
         transport = self._require_open()
         token = _OUR_LINK.set(True)
         try:
@@ -194,6 +198,7 @@ class SerialLink:
         self.bytes_sent += len(data)
 
     def peek(self) -> bytes:
+        """Return the bytes received and not read yet, without taking them."""
         return bytes(self._protocol.buffer)
 
     def unread(self, data: bytes) -> None:
@@ -245,6 +250,7 @@ class SerialLink:
         return dropped
 
     async def close(self) -> None:
+        """Close the port (again is harmless)."""
         transport, self._transport = self._transport, None
         if transport is None:
             return

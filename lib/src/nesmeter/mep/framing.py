@@ -54,7 +54,7 @@ READ_CODES: Final = frozenset({MepCode.FULL_READ, MepCode.PARTIAL_READ})
 
 
 def digest(key: bytes, message: bytes) -> bytes:
-    """The guide's 8-byte keyed digest (Appendix A), one shot, zero state, padded pass.
+    """Compute the guide's 8-byte keyed digest (Appendix A), one shot, zero state, padded pass.
 
     Walks the key's bits 1.5 times per pass (``R = L + L // 2``, 24 bytes for a 16-byte
     key), one message byte per key bit; the message is zero padded to whole passes.
@@ -74,7 +74,7 @@ def digest(key: bytes, message: bytes) -> bytes:
 
 
 def _mix_table(slot: int, key_bit: int) -> bytes:
-    """What a state byte contributes at ``slot`` when the key bit is ``key_bit``."""
+    """Return what a state byte contributes at ``slot`` when the key bit is ``key_bit``."""
     table = bytearray(256)
     for state_byte in range(256):
         value = (~(state_byte + slot)) & 0xFF
@@ -102,7 +102,7 @@ def _digest_schedule(key: bytes) -> tuple[tuple[int, bytes], ...]:
 
 
 def request_message(apdu: bytes, sequence: int) -> bytes:
-    """The signed part of a request: APDU followed by the big-endian sequence number."""
+    """Return the signed part of a request: APDU followed by the big-endian sequence number."""
     return apdu + struct.pack(">I", sequence & 0xFFFFFFFF)
 
 
@@ -112,13 +112,13 @@ def frame(body: bytes, body_digest: bytes) -> bytes:
 
 
 def encode_request(apdu: bytes, sequence: int, key: bytes) -> bytes:
-    """A complete plaintext request frame: ``LEN | APDU | SEQ | DIGEST``."""
+    """Build a complete plaintext request frame: ``LEN | APDU | SEQ | DIGEST``."""
     message = request_message(apdu, sequence)
     return frame(message, digest(key, message))
 
 
 def read_apdu(table_id: int, offset: int, count: int) -> bytes:
-    """A partial-read APDU; the only table service this read-only client sends."""
+    """Build a partial-read APDU; the only table service this read-only client sends."""
     if not 0 <= table_id <= 0xFFFF or not 0 <= offset <= 0xFFFFFF or not 0 < count <= 0xFFFF:
         raise ValueError("table read out of range")
     return struct.pack(">BH", MepCode.PARTIAL_READ, table_id) + offset.to_bytes(3, "big") + struct.pack(">H", count)
@@ -137,7 +137,7 @@ def rc4_base_key(key: bytes) -> bytes:
 
 
 def rc4_packet_cipher(base_key: bytes, request_digest: bytes) -> CipherContext:
-    """The per-exchange RC4 state: base key with its first 8 bytes XORed with the digest.
+    """Return the per-exchange RC4 state: base key with its first 8 bytes XORed with the digest.
 
     The response is encrypted with the continuation of this same keystream.
     """

@@ -60,6 +60,8 @@ RESULT_MESSAGES: dict[int, tuple[str, str]] = {
 
 @dataclass(frozen=True, slots=True)
 class MepTiming:
+    """Timeouts and pacing of the MEP link (guide p.9-12); tests scale them down to run fast."""
+
     response_timeout: float = 0.5
     byte_slack: float = 0.15  # on top of the wire time of a reply (segment gaps, jitter)
     min_spacing: float = 0.1
@@ -79,7 +81,7 @@ class _Request:
     sent_at: float
 
     def reply_body(self, rc4_base: bytes | None, body: bytes) -> bytes:
-        """The reply's plaintext: under RC4 the reply continues the request's keystream."""
+        """Return the reply's plaintext: under RC4 the reply continues the request's keystream."""
         if rc4_base is None:
             return body
         cipher = mep.rc4_packet_cipher(rc4_base, self.digest)
@@ -123,7 +125,7 @@ class MepPort:
         return bytes(out)
 
     async def _read_reply(self, timeout: float) -> tuple[bytes, bytes]:
-        """The next reply's ``LEN`` header and payload, alert markers before it taken out.
+        """Read the next reply's ``LEN`` header and payload, alert markers before it taken out.
 
         Markers get the reply timeout once, not each: a line stuck at 0x00 must not hang the poll.
         """
@@ -144,7 +146,7 @@ class MepPort:
         return header, payload
 
     def _note_alert(self) -> None:
-        """An unsolicited 00 00: the meter has an alert pending (guide p.17)."""
+        """Note an unsolicited 00 00: the meter has an alert pending (guide p.17)."""
         self.stats.alert_markers += 1
         self.alert_pending = True
 
@@ -171,6 +173,7 @@ class MepSession(MepPort):
         stats: LinkStats | None = None,
         frames: FrameLog | None = None,
     ) -> None:
+        """Talk MEP over ``link`` with ``key`` (RC4 when ``encrypt``); counters go to ``stats``."""
         self._link = link
         self._key = key.mep_key
         self._rc4_base = mep.rc4_base_key(self._key) if encrypt else None
@@ -191,7 +194,7 @@ class MepSession(MepPort):
         return self._rc4_base is not None
 
     def trace_settings(self) -> dict[str, Any]:
-        """What a trace notes about this link: RC4 or not, and the reply timeout."""
+        """Return what a trace notes about this link: RC4 or not, and the reply timeout."""
         return {"encrypt": self.encrypted, "response_timeout": self.timing.response_timeout}
 
     async def start(self) -> None:
@@ -320,7 +323,7 @@ class MepSession(MepPort):
             self.stats.error("late_reply")  # an earlier read's answer, already served: keep listening
 
     def _plaintext(self, outstanding: list[_Request], payload: bytes) -> bytes | None:
-        """A reply's body without its digest, decrypted; ``None`` if that is impossible (for traces)."""
+        """Return a reply's body without its digest, decrypted; ``None`` if that is impossible (for traces)."""
         if payload[0] == mep.MepResult.AUTHENTICATION_FAILURE and len(payload) <= mep.DIGEST_SIZE + 1:
             return payload[:1]  # sent in clear
         if len(payload) <= mep.DIGEST_SIZE:
@@ -332,14 +335,14 @@ class MepSession(MepPort):
         return None if request is None else request.reply_body(self._rc4_base, body)
 
     def _verified_by(self, requests: Iterable[_Request], body: bytes, received: bytes) -> _Request | None:
-        """The request (newest first) whose digest over request||reply matches ``received``."""
+        """Find the request (newest first) whose digest over request||reply matches ``received``."""
         for request in reversed(list(requests)):
             if mep.digest(self._key, request.message + request.reply_body(self._rc4_base, body)) == received:
                 return request
         return None
 
     def _learn_latency(self, latency: float) -> None:
-        """A reply that came after the timeout: wait that long (and a quarter) from now on."""
+        """Adapt to a reply that came after the timeout: wait that long (and a quarter) from now on."""
         if latency <= self._response_timeout:
             return
         stretched = min(self.timing.max_response_timeout, latency * 1.25)

@@ -46,6 +46,8 @@ MAX_TLS_READ_DATA: Final = mep.MAX_MESSAGE - 1 - RECORD_OVERHEAD - 3  # 443
 
 
 class ContentType(enum.IntEnum):
+    """TLS record content types (RFC 5246 §6.2.1)."""
+
     CHANGE_CIPHER_SPEC = 20
     ALERT = 21
     HANDSHAKE = 22
@@ -53,6 +55,8 @@ class ContentType(enum.IntEnum):
 
 
 class HandshakeType(enum.IntEnum):
+    """TLS handshake message types (RFC 5246 §7.4)."""
+
     HELLO_REQUEST = 0
     CLIENT_HELLO = 1
     SERVER_HELLO = 2
@@ -112,6 +116,7 @@ CHANGE_CIPHER_SPEC_PAYLOAD: Final = b"\x01"
 
 
 def alert_name(description: int) -> str:
+    """Name a TLS alert description (``handshake_failure``), or show the number."""
     try:
         return AlertDescription(description).name.lower()
     except ValueError:
@@ -134,14 +139,17 @@ class PskIdentity:
     key_id: KeyId = KeyId.MBK
 
     def __post_init__(self) -> None:
+        """Refuse a client id that does not fit the identity's 16 bits."""
         if not 0 <= self.client_id <= 0xFFFF:
             raise ValueError("client id must fit 16 bits")
 
     def encode(self) -> bytes:
+        """Encode the identity: UINT16 client id (little-endian, as the meter reads it) and key id."""
         return struct.pack("<HB", self.client_id, self.key_id)
 
     @classmethod
     def decode(cls, data: bytes) -> PskIdentity:
+        """Decode a 3-byte identity; anything else is a ``TlsError``."""
         if len(data) != 3:
             raise TlsError(f"PSK identity of {len(data)} bytes, expected 3 (client id, key id)")
         client_id, key_id = struct.unpack("<HB", data)
@@ -172,6 +180,7 @@ def prf(secret: bytes, label: bytes, seed: bytes, size: int) -> bytes:
 
 
 def transcript_hash(messages: bytes) -> bytes:
+    """Return the SHA-384 hash of the handshake messages so far (the suite's PRF hash)."""
     digest = hashes.Hash(hashes.SHA384())
     digest.update(messages)
     return digest.finalize()
@@ -184,7 +193,7 @@ def psk_premaster(psk: bytes) -> bytes:
 
 
 def master_secret(premaster: bytes, client_random: bytes, server_random: bytes) -> bytes:
-    """The classic derivation: neither side negotiates extended_master_secret."""
+    """Derive the master secret the classic way: neither side negotiates extended_master_secret."""
     return prf(premaster, b"master secret", client_random + server_random, MASTER_SECRET_SIZE)
 
 
@@ -194,6 +203,7 @@ class TrafficKeys:
     __slots__ = ("client_key", "client_salt", "server_key", "server_salt")
 
     def __init__(self, master: bytes, client_random: bytes, server_random: bytes) -> None:
+        """Expand the master secret into both directions' AES-256-GCM keys and salts."""
         block = prf(master, b"key expansion", server_random + client_random, 2 * (KEY_SIZE + SALT_SIZE))
         self.client_key = block[:KEY_SIZE]
         self.server_key = block[KEY_SIZE : 2 * KEY_SIZE]
@@ -201,6 +211,7 @@ class TrafficKeys:
         self.server_salt = block[2 * KEY_SIZE + SALT_SIZE :]
 
     def __repr__(self) -> str:
+        """Show no key material."""
         return "TrafficKeys(<redacted>)"
 
 
@@ -213,6 +224,7 @@ def verify_data(master: bytes, label: bytes, handshake_messages: bytes) -> bytes
 
 
 def encode_record(content_type: int, payload: bytes) -> bytes:
+    """Wrap a payload in a TLS 1.2 record header."""
     if len(payload) > MAX_CIPHERTEXT:
         raise ValueError("record payload too long")
     return struct.pack(">B2sH", content_type, VERSION, len(payload)) + payload
@@ -245,7 +257,7 @@ def parse_records(data: bytes, *, first_flight: bool = False) -> list[tuple[int,
 
 
 def alert_error(payload: bytes, *, peer: str) -> TlsError:
-    """The error for a received alert record's plaintext."""
+    """Return the error for a received alert record's plaintext."""
     if len(payload) != 2:
         return TlsError(f"malformed TLS alert from the {peer}")
     level, description = payload
@@ -256,7 +268,7 @@ def alert_error(payload: bytes, *, peer: str) -> TlsError:
 
 
 def open_application_data(read: RecordCipher, data: bytes, *, peer: str) -> bytes:
-    """The plaintext of an established session's records: application data only.
+    """Return the plaintext of an established session's records: application data only.
 
     The same rules on both ends: an alert ends the session, a handshake record (a
     renegotiation) is refused, any other record type is unexpected.
@@ -287,6 +299,7 @@ class RecordCipher:
     __slots__ = ("_aead", "_salt", "sequence")
 
     def __init__(self, key: bytes, salt: bytes) -> None:
+        """Seal or open records with AES-256-GCM under ``key``; ``salt`` is the implicit nonce part."""
         if len(key) != KEY_SIZE or len(salt) != SALT_SIZE:
             raise ValueError("AES-256-GCM needs a 32-byte key and a 4-byte salt")
         self._aead = AESGCM(key)
@@ -294,6 +307,7 @@ class RecordCipher:
         self.sequence = 0
 
     def __repr__(self) -> str:
+        """Show the sequence number, never the key."""
         return f"RecordCipher(<redacted>, sequence={self.sequence})"
 
     def _next_sequence(self) -> bytes:
@@ -304,7 +318,7 @@ class RecordCipher:
         return seq
 
     def seal(self, content_type: int, plaintext: bytes) -> bytes:
-        """A complete protected record."""
+        """Seal a payload into a complete protected record."""
         if len(plaintext) > MAX_PLAINTEXT:
             raise ValueError("record plaintext too long")
         seq = self._next_sequence()
@@ -312,7 +326,7 @@ class RecordCipher:
         return encode_record(content_type, seq + self._aead.encrypt(self._salt + seq, plaintext, aad))
 
     def open(self, content_type: int, fragment: bytes) -> bytes:
-        """The plaintext of a protected record's payload; any damage is a ``TlsError``."""
+        """Return the plaintext of a protected record's payload; any damage is a ``TlsError``."""
         size = len(fragment) - EXPLICIT_NONCE_SIZE - TAG_SIZE
         if size < 0:
             raise TlsError("protected TLS record too short")
@@ -338,11 +352,13 @@ class Reader:
     __slots__ = ("_data", "_pos", "_what")
 
     def __init__(self, data: bytes, what: str) -> None:
+        """Read ``data``, a ``what`` (named in errors), front to back."""
         self._data = data
         self._pos = 0
         self._what = what
 
     def take(self, size: int) -> bytes:
+        """Take the next ``size`` bytes; too few is a decode error."""
         if len(self._data) - self._pos < size:
             raise TlsError(f"truncated {self._what}", alert=AlertDescription.DECODE_ERROR)
         out = self._data[self._pos : self._pos + size]
@@ -350,16 +366,20 @@ class Reader:
         return out
 
     def uint(self, size: int) -> int:
+        """Take a big-endian unsigned integer of ``size`` bytes."""
         return int.from_bytes(self.take(size), "big")
 
     def vector(self, length_size: int) -> bytes:
+        """Take a vector with a ``length_size``-byte length in front."""
         return self.take(self.uint(length_size))
 
     @property
     def remaining(self) -> int:
+        """The bytes not taken yet."""
         return len(self._data) - self._pos
 
     def end(self) -> None:
+        """Check that nothing is left: trailing bytes are a decode error."""
         if self.remaining:
             raise TlsError(
                 f"{self.remaining} unexpected bytes after the {self._what}", alert=AlertDescription.DECODE_ERROR
@@ -367,10 +387,12 @@ class Reader:
 
 
 def handshake_message(msg_type: int, body: bytes) -> bytes:
+    """Frame a handshake message: type and 24-bit length before the body."""
     return struct.pack(">B", msg_type) + len(body).to_bytes(3, "big") + body
 
 
 def vector(length_size: int, data: bytes) -> bytes:
+    """Encode a vector: its length in ``length_size`` bytes, then the data."""
     return len(data).to_bytes(length_size, "big") + data
 
 
@@ -380,13 +402,16 @@ class HandshakeBuffer:
     __slots__ = ("_buffer",)
 
     def __init__(self) -> None:
+        """Start with no bytes buffered."""
         self._buffer = bytearray()
 
     def feed(self, payload: bytes) -> None:
+        """Add a handshake record's payload; messages may span records."""
         self._buffer += payload
 
     @property
     def pending(self) -> bool:
+        """Whether part of a message is buffered (a record ended inside it)."""
         return bool(self._buffer)
 
     def pop(self) -> tuple[int, bytes, bytes] | None:
@@ -405,6 +430,8 @@ class HandshakeBuffer:
 
 @dataclass(frozen=True, slots=True)
 class ClientHello:
+    """The ClientHello fields this profile uses (no extensions, one suite and the SCSV)."""
+
     version: bytes
     random: bytes
     session_id: bytes
@@ -413,6 +440,7 @@ class ClientHello:
     extensions: tuple[tuple[int, bytes], ...]
 
     def encode(self) -> bytes:
+        """Encode the message body."""
         body = (
             self.version
             + self.random
@@ -426,13 +454,14 @@ class ClientHello:
 
     @classmethod
     def for_meter(cls, random: bytes) -> ClientHello:
-        """The guide's ClientHello: the suite plus the renegotiation SCSV, null compression, no extensions."""
+        """Return the guide's ClientHello: the suite plus the renegotiation SCSV, null compression, no extensions."""
         if len(random) != RANDOM_SIZE:
             raise ValueError("client random must be 32 bytes")
         return cls(VERSION, random, b"", (SUITE, RENEGOTIATION_SCSV), b"\x00", ())
 
     @classmethod
     def decode(cls, body: bytes) -> ClientHello:
+        """Decode a ClientHello body (the simulator's server reads what the client sent)."""
         reader = Reader(body, "ClientHello")
         version = reader.take(2)
         random = reader.take(RANDOM_SIZE)
@@ -453,6 +482,8 @@ class ClientHello:
 
 @dataclass(frozen=True, slots=True)
 class ServerHello:
+    """The ServerHello fields this profile uses."""
+
     version: bytes
     random: bytes
     session_id: bytes
@@ -461,6 +492,7 @@ class ServerHello:
     extensions: tuple[tuple[int, bytes], ...]
 
     def encode(self) -> bytes:
+        """Encode the message body."""
         body = (
             self.version
             + self.random
@@ -473,6 +505,7 @@ class ServerHello:
 
     @classmethod
     def decode(cls, body: bytes) -> ServerHello:
+        """Decode a ServerHello body; a version or suite the profile does not allow is an error."""
         reader = Reader(body, "ServerHello")
         version = reader.take(2)
         random = reader.take(RANDOM_SIZE)
@@ -489,10 +522,12 @@ class ServerHello:
 
 
 def encode_extensions(extensions: tuple[tuple[int, bytes], ...]) -> bytes:
+    """Encode hello extensions as (type, data) pairs in their vector."""
     return b"".join(struct.pack(">H", ext_type) + vector(2, data) for ext_type, data in extensions)
 
 
 def decode_extensions(data: bytes, what: str) -> tuple[tuple[int, bytes], ...]:
+    """Decode a hello's extensions vector into (type, data) pairs; damage is a decode error."""
     reader = Reader(data, f"{what} extensions")
     out: list[tuple[int, bytes]] = []
     seen: set[int] = set()
@@ -517,6 +552,7 @@ def client_key_exchange(identity: bytes) -> bytes:
 
 
 def parse_client_key_exchange(body: bytes) -> bytes:
+    """Return the PSK identity a ClientKeyExchange carries."""
     reader = Reader(body, "ClientKeyExchange")
     identity = reader.vector(2)
     reader.end()
@@ -526,11 +562,12 @@ def parse_client_key_exchange(body: bytes) -> bytes:
 
 
 def server_key_exchange(identity_hint: bytes) -> bytes:
+    """Build the ServerKeyExchange body: the PSK identity hint."""
     return handshake_message(HandshakeType.SERVER_KEY_EXCHANGE, vector(2, identity_hint))
 
 
 def parse_server_key_exchange(body: bytes) -> bytes:
-    """The PSK identity hint (RFC 4279 §2); the meter sends none, other servers may."""
+    """Return the PSK identity hint (RFC 4279 §2); the meter sends none, other servers may."""
     reader = Reader(body, "ServerKeyExchange")
     hint = reader.vector(2)
     reader.end()
@@ -538,6 +575,7 @@ def parse_server_key_exchange(body: bytes) -> bytes:
 
 
 def finished(verify: bytes) -> bytes:
+    """Build the Finished body from its verify data."""
     return handshake_message(HandshakeType.FINISHED, verify)
 
 

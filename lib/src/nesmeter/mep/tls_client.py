@@ -47,6 +47,7 @@ class TlsClient(TlsEndpoint):
     FAILED = _State.FAILED
 
     def __init__(self, psk: bytes, identity: bytes, *, client_random: bytes | None = None) -> None:
+        """Prepare a handshake with ``psk`` under ``identity``; a fixed ``client_random`` is for tests."""
         if not 1 <= len(psk) <= tls.MAX_PSK:
             raise ValueError("the PSK must be 1 to 64 bytes")
         if not 1 <= len(identity) <= 0xFFFF:
@@ -62,7 +63,7 @@ class TlsClient(TlsEndpoint):
         self.session_id = b""
 
     def client_hello(self) -> bytes:
-        """The first flight: one record with the guide's ClientHello."""
+        """Return the first flight: one record with the guide's ClientHello."""
         self._expect(_State.START)
         message = tls.ClientHello.for_meter(self._client_random).encode()
         self._transcript += message

@@ -1,4 +1,6 @@
-"""What both ends of a TLS 1.2 PSK session share, so the client and the simulator's server
+"""What both ends of a TLS 1.2 PSK session share.
+
+Kept in one place so the client and the simulator's server
 cannot drift apart in it: records in, handshake messages out, the ChangeCipherSpec switch,
 the application-data channel, and a session that is dead after its first error.
 
@@ -29,6 +31,7 @@ class TlsEndpoint:
     FAILED: ClassVar[enum.Enum]
 
     def __init__(self, state: enum.Enum) -> None:
+        """Start in ``state``, with an empty transcript and no keys."""
         self._state = state
         self._transcript = bytearray()
         self._handshake = tls.HandshakeBuffer()
@@ -38,14 +41,17 @@ class TlsEndpoint:
         self._write: tls.RecordCipher | None = None
 
     def __repr__(self) -> str:
+        """Show the state, never keys."""
         return f"{type(self).__name__}(<redacted>, state={self._state.value!r})"
 
     @property
     def established(self) -> bool:
+        """Whether the handshake finished and application data may flow."""
         return self._state is self.ESTABLISHED
 
     @property
     def state(self) -> str:
+        """The state's name, for logs and diagnostics."""
         return str(self._state.value)
 
     def seal(self, plaintext: bytes) -> bytes:
@@ -55,7 +61,7 @@ class TlsEndpoint:
         return self._write.seal(ContentType.APPLICATION_DATA, plaintext)
 
     def open(self, data: bytes) -> bytes:
-        """The plaintext of the peer's application-data records."""
+        """Return the plaintext of the peer's application-data records."""
         self._expect(self.ESTABLISHED)
         assert self._read is not None
         try:
@@ -117,7 +123,7 @@ class TlsEndpoint:
         return bytes(out)
 
     def _unexpected(self, msg_type: int) -> TlsError:
-        """The error for a handshake message this state does not take."""
+        """Return the error for a handshake message this state does not take."""
         try:
             name = tls.HandshakeType(msg_type).name
         except ValueError:

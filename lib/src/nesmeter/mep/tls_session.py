@@ -77,6 +77,7 @@ class MepTlsSession(MepPort):
         stats: LinkStats | None = None,
         frames: FrameLog | None = None,
     ) -> None:
+        """Talk MEP TLS over ``link`` with the key ``key_id`` names (MBK or MAK)."""
         self._link = link
         self._psk = key.mep_key  # the guide: the first 16 bytes of the MBK or MAK (p.18)
         self._identity = PskIdentity(client_id, key_id).encode()
@@ -95,10 +96,12 @@ class MepTlsSession(MepPort):
         self.trace: Trace | None = None  # set while a trace records (nesmeter.link.trace)
 
     def __repr__(self) -> str:
+        """Show whether a session is established, never keys."""
         return f"MepTlsSession(<redacted>, established={self.established})"
 
     @property
     def established(self) -> bool:
+        """Whether a TLS session is established with the meter."""
         return self._tls is not None and self._tls.established
 
     async def start(self) -> None:
@@ -126,7 +129,7 @@ class MepTlsSession(MepPort):
         return data
 
     def trace_settings(self) -> dict[str, Any]:
-        """What a trace notes about this link: TLS, and the reply timeout."""
+        """Return what a trace notes about this link: TLS, and the reply timeout."""
         return {"tls": True, "response_timeout": self.timing.response_timeout}
 
     def _trace_read(self, apdu: bytes, data: bytes) -> None:
@@ -205,8 +208,11 @@ class MepTlsSession(MepPort):
             self.stats.retries += 1
 
     async def _handshake(self) -> None:
-        """Two round trips. The result byte is outside TLS: the records decide, the byte only
-        explains a failure (a damaged byte on an authentic reply costs nothing)."""
+        """Run the handshake in two round trips.
+
+        The result byte is outside TLS: the records decide, the byte only explains a failure
+        (a damaged byte on an authentic reply costs nothing).
+        """
         client = TlsClient(self._psk, self._identity)
         self._meter_session = True
         result, records = await self._round_trip(
@@ -275,7 +281,7 @@ class MepTlsSession(MepPort):
 
 
 def _refusal_text(result: int, records: bytes, what: str) -> str:
-    """A sentence for a non-zero result, naming a TLS alert the meter attached if there is one."""
+    """Describe a non-zero result, naming a TLS alert the meter attached if there is one."""
     try:
         meaning = TlsResult(result).name.lower().replace("_", " ")
     except ValueError:

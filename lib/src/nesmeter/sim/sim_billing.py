@@ -96,6 +96,7 @@ class SimDemand:
 
 
 def calendar_tier(hour: int) -> int:
+    """Return the tier the ``tou`` calendar gives ``hour`` (local time)."""
     tier = 0
     for start, scheduled in CALENDAR:
         if hour >= start:
@@ -107,6 +108,7 @@ class SimBilling:
     """BT55, BT26 and the billing parts of BT23 for one ``MeterImage``."""
 
     def __init__(self, image: ImageHost) -> None:
+        """Add BT55 (and later BT26) to ``image``; variants come with :meth:`configure`."""
         self.image = image
         self.calendar = False
         self.tier = 0
@@ -183,6 +185,7 @@ class SimBilling:
             self.maxima[(1, index)] = (value, when)  # reached in tier 0
 
     def demand_sources(self) -> tuple[int, ...]:
+        """Return the demand sources BT22 selects (what the demand records hold)."""
         dims = self.image.dimensions
         selection = bytes(self.image.tables.get(tables.BT22, b""))[dims.summations : dims.summations + dims.demands]
         return tuple(selection.ljust(dims.demands, bytes([88])))  # BT22 short: "present demand 1"
@@ -190,6 +193,7 @@ class SimBilling:
     # ---- model -------------------------------------------------------------------
 
     def local_time(self) -> datetime:
+        """Return the meter's local time in the model."""
         return self._start_local + timedelta(seconds=int(self.elapsed))
 
     def _totals(self) -> Energies:
@@ -252,7 +256,7 @@ class SimBilling:
                     self.maxima[(block, index)] = (value, local.replace(second=0))
 
     def demands(self) -> list[SimDemand]:
-        """The total block's demand registers (what the client should read)."""
+        """Return the total block's demand registers (what the client should read)."""
         return [
             SimDemand(source, *self.maxima.get((0, index), (0, None)))
             for index, source in enumerate(self.demand_sources())
@@ -386,7 +390,7 @@ def _is_energy(source: int) -> bool:
 
 
 def _summation(source: int, energies: Energies) -> int:
-    """A summation's register count before the unit, as ``MeterImage._summation`` computes it."""
+    """Return a summation's register count before the unit, as ``MeterImage._summation`` computes it."""
     import_wh, export_wh = energies[0], energies[1]
     values = {
         0: import_wh,

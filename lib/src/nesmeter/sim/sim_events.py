@@ -114,7 +114,7 @@ LATCHES: Final[dict[str, str]] = {
 
 
 def event_id(name: str | int) -> int:
-    """An event's id from its name (``cover_removed``) or number (``47``)."""
+    """Return an event's id from its name (``cover_removed``) or number (``47``)."""
     if isinstance(name, int):
         return name
     if name.isdigit():
@@ -135,6 +135,7 @@ class SimEventLog:
     """BT70/BT71/BT74/BT03 of the simulated meter."""
 
     def __init__(self, image: ImageHost) -> None:
+        """Add BT03, BT70, BT71 and BT74 to ``image``, with a log of past events."""
         self.image = image
         self.entries = ENTRIES
         self.sequence = FIRST_SEQUENCE - 1  # the last one handed out
@@ -153,6 +154,7 @@ class SimEventLog:
         self._history()
 
     def configure(self, variants: Iterable[str]) -> None:
+        """Apply the event-log variants (before the first read)."""
         chosen = set(variants)
         if "no-event-log" in chosen:
             for table_id in TABLE_IDS:
@@ -264,13 +266,13 @@ class SimEventLog:
                 status[index] |= 1 << (bit % 8)
 
     def clear_alarms(self) -> None:
-        """What the utility's head end does (a procedure this client never calls)."""
+        """Do what the utility's head end does (a procedure this client never calls)."""
         status = self.image.tables.get(BT03)
         if status is not None:
             status[1:] = bytes(len(status) - 1)
 
     def advance(self, elapsed: float) -> None:
-        """A tier switch every model hour while the model runs (a ``tou`` meter logs its calendar's)."""
+        """Log a tier switch every model hour while the model runs (a ``tou`` meter logs its calendar's)."""
         if self.image.billing.calendar:
             return
         while elapsed >= self._next_tier:

@@ -77,6 +77,7 @@ class MeterImage:
         energy_unit: int = 1,
         history_days: int = 7,
     ) -> None:
+        """Build the image of a meter with ``utility_serial``; ``speed`` > 1 runs the model faster."""
         self.speed = speed
         self.ct_ratio = ct_ratio
         self.energy_unit = energy_unit
@@ -142,6 +143,7 @@ class MeterImage:
         self.tables[tables.ET11] = et11
 
     def write_energy_unit(self) -> None:
+        """Write the energy register unit into ET55 at the offset BT20 and the firmware give."""
         limits = tables.RegisterDimensions(*self.tables[tables.BT20][:10])
         firmware_major = self.tables[tables.BT01][14] >> 4
         offset = tables.energy_register_unit_offset(limits.tiers, firmware_major)
@@ -274,6 +276,7 @@ class MeterImage:
         return data.ljust(count, b"\x00")
 
     def size(self, table_id: int) -> int | None:
+        """Return a table's size (the load profile is built on first use); None if there is no such table."""
         if table_id in LOAD_PROFILE_TABLES:
             self.load_profile.ensure()
         table = self.tables.get(table_id)

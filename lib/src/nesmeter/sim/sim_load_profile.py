@@ -55,6 +55,7 @@ class SimLoadProfile:
     """One data set (BT64) of the simulated meter."""
 
     def __init__(self, image: ImageHost, *, history_days: int = 7) -> None:
+        """Model a load profile of ``history_days`` days for ``image``; tables come on first read."""
         self.image = image
         self.history_days = history_days
         self.interval_minutes = 15
@@ -92,6 +93,7 @@ class SimLoadProfile:
 
     @property
     def config(self) -> DataSetConfig:
+        """The data set's configuration (BT61), from the interval and the history kept."""
         per_day = 1440 // self.interval_minutes
         return DataSetConfig(
             self.history_days + 1 + self.spare_blocks, per_day, len(self.sources), self.interval_minutes
@@ -99,6 +101,7 @@ class SimLoadProfile:
 
     @property
     def interval(self) -> timedelta:
+        """One interval's length."""
         return timedelta(minutes=self.interval_minutes)
 
     def _now(self) -> tuple[float, datetime]:
@@ -128,7 +131,7 @@ class SimLoadProfile:
         return self.image.power_w(self._elapsed(when))
 
     def _energy_between(self, start: datetime, end: datetime) -> Energies:
-        """What the model adds between two times (midpoint rule, ``STEP`` seconds)."""
+        """Integrate what the model adds between two times (midpoint rule, ``STEP`` seconds)."""
         seconds = (end - start).total_seconds()
         steps = max(1, round(seconds / STEP))
         h = seconds / steps
@@ -151,6 +154,7 @@ class SimLoadProfile:
     # ---- building ----
 
     def ensure(self) -> None:
+        """Build the tables unless built: the history is made when a client first looks."""
         if not self.built:
             self.build()
 

@@ -74,6 +74,7 @@ class SimPowerQuality:
     """ET04.53, ET09, ET23 and ET29 of the simulated meter."""
 
     def __init__(self, image: ImageHost) -> None:
+        """Add ET04, ET09, ET23 and ET29 to ``image``; ET09 follows the event log."""
         self.image = image
         self.outage_records = OUTAGE_RECORDS
         self.options = DEFAULT_OPTIONS
@@ -119,6 +120,7 @@ class SimPowerQuality:
         self.write()
 
     def configure(self, variants: Iterable[str]) -> None:
+        """Apply the power quality and relay variants (before the first read)."""
         chosen = set(variants)
         self.from_log()  # the log may have been written again (event-gaps)
         if "disconnect" in chosen:
@@ -135,7 +137,7 @@ class SimPowerQuality:
     # ---- run time ----
 
     def logged(self, entry: LoggedEvent) -> None:
-        """The event log's listener: a sag, swell or outage logged now shows in ET09 too."""
+        """Listen to the event log: a sag, swell or outage logged now shows in ET09 too."""
         if self._apply(entry):
             self.write()
 
@@ -164,12 +166,12 @@ class SimPowerQuality:
         return SimPhase(phase.count + 1, when.replace(microsecond=0), millivolts)
 
     def sag(self, phase: int, voltage_v: float, when: datetime | None = None) -> None:
-        """A sag on ``phase`` (0 = L1) that went down to ``voltage_v``, without an event log entry."""
+        """Record a sag on ``phase`` (0 = L1) that went down to ``voltage_v``, without an event log entry."""
         self.sags[phase] = self._bumped(self.sags[phase], when or datetime.now(UTC), round(voltage_v * 1000))
         self.write()
 
     def swell(self, phase: int, voltage_v: float, when: datetime | None = None) -> None:
-        """A swell on ``phase`` (0 = L1) that went up to ``voltage_v``."""
+        """Record a swell on ``phase`` (0 = L1) that went up to ``voltage_v``."""
         self.swells[phase] = self._bumped(self.swells[phase], when or datetime.now(UTC), round(voltage_v * 1000))
         self.write()
 
@@ -183,7 +185,7 @@ class SimPowerQuality:
         self.write()
 
     def set_disconnect(self, state: str | int) -> None:
-        """The contactor's commanded state (ET23.94): a name from ``RELAY_STATES`` or a raw byte."""
+        """Set the contactor's commanded state (ET23.94): a name from ``RELAY_STATES`` or a raw byte."""
         self.disconnect_state = RELAY_STATES.index(state) if isinstance(state, str) else state
         self.write()
 
@@ -197,7 +199,7 @@ class SimPowerQuality:
     # ---- tables ----
 
     def expected(self) -> PowerQuality:
-        """What a client should decode from ET09 (for tests)."""
+        """Return what a client should decode from ET09 (for tests)."""
 
         def events(phases: list[SimPhase]) -> tuple[PhaseEvents, PhaseEvents, PhaseEvents]:
             a, b, c = (PhaseEvents(p.count, p.last, p.millivolts / 1000 if p.millivolts else None) for p in phases)

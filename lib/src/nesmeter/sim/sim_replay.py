@@ -65,6 +65,7 @@ class Replay:
     mep_sequence: int | None = None  # the meter's last accepted sequence number, from a 0C reply
 
     def put(self, table_id: int, offset: int, data: bytes, *, full: bool = False) -> None:
+        """Record ``data`` at ``offset`` of a table; a ``full`` read also gives the table's size."""
         table = self.tables.setdefault(table_id, bytearray())
         covered = self.covered.setdefault(table_id, bytearray())
         end = offset + len(data)
@@ -77,7 +78,7 @@ class Replay:
             self.sizes[table_id] = len(data)
 
     def summary(self) -> dict[str, Any]:
-        """What was inferred, for the CLI and for test messages."""
+        """Return what was inferred, for the CLI and for test messages."""
         return {
             "tables": {f"{t:#06x}": len(data) for t, data in sorted(self.tables.items())},
             "refused": {f"{t:#06x}": f"{code:#04x}" for t, code in sorted(self.refused.items())},
@@ -150,7 +151,7 @@ def _learn(replay: Replay, request: bytes, reply: bytes, *, truncated: bool) -> 
 
 
 def _read_data(transport: str, reply: bytes, *, truncated: bool) -> bytes | None:
-    """The table data of an OK read reply, checked; a truncated reply gives what it has."""
+    """Return the table data of an OK read reply, checked; a truncated reply gives what it has."""
     if len(reply) < 3:
         return None
     (count,) = struct.unpack_from(">H", reply, 1)
@@ -185,7 +186,7 @@ def _mep_exchanges(frames: list[Frame]) -> Iterator[tuple[bytes, bytes, bool]]:
 
 
 def _tx_packet(frame: bytes) -> c1218.Packet | None:
-    """A request packet; its CRC is not checked (masked on the Security request)."""
+    """Decode a request packet; its CRC is not checked (masked on the Security request)."""
     if len(frame) < c1218.OVERHEAD or frame[0] != c1218.STP:
         return None
     (length,) = struct.unpack_from(">H", frame, 4)
@@ -274,6 +275,7 @@ class ReplayImage(MeterImage):
     """The recorded tables, static; counts reads that touch bytes the trace never had."""
 
     def __init__(self, replay: Replay) -> None:
+        """Serve the tables ``replay`` recorded, and nothing else."""
         super().__init__(speed=0)
         self.tables = {table_id: bytearray(data) for table_id, data in replay.tables.items()}
         for table_id, size in replay.sizes.items():
@@ -286,7 +288,7 @@ class ReplayImage(MeterImage):
         """Values stay as recorded."""
 
     def read(self, table_id: int, offset: int, count: int) -> bytes | None:
-        """The recorded bytes from ``offset``: all ``count`` of them, the recorded run (short), or None."""
+        """Return the recorded bytes from ``offset``: all ``count`` of them, the recorded run (short), or None."""
         data = super().read(table_id, offset, count)
         if data is None:
             return None
@@ -311,6 +313,7 @@ class ReplayedMeter(SimulatedMeter):
         variants: Iterable[str] | str = (),
         reply_latency: float | None = None,
     ) -> None:
+        """Serve ``replay``'s meter signing with ``key``; ``variants`` add to the inferred ones."""
         self.replay = replay
         inferred = replay.variants - IR_ONLY if replay.transport == "mep" else replay.variants
         extra = [variants] if isinstance(variants, str) else list(variants)
@@ -326,7 +329,7 @@ class ReplayedMeter(SimulatedMeter):
             self._mep_sequence = replay.mep_sequence
 
     def _full_read_unknown(self, table_id: int) -> bool:
-        """A full read of a table the trace read only in part (its size is not known): counted, refused."""
+        """Tell a full read of a table the trace read only in part (its size is not known): counted, refused."""
         unknown = table_id in self.replay.tables and table_id not in self.replay.sizes
         if unknown:
             assert isinstance(self.image, ReplayImage)
@@ -341,6 +344,7 @@ class ReplayedMeter(SimulatedMeter):
 
     @property
     def unrecorded_reads(self) -> int:
+        """How many reads asked for bytes the trace does not hold."""
         assert isinstance(self.image, ReplayImage)
         return self.image.unrecorded_reads
 
@@ -366,5 +370,5 @@ class ReplayedMeter(SimulatedMeter):
 
 
 def replayed_meter(doc: dict[str, Any], key: MeterKey, **kwargs: Any) -> ReplayedMeter:
-    """The meter a trace document shows, signing with ``key``."""
+    """Return the meter a trace document shows, signing with ``key``."""
     return ReplayedMeter(analyse(doc), key, **kwargs)

@@ -83,6 +83,8 @@ class Faults:
 
 @dataclass(slots=True)
 class SimStats:
+    """What the simulated meter saw and did: requests, replies, faults, reads per table."""
+
     requests: int = 0
     replies: int = 0
     rejected_digest: int = 0
@@ -160,7 +162,7 @@ class _Wire:
             await asyncio.sleep(delay)
 
     async def pause(self, seconds: float) -> None:
-        """A pause on the line after the last byte, e.g. the meter's turnaround."""
+        """Pause the line after the last byte, e.g. for the meter's turnaround."""
         await self.hold_until(self.line_time + seconds)
 
     async def read(self, size: int, timeout: float | None = None) -> bytes:
@@ -178,8 +180,10 @@ class _Wire:
         return data
 
     async def send(self, data: bytes, *, segment: int = 0, gap: float = 0.0, bytewise: bool = False) -> None:
-        """Write a reply; paced, each chunk is written when its last byte would arrive,
-        and a reply longer than ``segment`` pauses ``gap`` after each segment as the meter does.
+        """Write a reply, paced like a 9600-baud line when the wire is paced.
+
+        Paced, each chunk is written when its last byte would arrive, and a reply longer than
+        ``segment`` pauses ``gap`` after each segment as the meter does.
         """
         if bytewise:
             for byte in data:
@@ -228,6 +232,7 @@ class SimulatedMeter:
         variants: Iterable[str] | str = (),
         reply_latency: float | None = None,
     ) -> None:
+        """Simulate a meter with ``key``: ``image`` holds its tables, ``faults`` spoil the line."""
         self.key = key
         self.variants = parse_variants(variants)
         self.image = image or MeterImage()
@@ -255,7 +260,7 @@ class SimulatedMeter:
         return False
 
     def _latency(self, wire: _Wire) -> float | None:
-        """The extra wait before a reply on ``wire``: slow-reply slows MEP only."""
+        """Return the extra wait before a reply on ``wire``: slow-reply slows MEP only."""
         if self.slow_mep:
             if wire.transport != "mep":
                 return None
@@ -295,6 +300,7 @@ class SimulatedMeter:
     # ---- MEP ----
 
     async def serve_mep(self, wire: _Wire) -> None:
+        """Answer MEP requests on ``wire`` until the client goes (alert markers in between, if set)."""
         alert_task = asyncio.create_task(self._alert_loop(wire)) if self.faults.alerts else None
         try:
             while not wire.closed:
@@ -320,12 +326,12 @@ class SimulatedMeter:
                     await alert_task
 
     async def _throttle_mep(self, wire: _Wire) -> None:
-        """The guide: the meter serves no more than one MEP request every 100 ms."""
+        """Keep the guide's pace: the meter serves no more than one MEP request every 100 ms."""
         await wire.hold_until(self._mep_last_served + MEP_MIN_SPACING)
         self._mep_last_served = wire.line_time
 
     async def _alert_loop(self, wire: _Wire) -> None:
-        """An alert is repeated every second, held off 1 s after each received frame."""
+        """Repeat an alert every second, held off 1 s after each received frame."""
         while not wire.closed:
             await asyncio.sleep(0.25)
             if time.monotonic() - self._mep_last_request >= 1.0:
@@ -364,7 +370,7 @@ class SimulatedMeter:
         await self._reply(wire, frame, segment=MEP_SEGMENT, gap=MEP_SEGMENT_GAP)
 
     def _mep_service(self, apdu: bytes) -> bytes:
-        """The reply body (result, count, data) to one read APDU; a subclass hook."""
+        """Return the reply body (result, count, data) to one read APDU; a subclass hook."""
         code = apdu[0] if apdu else 0
         if code == mep.MepCode.PARTIAL_READ and len(apdu) == 8:
             table_id = struct.unpack_from(">H", apdu, 1)[0]
@@ -395,6 +401,7 @@ class SimulatedMeter:
     async def serve_ir(
         self, wire: _Wire, *, channel_timeout: float = 6.0, max_packet: int = 1024, max_packets: int = 8
     ) -> None:
+        """Answer C12.18 on ``wire`` as the optical port does, session states and timeouts included."""
         state = _IrState()
         if "leftover-session" in self.variants:
             state.level = _IrLevel.AUTHORISED  # a client crashed mid-session; Wait holds it
@@ -664,14 +671,18 @@ class SimServer:
     """A running simulator endpoint; ``url`` is what a client opens."""
 
     def __init__(self, url: str, *, closer: Callable[[], Awaitable[None]]) -> None:
+        """Hold a running server's ``url`` and what stops it."""
         self.url = url
         self._closer = closer
 
     async def close(self) -> None:
+        """Stop the server and close its connections."""
         await self._closer()
 
     async def __aenter__(self) -> SimServer:
+        """Use the running server."""
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        """Stop the server."""
         await self.close()

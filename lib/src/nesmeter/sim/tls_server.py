@@ -70,6 +70,7 @@ class TlsServer(TlsEndpoint):
         session_id: bytes | None = None,
         identity_hint: bytes | None = None,
     ) -> None:
+        """Serve handshakes with the PSK ``psk_for`` finds for a client's identity."""
         super().__init__(_State.CLIENT_HELLO)
         self._psk_for = psk_for
         self._server_random = server_random if server_random is not None else secrets.token_bytes(tls.RANDOM_SIZE)
@@ -87,7 +88,7 @@ class TlsServer(TlsEndpoint):
         return self._receive_records(data, first_flight=self._state is _State.CLIENT_HELLO)
 
     def alert(self, description: int) -> bytes:
-        """A fatal alert record for ``description``, protected once keys are in use."""
+        """Build a fatal alert record for ``description``, protected once keys are in use."""
         payload = bytes([2, description])
         if self._write is not None:
             return self._write.seal(ContentType.ALERT, payload)
@@ -170,7 +171,7 @@ class TlsServer(TlsEndpoint):
 
 
 def meter_psk_lookup(mbk: MeterKey | None, mak: MeterKey | None = None) -> PskLookup:
-    """The meter's rule: the identity's key id picks MBK or MAK; the PSK is its first 16 bytes."""
+    """Pick the PSK by the meter's rule: the identity's key id picks MBK or MAK; the PSK is its first 16 bytes."""
 
     def lookup(identity: bytes) -> bytes | None:
         try:
@@ -194,6 +195,7 @@ class MepTlsPort:
         identity_hint: bytes | None = None,
         server_factory: Callable[[], TlsServer] | None = None,
     ) -> None:
+        """Serve the TLS mode of one MEP port: ``service`` answers the plaintext reads inside."""
         self._psk_for = psk_for
         self._service = service
         self._identity_hint = identity_hint
@@ -255,7 +257,7 @@ class MepTlsPort:
         return bytes([TlsResult.OK]) + out
 
     def _error(self, message: str) -> bytes:
-        """mbed TLS treats every failure as fatal: the session is gone."""
+        """Fail for good, as the meter's mbed TLS does with every failure: the session is gone."""
         _LOGGER.debug("TLS error: %s", message)
         self._server = None
         self.tls_errors += 1
@@ -290,6 +292,10 @@ class TlsSimulatedMeter(SimulatedMeter):
         reply_latency: float | None = None,
         refusal: Literal["signed", "bare-0a", "bare-01"] = "signed",
     ) -> None:
+        """Simulate a meter whose MEP port takes TLS, keyed by ``key`` (MBK) and ``mak``.
+
+        TLS is required unless ``require_tls`` is False (then plain and RC4 reads work too).
+        """
         super().__init__(
             key,
             image=image,

@@ -121,7 +121,7 @@ class TierEnergy:
 
 
 def energy_indices(sources: tuple[int, ...]) -> tuple[int | None, int | None]:
-    """The BT23 summation index of import and export energy (BT22 order), None if absent."""
+    """Return the BT23 summation index of import and export energy (BT22 order), None if absent."""
     return (
         sources.index(IMPORT_SOURCE) if IMPORT_SOURCE in sources else None,
         sources.index(EXPORT_SOURCE) if EXPORT_SOURCE in sources else None,
@@ -145,7 +145,7 @@ class TierSpan:
 
 
 def tier_spans(dims: tables.RegisterDimensions, sources: tuple[int, ...], max_read: int) -> tuple[TierSpan, ...]:
-    """The reads that together cover every tier block, each at most ``max_read`` bytes.
+    """Plan the reads that together cover every tier block, each at most ``max_read`` bytes.
 
     Consecutive blocks are grouped, as many to a read as fit, so a meter whose tiers fit
     one reply (a house meter on either port) still costs one read; a demand meter's
@@ -173,7 +173,7 @@ def tier_spans(dims: tables.RegisterDimensions, sources: tuple[int, ...], max_re
 def decode_tiers(
     data: bytes, dims: tables.RegisterDimensions, identity: MeterIdentity, span: TierSpan
 ) -> tuple[TierEnergy, ...]:
-    """The tier energies from the bytes ``span`` describes (tiers numbered from ``span.first_tier``).
+    """Decode the tier energies from the bytes ``span`` describes (tiers numbered from ``span.first_tier``).
 
     Pure: it takes the bytes, so it is tested against hand-worked layouts and fuzzed
     without a meter.
@@ -234,7 +234,7 @@ def bt22_demand_span(dims: tables.RegisterDimensions) -> tuple[int, int]:
 
 
 def decode_bt22_demands(data: bytes, dims: tables.RegisterDimensions) -> DemandSelection:
-    """The bytes ``bt22_demand_span`` reads (flags: bit d of the set = demand d, 1 = maximum)."""
+    """Decode the bytes ``bt22_demand_span`` reads (flags: bit d of the set = demand d, 1 = maximum)."""
     _offset, count = bt22_demand_span(dims)
     tables._need(data, count, "BT22 demand selection")
     flags = data[dims.demands : count]
@@ -259,7 +259,7 @@ class DemandSpan:
 
 
 def demand_span(dims: tables.RegisterDimensions, max_read: int) -> DemandSpan | None:
-    """The read for as many of the total block's demand records as one reply carries."""
+    """Plan the read for as many of the total block's demand records as one reply carries."""
     if not dims.demands or not dims.occurrences:
         return None
     records = dims.summations_offset + 4 * dims.summations
@@ -280,7 +280,7 @@ def _demand(data: bytes, at: int) -> float | None:
 def decode_demands(
     data: bytes, dims: tables.RegisterDimensions, span: DemandSpan, selection: DemandSelection | None
 ) -> Demands:
-    """The demand records from the bytes ``span`` describes (``selection``: BT22, if read)."""
+    """Decode the demand records from the bytes ``span`` describes (``selection``: BT22, if read)."""
     tables._need(data, span.count, "BT23 demand records")
     first = dims.summations_offset + 4 * dims.summations - span.offset
     occurrences = dims.occurrences
@@ -323,6 +323,7 @@ class SelfReadHeader:
 
 
 def decode_bt26_header(data: bytes) -> SelfReadHeader:
+    """Decode BT26's header: valid entries, the last entry and its sequence."""
     tables._need(data, BT26_HEADER, "BT26 header")
     _flags, valid, last, sequence, _unread = struct.unpack_from("<BBBHB", data)
     return SelfReadHeader(valid, last, sequence)
@@ -356,7 +357,7 @@ def self_read_span(
 
 
 def decode_self_read(data: bytes, header: SelfReadHeader, identity: MeterIdentity) -> SelfRead:
-    """The bytes ``self_read_span`` reads (the start of one BT26 entry)."""
+    """Decode the bytes ``self_read_span`` reads (the start of one BT26 entry)."""
     dims = identity.dimensions
     _offset, count = self_read_span(header, dims, identity.summation_sources)
     tables._need(data, count, "BT26 entry")

@@ -69,7 +69,7 @@ FAMILIES: Final = ("power", "tamper", "power_quality", "clock", "meter", "other"
 
 
 def event_types(family: str) -> tuple[str, ...]:
-    """The event names of one family (``other`` also takes every unknown id)."""
+    """Return the event names of one family (``other`` also takes every unknown id)."""
     names = tuple(name for name, of in EVENTS.values() if of == family)
     return (*names, UNKNOWN) if family == "other" else names
 
@@ -91,14 +91,17 @@ class LogDimensions:
 
     @property
     def record_size(self) -> int:
+        """The bytes of one log record (BT74)."""
         return RECORD_FIXED + self.argument_length
 
     @property
     def has_time(self) -> bool:
+        """Whether records carry a time (BT71 flag bit 1)."""
         return bool(self.flags & 0x02)
 
     @property
     def has_sequence(self) -> bool:
+        """Whether records carry a sequence number (BT71 flag bit 2)."""
         return bool(self.flags & 0x04)
 
 
@@ -120,14 +123,17 @@ class LogHeader:
 
     @property
     def overflow(self) -> bool:
+        """Whether the log overflowed (entries were lost before they were read)."""
         return bool(self.flags & 0x02)
 
     @property
     def circular(self) -> bool:
+        """Whether the log is a ring (the newest overwrite the oldest)."""
         return bool(self.flags & 0x04)
 
 
 def decode_bt74_header(data: bytes) -> LogHeader:
+    """Decode BT74's header: flags, entry counts, the last element and sequence."""
     tables._need(data, BT74_HEADER, "BT74 header")
     return LogHeader(*struct.unpack_from("<BHHIH", data))
 
@@ -144,18 +150,22 @@ class HistoryEntry:
 
     @property
     def name(self) -> str:
+        """The event's name (``unknown`` for ids this library does not know)."""
         return EVENTS.get(self.event_id, (UNKNOWN, "other"))[0]
 
     @property
     def family(self) -> str:
+        """The event's family (``other`` for unknown ids)."""
         return EVENTS.get(self.event_id, (UNKNOWN, "other"))[1]
 
     @property
     def known(self) -> bool:
+        """Whether this library knows the event id."""
         return self.event_id in EVENTS
 
     @property
     def user(self) -> str:
+        """Who caused it: a named user or the optical port's user id."""
         return USERS.get(self.user_id, f"optical:{self.user_id}")
 
     @property
@@ -170,6 +180,7 @@ class HistoryEntry:
         return known.other_meaning if known else None
 
     def as_dict(self) -> dict[str, Any]:
+        """Return the entry as plain JSON types."""
         return {
             "sequence": self.sequence,
             "time": self.time.isoformat().replace("+00:00", "Z") if self.time else None,
@@ -183,7 +194,7 @@ class HistoryEntry:
 
 
 def full_sequence(low16: int, newest: int) -> int:
-    """The 32-bit sequence whose low 16 bits are ``low16``, at or before ``newest``."""
+    """Return the 32-bit sequence whose low 16 bits are ``low16``, at or before ``newest``."""
     return (newest - ((newest - low16) & 0xFFFF)) % SEQUENCE_MODULUS
 
 
@@ -251,6 +262,7 @@ class MeterStatus:
         return tuple(name for (byte, bit), name in STATUS_BITS.items() if byte + bit // 8 < len(self.raw))
 
     def is_set(self, name: str) -> bool:
+        """Whether the named status bit is set."""
         for (byte, bit), known in STATUS_BITS.items():
             if known == name:
                 return bit_set(self.raw, byte, bit)
@@ -258,23 +270,28 @@ class MeterStatus:
 
     @property
     def active(self) -> tuple[str, ...]:
+        """The names of the reported conditions that are set."""
         return tuple(name for name in self.reported if self.is_set(name))
 
     @property
     def event_log_unread(self) -> bool:
+        """Whether the event log holds entries not read yet (BT03)."""
         return bit_set(self.raw, *EVENT_LOG_UNREAD)
 
     @property
     def self_read_occurred(self) -> bool:
+        """Whether a self-read happened since the flag was last cleared (BT03)."""
         return bit_set(self.raw, *SELF_READ_OCCURRED)
 
 
 def bit_set(raw: bytes, byte: int, bit: int) -> bool:
+    """Return whether bit ``bit`` of byte ``byte`` of ``raw`` is set (bits past ``raw`` are clear)."""
     index, within = byte + bit // 8, bit % 8
     return index < len(raw) and bool(raw[index] >> within & 1)
 
 
 def decode_bt03(data: bytes) -> MeterStatus:
+    """Decode BT03, the meter's status bits."""
     tables._need(data, 4, "BT03")
     return MeterStatus(bytes(data))
 

@@ -25,6 +25,7 @@ class MeterIdentity:
     mep_client: int = 1  # which MEP port this is (2 = the lower port of a Gen 4 meter)
 
     def as_dict(self) -> dict[str, Any]:
+        """Return the identity as plain JSON types."""
         data = asdict(self)
         data["present_sources"] = list(self.present_sources)
         data["summation_sources"] = list(self.summation_sources)

@@ -89,6 +89,7 @@ class DataSetConfig:
 
     @property
     def interval_minutes(self) -> int:
+        """The interval length in minutes (code 84 is a day)."""
         return 1440 if self.interval_code == DAY_CODE else self.interval_code
 
 
@@ -124,11 +125,12 @@ class BlockLayout:
     from_et21: bool = False
 
     def slot_offset(self, block: int, slot: int) -> int:
+        """Return the byte offset of ``slot`` of ``block`` in the data table."""
         return block * self.block_size + self.header_size + slot * self.interval_size
 
 
 def compute_layout(config: DataSetConfig, *, end_readings: bool = False) -> BlockLayout:
-    """The layout from BT61 alone (G p.239; end readings only if BT61.4.4)."""
+    """Compute the layout from BT61 alone (G p.239; end readings only if BT61.4.4)."""
     status = 5 + (4 * config.channels if end_readings else 0)
     header = status + (config.intervals_per_block + 7) // 8
     channel_offset = config.channels // 2 + 1
@@ -170,6 +172,7 @@ class LoadProfileStatus:
 
 
 def decode_bt63(data: bytes, data_set: int = 0) -> LoadProfileStatus:
+    """Decode data set ``data_set``'s status in BT63."""
     start = BT63_SET * data_set
     tables._need(data, start + BT63_SET, "BT63")
     flags = data[start]
@@ -199,6 +202,7 @@ class BlockHeader:
 
     @property
     def last_slot(self) -> int | None:
+        """The newest slot that holds an interval, None in an empty block."""
         for slot in range(len(self.processed) - 1, -1, -1):
             if self.processed[slot]:
                 return slot
@@ -211,7 +215,7 @@ class BlockHeader:
 
 
 def decode_block_header(data: bytes, config: DataSetConfig, layout: BlockLayout) -> BlockHeader:
-    """Simple status: one bit per slot, slot ``j`` = byte ``j // 8`` bit ``j % 8`` (LSB first)."""
+    """Decode a block header; simple status: a bit per slot, slot ``j`` = byte ``j // 8`` bit ``j % 8``."""
     tables._need(data, layout.header_size, "BT64 block header")
     status = data[layout.simple_status_offset : layout.header_size]
     processed = tuple(bool(status[j // 8] >> (j % 8) & 1) for j in range(config.intervals_per_block))
@@ -228,6 +232,7 @@ class IntervalRecord:
 
     @property
     def status(self) -> tuple[str, ...]:
+        """The interval's status names: the common flags, then each channel's code."""
         names = [name for bit, name in COMMON_FLAGS if self.common & bit]
         for code in self.codes:
             name = CHANNEL_STATUS.get(code, f"status_{code}") if code else None
@@ -237,7 +242,7 @@ class IntervalRecord:
 
 
 def decode_interval(data: bytes, offset: int, channels: int, layout: BlockLayout) -> IntervalRecord:
-    """Extended status: byte 0 high nibble common, then channel k in nibble k + 1 (G p.240)."""
+    """Decode the extended status: byte 0 high nibble common, then channel k in nibble k + 1 (G p.240)."""
     tables._need(data, offset + layout.channel_offset + 4 * channels, "BT64 interval")
     nibbles = [n for byte in data[offset : offset + layout.channel_offset] for n in (byte >> 4, byte & 0x0F)]
     values = struct.unpack_from(f"<{channels}i", data, offset + layout.channel_offset)
@@ -277,6 +282,7 @@ class LoadProfileInterval:
     status: tuple[str, ...] = ()
 
     def as_dict(self, channels: tuple[str, ...]) -> dict[str, Any]:
+        """Return the interval as plain JSON types, a value per channel (None when absent)."""
         return {
             "end": self.end.isoformat().replace("+00:00", "Z"),
             **{name: self.values.get(name) for name in channels},
@@ -295,13 +301,16 @@ class LoadProfileLayout:
 
     @property
     def interval_minutes(self) -> int:
+        """The interval length in minutes."""
         return self.config.interval_minutes
 
     @property
     def block_duration(self) -> timedelta:
+        """The time one block covers."""
         return timedelta(minutes=self.config.interval_minutes * self.config.intervals_per_block)
 
     def as_dict(self) -> dict[str, Any]:
+        """Return the layout as plain JSON types (diagnostics)."""
         return {
             "data_set": self.data_set + 1,
             "blocks": self.config.blocks,
@@ -338,7 +347,7 @@ class LoadProfile:
     reads: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        """The ``meter history --json`` shape."""
+        """Return the ``nesmeter history --json`` shape."""
         return {
             "interval_minutes": self.interval_minutes,
             "channels": list(self.channels),

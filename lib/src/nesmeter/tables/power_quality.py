@@ -122,7 +122,7 @@ def _phase_events(data: bytes, at: int, voltage_at: int) -> PhaseEvents:
 
 
 def _frequency(data: bytes, at: int) -> tuple[float | None, datetime | None]:
-    """A recorded extreme; a value no grid has (a reset statistic's INT32 limits, 0) is none."""
+    """Decode a recorded frequency extreme; a value no grid has (a reset statistic's INT32 limits, 0) is none."""
     (millihertz,) = struct.unpack_from("<i", data, at)
     if not FREQUENCY_RANGE_MHZ[0] <= millihertz <= FREQUENCY_RANGE_MHZ[1]:
         return None, None

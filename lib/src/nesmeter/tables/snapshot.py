@@ -159,7 +159,7 @@ SNAPSHOT_FIELDS: Final = frozenset(f.name for f in fields(MeterSnapshot)) - {"re
 
 
 def scaled(raw: int, scale: float) -> float:
-    """A register count in the field's unit, at the register's resolution.
+    """Return a register count in the field's unit, at the register's resolution.
 
     A count of milli-units is divided by 1000 rather than multiplied by 1e-3: the division
     gives the float nearest the decimal the meter holds (3296 mA is 3.296 A, where

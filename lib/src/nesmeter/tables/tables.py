@@ -80,6 +80,7 @@ def check_data_format(config: GeneralConfig) -> None:
 
 
 def decode_bt00(data: bytes) -> GeneralConfig:
+    """Decode BT00, the general configuration: the data formats every other table uses."""
     _need(data, 13, "BT00")
     return GeneralConfig(
         little_endian=not data[0] & 0x01,
@@ -97,7 +98,7 @@ def decode_bt00(data: bytes) -> GeneralConfig:
 
 
 def format_version(word: int) -> str:
-    """A packed ``x.yy.zz`` version word: bits 15-12, 11-5, 4-0 (3.10.21 = 0x3155)."""
+    """Format a packed ``x.yy.zz`` version word: bits 15-12, 11-5, 4-0 (3.10.21 = 0x3155)."""
     return f"{word >> 12}.{(word >> 5) & 0x7F:02d}.{word & 0x1F:02d}"
 
 
@@ -114,6 +115,7 @@ class ManufacturerInfo:
 
 
 def decode_bt01(data: bytes) -> ManufacturerInfo:
+    """Decode BT01: manufacturer, model, versions and the manufacturer serial number."""
     _need(data, 16, "BT01")
     hardware, firmware = struct.unpack_from(">HH", data, 12)
     serial = data[16:24].hex() if len(data) >= 24 else None
@@ -147,14 +149,17 @@ class RegisterDimensions:
 
     @property
     def has_demand_reset_counter(self) -> bool:
+        """Whether BT23 starts with the demand reset counter."""
         return bool(self.flags1 & 0x04)
 
     @property
     def has_time_remaining(self) -> bool:
+        """Whether present demands carry a time remaining."""
         return bool(self.flags1 & 0x40)
 
     @property
     def demand_record_size(self) -> int:
+        """The bytes of one demand record in BT23 (BT21's flags and occurrences decide)."""
         size = 4 * self.occurrences
         if self.flags1 & 0x02:
             size += 5 * self.occurrences
@@ -166,6 +171,7 @@ class RegisterDimensions:
 
     @property
     def summations_offset(self) -> int:
+        """Where the summations start in BT23."""
         return 1 if self.has_demand_reset_counter else 0
 
     @property
@@ -177,18 +183,22 @@ class RegisterDimensions:
 
     @property
     def bt23_size(self) -> int:
+        """BT23's size: the total block and one block per tier."""
         return self.summations_offset + self.register_block_size * (1 + self.tiers)
 
     @property
     def present_values_offset(self) -> int:
+        """Where the present values start in BT28, after the present demands."""
         return (4 + (3 if self.has_time_remaining else 0)) * self.present_demands
 
     @property
     def bt28_size(self) -> int:
+        """BT28's size."""
         return self.present_values_offset + 4 * self.present_values
 
     @property
     def bt27_size(self) -> int:
+        """BT27's size: one source id per present demand and value."""
         return self.present_demands + self.present_values
 
 
@@ -210,6 +220,7 @@ class PresentSelection:
 
 
 def decode_bt27(data: bytes, dims: RegisterDimensions) -> PresentSelection:
+    """Decode BT27: which source each present demand and value is."""
     _need(data, dims.bt27_size, "BT27")
     return PresentSelection(
         demand_sources=tuple(data[: dims.present_demands]),
@@ -226,6 +237,7 @@ class DataSelection:
 
 
 def decode_bt22(data: bytes, dims: RegisterDimensions) -> DataSelection:
+    """Decode BT22: which source each summation and demand is."""
     size = dims.summations + dims.demands
     _need(data, size, "BT22")
     return DataSelection(
@@ -238,7 +250,7 @@ def decode_bt22(data: bytes, dims: RegisterDimensions) -> DataSelection:
 
 
 def decode_bt23_summations(data: bytes, dims: RegisterDimensions, count: int | None = None) -> tuple[int, ...]:
-    """The first ``count`` summations of BT23's total block (all by default)."""
+    """Decode the first ``count`` summations of BT23's total block (all by default)."""
     wanted = dims.summations if count is None else min(count, dims.summations)
     start = dims.summations_offset
     _need(data, start + 4 * wanted, "BT23")
@@ -246,7 +258,7 @@ def decode_bt23_summations(data: bytes, dims: RegisterDimensions, count: int | N
 
 
 def decode_bt28(data: bytes, dims: RegisterDimensions, count: int | None = None) -> tuple[int, ...]:
-    """The first ``count`` present values of BT28 (all by default), signed 32-bit."""
+    """Decode the first ``count`` present values of BT28 (all by default), signed 32-bit."""
     wanted = dims.present_values if count is None else min(count, dims.present_values)
     start = dims.present_values_offset
     _need(data, start + 4 * wanted, "BT28")
@@ -267,7 +279,7 @@ def decode_ltime_date(data: bytes, offset: int = 0, size: int = 6) -> datetime:
 
 
 def encode_time_date(when: datetime | None, size: int = 6) -> bytes:
-    """The inverse of the two decoders (the simulator writes it): ``None`` is the all-zero "never"."""
+    """Encode a time as the two decoders read it (the simulator writes it): ``None`` is the all-zero "never"."""
     if when is None:
         return bytes(size)
     return bytes([when.year - 2000, when.month, when.day, when.hour, when.minute, when.second][:size])
@@ -350,4 +362,5 @@ def alert_flags_offset(et11: bytes, mep_client: int = 1) -> int:
 
 
 def decode_alert_flags(flags: int) -> tuple[str, ...]:
+    """Return the names of the set ET13 alert flags."""
     return tuple(name for bit, name in ET13_ALERT_FLAG_NAMES.items() if flags & (1 << bit))
