@@ -32,7 +32,7 @@ async def events(args: argparse.Namespace) -> int:
 
 
 def _text(value: object) -> str:
-    """A detail as ``key=value`` shows it: phases joined by commas, flags as true/false."""
+    """Show a detail as ``key=value`` does: phases joined by commas, flags as true/false."""
     if isinstance(value, list):
         return ",".join(str(item) for item in value)
     if isinstance(value, bool):
@@ -41,8 +41,10 @@ def _text(value: object) -> str:
 
 
 def parse_event(text: str) -> tuple[int, int | None, float]:
-    """``NAME[=ARGUMENT][@SECONDS]`` (``--event``): the event id, its argument (None: the event's
-    typical one), the delay."""
+    """Parse ``NAME[=ARGUMENT][@SECONDS]`` (``--event``): the event id, its argument, the delay.
+
+    An omitted argument is None: the simulator logs the event's typical one.
+    """
     text, _, delay = text.partition("@")
     name, _, argument = text.partition("=")
     return event_id(name), int(argument, 0) if argument else None, float(delay or 0)

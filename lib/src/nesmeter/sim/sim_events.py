@@ -230,7 +230,7 @@ class SimEventLog:
         return entry
 
     def typical_argument(self, event: int) -> int:
-        """The argument ``event`` is logged with when none is given; 0 for most."""
+        """Return the argument ``event`` is logged with when none is given; 0 for most."""
         if event == event_id("firmware_changed"):
             return firmware_word(self.image.tables.get(tables.BT01))
         return TYPICAL_ARGUMENTS.get(EVENTS.get(event, ("", ""))[0], 0)

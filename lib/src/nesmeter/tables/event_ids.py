@@ -281,7 +281,7 @@ def _named(key: str, names: dict[int, str]) -> Callable[[int], Details]:
 
 
 def table_name(word: int) -> str:
-    """A C12.19 table number as the guides write it: BT23, ET9 (bit 11), pending bit 12 aside."""
+    """Name a C12.19 table number as the guides write it: BT23, ET9 (bit 11), pending bit 12 aside."""
     number = word & 0x07FF
     return f"ET{number}" if word & 0x0800 else f"BT{number}"
 
@@ -368,7 +368,7 @@ def _reverse_energy(argument: int) -> Details:
 
 
 def _rms_bin(nibble: int) -> str:
-    """A phase's RMS voltage bin: at most ``175 + 5 n`` V, or above 245 V (YUK)."""
+    """Name a phase's RMS voltage bin: at most ``175 + 5 n`` V, or above 245 V (YUK)."""
     volts = 175 + 5 * nibble
     return f"<={volts}" if volts <= 245 else ">245"
 
@@ -575,7 +575,7 @@ DECODERS: Final[dict[int, Callable[[int], Details]]] = {
 
 
 def decode_argument(event_id: int, argument: int) -> Details:
-    """What an entry's argument says, by name; ``{}`` when the id has none or no source names it.
+    """Decode an entry's argument by name; ``{}`` when the id has none or no source names it.
 
     Arguments are two bytes on NES meters (BT71.3); a wider one is decoded from its low 16 bits.
     """
