@@ -21,7 +21,7 @@ from typing import Any
 from nesmeter import MeterError, MeterIdentity, parse_key
 from nesmeter.c1218 import framing as c1218
 from nesmeter.mep import framing as mep
-from nesmeter.tables import billing, events, power_quality, relay, tables
+from nesmeter.tables import billing, event_ids, events, power_quality, relay, tables
 
 VECTORS = Path(__file__).resolve().parents[1] / "lib" / "tests" / "vectors"
 HEX = re.compile(r"^(?:[0-9a-fA-F]{2}[ ]?){4,}$")
@@ -45,6 +45,10 @@ _demand_span = billing.demand_span(DEMAND_DIMS, 465)
 assert _demand_span is not None  # the guide's meter has eight demands
 DEMAND_SPAN: billing.DemandSpan = _demand_span
 SELF_READ_HEADER = billing.SelfReadHeader(valid=1, last_element=0, last_sequence=1)
+
+
+def _word(data: bytes, offset: int) -> int:
+    return int.from_bytes(data[offset : offset + 2], "little")
 
 
 def _targets() -> list[tuple[str, Callable[[bytes], object]]]:
@@ -79,6 +83,8 @@ def _targets() -> list[tuple[str, Callable[[bytes], object]]]:
         ("events.decode_bt03", events.decode_bt03),
         ("events.decode_bt71", events.decode_bt71),
         ("events.decode_bt74_header", events.decode_bt74_header),
+        # An id (first two bytes) and its argument (the next two), as a BT74 record holds them.
+        ("event_ids.decode_argument", lambda data: event_ids.decode_argument(_word(data, 0) & 0x0FFF, _word(data, 2))),
         ("power_quality.decode_power_quality", lambda data: power_quality.decode_power_quality(data, 1)),
         ("relay.decode_et29", relay.decode_et29),
         ("billing.decode_tiers", lambda data: billing.decode_tiers(data, DEMAND_DIMS, DEMAND_METER, TIER_SPANS[-1])),

@@ -181,6 +181,27 @@ def test_every_sensor_and_exception_is_translated() -> None:
         assert any(key in keys for keys in translated), key
 
 
+def test_every_event_type_and_decoded_attribute_is_translated() -> None:
+    """Each family's event types are its entity's translated states, and every attribute a
+    decoded argument of that family can give (all 65536 arguments of each id) has a name."""
+    from nesmeter.tables.event_ids import DECODERS, EVENT_IDS
+    from nesmeter.tables.events import FAMILIES, event_types
+
+    english = json.loads((INTEGRATION / "translations" / "en.json").read_text())["entity"]["event"]
+    keys: dict[str, set[str]] = {family: set() for family in FAMILIES}
+    for event_id, decode in DECODERS.items():
+        for argument in range(1 << 16):
+            keys[EVENT_IDS[event_id].family] |= set(decode(argument))
+    for known in EVENT_IDS.values():
+        if known.other_meaning:
+            keys[known.family].add("other_meaning")
+    for family in FAMILIES:
+        attributes = english[f"{family}_event"]["state_attributes"]
+        assert list(attributes["event_type"]["state"]) == list(event_types(family)), family
+        base = {"event_type", "meter_time", "sequence", "event_id", "argument", "user"}
+        assert set(attributes) == base | keys[family], family
+
+
 def test_last_error_states_are_translated_and_cover_the_library() -> None:
     """Every error name the library records maps to a translated state, not to "other"."""
     from custom_components.nes_meter.sensor import LAST_ERROR_OPTIONS, last_error_state

@@ -15,8 +15,9 @@ from nesmeter.cli.events_cli import events, parse_event
 from nesmeter.client.events_reader import EventLogReader, StatusReader
 from nesmeter.errors import TlsRequiredError
 from nesmeter.mep.framing import MepResult
-from nesmeter.sim.sim_events import LoggedEvent
+from nesmeter.sim.sim_events import TYPICAL_ARGUMENTS, LoggedEvent
 from nesmeter.sim.simulator import SimulatedMeter
+from nesmeter.tables.event_ids import decode_argument
 from nesmeter.tables.events import (
     BT03,
     BT70,
@@ -75,6 +76,8 @@ def test_bt71_bt74_header_and_record_by_hand() -> None:
         "event_id": 47,
         "name": "cover_removed",
         "argument": 0x1234,
+        "details": {"tamper": ["pulse_input_2"]},  # bit 2 of 0x1234
+        "other_meaning": None,
         "user": "mep",
     }
 
@@ -266,8 +269,19 @@ def test_model_time_logs_tier_switches() -> None:
     assert [e.argument for e in events.logged[count:]] == [1, 0]
 
 
+def test_every_named_event_can_be_logged_with_an_argument_its_sources_decode() -> None:
+    """The simulated meter logs any named id; the typical argument it picks is one the decoder names."""
+    meter = SimulatedMeter(KEY)
+    for event_id, (name, _family) in EVENTS.items():
+        logged = meter.image.events.inject(name)
+        assert (logged.event_id, meter.image.events.logged[-1]) == (event_id, logged)
+        if name in TYPICAL_ARGUMENTS or name == "firmware_changed":
+            assert decode_argument(event_id, logged.argument), name
+    assert meter.image.events.inject("firmware_changed").argument == 0x38D5  # BT01's 3.70.21
+
+
 def test_parse_event() -> None:
-    assert parse_event("cover_removed") == (47, 0, 0.0)
+    assert parse_event("cover_removed") == (47, None, 0.0)  # the event's typical argument
     assert parse_event("voltage_sag=829@30") == (98, 829, 30.0)
     assert parse_event("200=0x10") == (200, 16, 0.0)
     with pytest.raises(ValueError, match="unknown event"):
@@ -292,8 +306,73 @@ async def test_cli_events_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert list(data) == ["events"]
     assert [e["sequence"] for e in data["events"]] == [after + 1, after + 2]
     first = data["events"][0]
-    assert set(first) == {"sequence", "time", "event_id", "name", "argument", "user"}
+    assert set(first) == {"sequence", "time", "event_id", "name", "argument", "details", "other_meaning", "user"}
     assert first["time"].endswith("Z")
+
+
+# One id of each source, logged by the simulated meter and read back over real bytes:
+# (event, argument, the details `meter events --json` gives).
+SOURCED_EVENTS: list[tuple[str, int | None, dict[str, Any]]] = [
+    ("voltage_sag", 829, {"phase": "L2", "voltage_v": 207}),  # U31, YUK, EICT
+    ("power_up", None, {"reset_cause": "power_failure"}),  # U31, YUK, EICT
+    ("firmware_changed", None, {"firmware": "3.70.21"}),  # the simulated BT01's firmware
+    ("disconnect_changed", 0x0102, {"state": "open", "failed": False, "reason": "remote_command"}),  # EICT's 258
+    ("mbus_alarm", None, {"device": "mbus_1", "alarm": "status_alarm"}),  # EICT, YUK, BT03
+    ("nvm_failure", 0x8000 | 23, {"table": "BT23", "read_before_write": True, "read_after_write": False}),  # YUK
+    ("load_side_voltage", None, {"status": "present", "phases": ["L1"]}),  # YUK, BT03
+    ("list_pointers_reset", 255, {"list": "all"}),  # YUK, EICT, C1219
+    ("test_mode_started", 0, {}),  # C12.19, YUK: 32
+    ("mbus_sniffer_match", None, {"device": "mbus_1", "data_byte": 0x7A}),  # YUK: 107
+]
+
+
+async def test_cli_events_json_decodes_the_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    """`meter events --json` gives each entry's argument decoded as `details`, beside the raw one."""
+    meter = SimulatedMeter(KEY)
+    after = meter.image.events.logged[-1].sequence
+    for name, argument, _details in SOURCED_EVENTS:
+        meter.image.events.inject(name, argument)
+    server = await meter.serve_tcp("ir")
+    args = _parser().parse_args(
+        [
+            *("events", "--transport", "ir", "--port", server.url, "--key", KEY_TEXT),
+            *("--enable-line", "none", "--after-sequence", str(after), "--json"),
+        ]
+    )
+    try:
+        assert await events(args) == 0
+    finally:
+        await server.close()
+    entries = json.loads(capsys.readouterr().out)["events"]
+    assert [(e["name"], e["details"]) for e in entries] == [(name, details) for name, _, details in SOURCED_EVENTS]
+    assert entries[0]["argument"] == 829
+    assert entries[0]["event_id"] == 98
+    assert entries[8]["event_id"] == 32
+    assert entries[9]["event_id"] == 107
+    assert entries[9]["other_meaning"] == "load_side_voltage"  # U31's reading of 107
+    assert entries[6]["event_id"] == 95
+    assert entries[5]["argument"] == 0x8017
+
+
+async def test_cli_events_text_shows_the_details(capsys: pytest.CaptureFixture[str]) -> None:
+    meter = SimulatedMeter(KEY)
+    after = meter.image.events.logged[-1].sequence
+    meter.image.events.inject("voltage_sag", 829)
+    meter.image.events.inject("reverse_energy", 0x05)
+    server = await meter.serve_tcp("mep")
+    args = _parser().parse_args(
+        [
+            *("events", "--transport", "mep", "--port", server.url, "--key", KEY_TEXT),
+            *("--enable-line", "none", "--after-sequence", str(after)),
+        ]
+    )
+    try:
+        assert await events(args) == 0
+    finally:
+        await server.close()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("user=none phase=L2 voltage_v=207")
+    assert lines[1].endswith("user=none phases=L1,L3")
 
 
 def test_cli_simulate_takes_events() -> None:

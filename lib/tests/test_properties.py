@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from datetime import datetime
+import json
 
 from hypothesis import given, settings, strategies as st
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from nesmeter import MeterError, parse_key
 from nesmeter.c1218 import framing as c1218
 from nesmeter.mep import framing as mep
-from nesmeter.tables import billing, tables
+from nesmeter.tables import billing, event_ids, tables
 from reliability import fuzz
 
 RAW = st.binary(max_size=600)
@@ -158,6 +159,7 @@ def test_fuzz_run_imports_its_targets_and_finds_nothing_on_a_short_run() -> None
     names = {name for name, _target in fuzz._targets()}
     decoders = {"billing.decode_bt55", "billing.decode_tiers", "billing.decode_demands", "billing.decode_self_read"}
     decoders |= {"events.decode_bt03", "events.decode_bt71", "power_quality.decode_power_quality", "relay.decode_et29"}
+    decoders |= {"event_ids.decode_argument"}
     assert decoders <= names
     result = fuzz.run(2000)
     assert result["targets"] == len(names)
@@ -170,3 +172,31 @@ def test_time_date_encoding_is_the_inverse_of_both_decoders(when: datetime) -> N
     assert tables.decode_ltime_date(tables.encode_time_date(when)) == when
     assert tables.optional_time_date(tables.encode_time_date(when, 5), 0, 5) == when.replace(second=0)
     assert tables.optional_time_date(tables.encode_time_date(None), 0, 6) is None
+
+
+@given(st.integers(0, 0x0FFF), st.integers(0, (1 << 32) - 1))
+def test_event_arguments_decode_for_any_id_and_argument(event_id: int, argument: int) -> None:
+    """Total and JSON-ready: plain values, never a key an entry's own fields use, and only the
+    argument's low 16 bits count (NES arguments are two bytes, BT71.3)."""
+    details = event_ids.decode_argument(event_id, argument)
+    assert not set(details) & event_ids.RESERVED_KEYS
+    for value in details.values():
+        assert isinstance(value, str | int | bool) or (
+            isinstance(value, list) and all(isinstance(item, str) for item in value)
+        )
+    assert json.loads(json.dumps(details)) == details
+    assert details == event_ids.decode_argument(event_id, argument & 0xFFFF)
+    if event_id not in event_ids.DECODERS:
+        assert details == {}
+
+
+@given(st.sampled_from([98, 99]), st.integers(0, 2), st.integers(0, 0x3FFF))
+def test_sag_and_swell_phase_and_volts_round_trip(event_id: int, phase: int, volts: int) -> None:
+    details = event_ids.decode_argument(event_id, volts << 2 | phase)
+    assert details == {"phase": event_ids.PHASES[phase], "voltage_v": volts}
+
+
+@given(st.integers(0, 9), st.integers(0, 99), st.integers(0, 31))
+def test_firmware_word_matches_bt01s_version_format(major: int, minor: int, build: int) -> None:
+    word = major << 12 | minor << 5 | build
+    assert event_ids.decode_argument(36, word) == {"firmware": tables.format_version(word)}

@@ -84,7 +84,8 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME[=ARG][@SECONDS]",
-        help="log an event (e.g. cover_removed, voltage_sag=829@30) SECONDS after the start; repeatable",
+        help="log an event (e.g. cover_removed, voltage_sag=829@30) SECONDS after the start, without =ARG "
+        "with the event's typical argument; repeatable",
     )
     sim.add_argument("--replay", metavar="FILE", help="serve the meter a trace shows (read --trace), signed with --key")
 

@@ -26,15 +26,28 @@ async def events(args: argparse.Namespace) -> int:
     for entry in entries:
         when = entry.time.isoformat() if entry.time else "-"
         name = entry.name if entry.known else f"unknown ({entry.event_id})"
-        print(f"{entry.sequence:>10}  {when}  {name:<28} argument={entry.argument:<6} user={entry.user}")
+        details = "".join(f" {key}={_text(value)}" for key, value in entry.details.items())
+        print(f"{entry.sequence:>10}  {when}  {name:<28} argument={entry.argument:<6} user={entry.user}{details}")
     return 0
 
 
-def parse_event(text: str) -> tuple[int, int, float]:
-    """``NAME[=ARGUMENT][@SECONDS]`` (``--event``): the event id, its argument, the delay."""
+def _text(value: object) -> str:
+    """Show a detail as ``key=value`` does: phases joined by commas, flags as true/false."""
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def parse_event(text: str) -> tuple[int, int | None, float]:
+    """Parse ``NAME[=ARGUMENT][@SECONDS]`` (``--event``): the event id, its argument, the delay.
+
+    An omitted argument is None: the simulator logs the event's typical one.
+    """
     text, _, delay = text.partition("@")
     name, _, argument = text.partition("=")
-    return event_id(name), int(argument, 0) if argument else 0, float(delay or 0)
+    return event_id(name), int(argument, 0) if argument else None, float(delay or 0)
 
 
 async def inject_later(log: SimEventLog, text: str) -> None:

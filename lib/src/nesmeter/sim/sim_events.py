@@ -6,8 +6,10 @@ sequence numbers cross a 16-bit boundary (the records carry only the low 16 bits
 entries are what a house meter plausibly logs over a few weeks: outages (power down and
 up with the reset cause), tier switches, DST, a sag and a swell, a firmware change and
 the cover opened at installation. ``inject`` logs one more at run time (tests, and
-``meter simulate --event NAME``); latched alarms (cover removed, magnetic tamper, phase
-loss, ...) also set their BT03 bit, as a meter does until the utility clears it.
+``meter simulate --event NAME[=ARGUMENT]``), with a typical argument of that event when none
+is given (``TYPICAL_ARGUMENTS``: laid out as the sources of ``nesmeter.tables.event_ids``
+describe, several of them EnergyICT's examples); latched alarms (cover removed, magnetic
+tamper, phase loss, ...) also set their BT03 bit, as a meter does until the utility clears it.
 BT70 holds the maximum dimensions (200 entries) and BT71 the configured ones (O p.50);
 the ``bt70-log`` meter is firmware 2.01/2.10's, whose log is sized by BT70 (O p.49).
 Layouts: ``nesmeter.tables.events``. When the model runs (``speed`` > 0) a tier switch is logged
@@ -56,6 +58,43 @@ USER_NETWORK: Final = 0xFFFE
 IAR: Final = 0x05
 TIER_PERIOD: Final = 3600.0  # model seconds between logged tier switches
 IDS: Final[dict[str, int]] = {name: event_id for event_id, (name, _family) in EVENTS.items()}
+MBUS_DEVICE_1: Final = 1 << 13  # bits 13-15 of an M-Bus event's argument: the device
+# An argument each event plausibly carries (the firmware change: the firmware BT01 names).
+TYPICAL_ARGUMENTS: Final[dict[str, int]] = {
+    "power_up": 3,  # power failure
+    "list_pointers_reset": 8,  # the history log
+    "list_pointers_updated": 8,
+    "season_change": 1,
+    "tier_switch": 1,
+    "system_reset": 0,  # watchdog timeout
+    "nvm_failure": 0x4000 | 23,  # BT23, failed the read after a write
+    "cover_removed": 0x01,
+    "reverse_energy": 0x01,  # L1
+    "disconnect_changed": 0x0102,  # opened by a remote command (EICT's 258)
+    "control_relay_open": 0x0102,
+    "phase_loss": 0x04,  # L3
+    "phase_inversion": 4,  # +180 degrees
+    "current_on_missing_phase": 0x01,
+    "mbus_alarm": MBUS_DEVICE_1 | 2,  # device 1: status read, new device alarm (EICT's 8194)
+    "power_quality_changed": 0x02,  # sag on L2
+    "access_lockout_override": 1,
+    "thd_changed": 0x01,
+    "load_side_voltage": 2 | 0x08,  # present, on L1
+    "mbus_status_changed": MBUS_DEVICE_1,  # device 1 paired (EICT's 8192)
+    "voltage_sag": 207 * 4 + 1,  # 207 V on L2
+    "voltage_swell": 249 * 4 + 2,  # 249 V on L3
+    "voltage_thd_max": 9 * 4 + 0,
+    "current_thd_max": 31 * 4 + 1,
+    "power_thd_max": 12 * 4 + 2,
+    "voltage_thd_average": 4 * 4 + 0,
+    "current_thd_average": 18 * 4 + 1,
+    "power_thd_average": 7 * 4 + 2,
+    "disconnect_pulsed": 3,  # pulse count
+    "mbus_sniffer_match": MBUS_DEVICE_1 | 0x7A,
+    "mbus_device_alarm": MBUS_DEVICE_1 | 0x10,
+    "mbus_alarm_match": MBUS_DEVICE_1 | 0x10,
+    "dimmer_effect": 0x02,  # L2
+}
 # Events whose alarm stays latched in BT03 (name of the event -> name of the status bit).
 LATCHES: Final[dict[str, str]] = {
     "cover_removed": "cover_removed",
@@ -64,6 +103,7 @@ LATCHES: Final[dict[str, str]] = {
     "phase_inversion": "phase_inversion",
     "invalid_password": "invalid_password",
     "current_on_missing_phase": "current_on_missing_phase",
+    "load_side_voltage": "load_side_voltage",
     "voltage_sag": "power_quality_event",
     "voltage_swell": "power_quality_event",
     "power_quality_changed": "power_quality_event",
@@ -82,6 +122,13 @@ def event_id(name: str | int) -> int:
     if name not in IDS:
         raise ValueError(f"unknown event {name!r}; known: {', '.join(sorted(IDS))}")
     return IDS[name]
+
+
+def firmware_word(bt01: bytes | bytearray | None) -> int:
+    """BT01's firmware version word (bits 15-12, 11-5, 4-0: the layout event 36 logs)."""
+    if bt01 is None or len(bt01) < 16:
+        return 0
+    return int.from_bytes(bt01[14:16], "big")
 
 
 class SimEventLog:
@@ -133,7 +180,7 @@ class SimEventLog:
         now = datetime.now(UTC).replace(microsecond=0)
         start = now - timedelta(days=21)
         plan: list[tuple[float, str, int]] = [
-            (0.0, "firmware_changed", 0x3750),
+            (0.0, "firmware_changed", self.typical_argument(event_id("firmware_changed"))),
             (0.01, "cover_removed", 0),
             (0.02, "configuration_error", 0),
         ]
@@ -144,9 +191,9 @@ class SimEventLog:
                 plan.append((day + 14.1 / 24, "power_down", 0))
                 plan.append((day + 14.8 / 24, "power_up", 3))
             if day % 5 == 2:
-                plan.append((day + 9.5 / 24, "voltage_sag", 207 * 4 + 1))
+                plan.append((day + 9.5 / 24, "voltage_sag", TYPICAL_ARGUMENTS["voltage_sag"]))
             if day % 7 == 4:
-                plan.append((day + 12.25 / 24, "voltage_swell", 249 * 4 + 2))
+                plan.append((day + 12.25 / 24, "voltage_swell", TYPICAL_ARGUMENTS["voltage_swell"]))
         plan.append((10.1, "dst_off", 0))
         plan.sort()
         filler = HISTORY - len(plan)
@@ -182,9 +229,17 @@ class SimEventLog:
         table[:BT74_HEADER] = struct.pack("<BHHIH", flags, valid, element, entry.sequence, unread)
         return entry
 
-    def inject(self, name: str | int, argument: int = 0, when: datetime | None = None) -> LoggedEvent:
+    def typical_argument(self, event: int) -> int:
+        """Return the argument ``event`` is logged with when none is given; 0 for most."""
+        if event == event_id("firmware_changed"):
+            return firmware_word(self.image.tables.get(tables.BT01))
+        return TYPICAL_ARGUMENTS.get(EVENTS.get(event, ("", ""))[0], 0)
+
+    def inject(self, name: str | int, argument: int | None = None, when: datetime | None = None) -> LoggedEvent:
         """Log an event now (or at ``when``); a latched alarm sets its BT03 bit."""
         event = event_id(name)
+        if argument is None:
+            argument = self.typical_argument(event)
         entry = self._log(event, argument, when or datetime.now(UTC))
         self._write_status()
         for listener in self.listeners:

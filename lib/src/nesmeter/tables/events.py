@@ -22,10 +22,9 @@ Layouts (MEP guide "G", optical guide "O", printed pages):
   meters, 9 in the MEP guide's BT00 on firmware 4.x). Alarms stay latched until the
   utility clears them; this library never writes.
 
-Neither guide lists the event ids ("consult the documentation for your meter", G p.243).
-The names below are those of the ANSI sibling meter's user's guide (Echelon ANSI meter
-v3.1, 078-0384-01, pp.32-43), not confirmed on an OSGP meter; every other id is shown as
-``unknown`` with its number.
+Neither guide lists the event ids ("consult the documentation for your meter", G p.243):
+their names, the sources of each and the decoding of their arguments are in
+:mod:`nesmeter.tables.event_ids`; any other id is shown as ``unknown`` with its number.
 
 Reading only what is new (:class:`EventLogReader`): the 11-byte header first; when its
 sequence has not moved since the last pass nothing else is read. Otherwise the newest
@@ -46,6 +45,7 @@ from typing import Any, Final
 
 from nesmeter.errors import DecodeError
 from nesmeter.tables import tables
+from nesmeter.tables.event_ids import EVENT_IDS, Details, decode_argument
 
 BT00_MFG_STATUS_LENGTH: Final = 17  # BT00.17: bytes of manufacturer status bits in BT03
 BT03: Final = 3
@@ -60,69 +60,9 @@ MAX_PASSES: Final = 3  # header moved during the read: read again, at most this 
 
 USERS: Final[dict[int, str]] = {0xFFFF: "none", 0xFFFE: "network", 0xFFFD: "mep"}
 
-# id -> (name, family); from the ANSI v3.1 user's guide (see the module docstring).
+# id -> (name, family); the names' sources and disputed meanings are in event_ids.EVENT_IDS.
 EVENTS: Final[dict[int, tuple[str, str]]] = {
-    1: ("power_down", "power"),
-    2: ("power_up", "power"),
-    3: ("time_changed_from", "clock"),
-    4: ("time_changed_to", "clock"),
-    7: ("read_access", "other"),
-    8: ("write_access", "other"),
-    9: ("procedure_invoked", "other"),
-    10: ("table_written", "other"),
-    11: ("programmed", "meter"),
-    20: ("demand_reset", "meter"),
-    21: ("self_read", "meter"),
-    22: ("dst_on", "clock"),
-    23: ("dst_off", "clock"),
-    24: ("season_change", "meter"),
-    26: ("special_schedule", "meter"),
-    27: ("tier_switch", "meter"),
-    28: ("pending_table_activated", "meter"),
-    29: ("pending_table_cleared", "meter"),
-    30: ("test_mode_started", "meter"),
-    31: ("test_mode_stopped", "meter"),
-    36: ("firmware_changed", "meter"),
-    37: ("configuration_error", "meter"),
-    39: ("ram_failure", "meter"),
-    40: ("rom_failure", "meter"),
-    41: ("nvm_failure", "meter"),
-    42: ("clock_error", "clock"),
-    43: ("measurement_error", "meter"),
-    44: ("low_battery", "meter"),
-    45: ("low_loss_potential", "power_quality"),
-    46: ("demand_overload", "power_quality"),
-    47: ("cover_removed", "tamper"),
-    48: ("reverse_energy", "power_quality"),
-    50: ("disconnect_switch_error", "meter"),
-    64: ("load_profile_overflow", "meter"),
-    66: ("disconnect_changed", "power"),
-    67: ("control_relay_open", "power"),
-    68: ("phase_loss", "power_quality"),
-    69: ("phase_inversion", "tamper"),
-    70: ("plc_config_failure", "meter"),
-    71: ("general_error", "meter"),
-    72: ("invalid_password", "tamper"),
-    74: ("current_on_missing_phase", "tamper"),
-    77: ("software_crc_error", "meter"),
-    78: ("code_bank_changed", "meter"),
-    79: ("load_profile_backfill_failed", "meter"),
-    80: ("mep_installed_removed", "meter"),
-    81: ("mep_alarm", "meter"),
-    82: ("mep_discovery_complete", "meter"),
-    83: ("phase_rotation_changed", "power_quality"),
-    84: ("prepay_credit_exhausted", "meter"),
-    85: ("prepay_warning_acknowledged", "meter"),
-    87: ("manufacturer_log_entry", "other"),
-    88: ("log_dimension_changed", "meter"),
-    89: ("magnetic_tamper", "tamper"),
-    90: ("access_lockout_override", "tamper"),
-    91: ("power_quality_changed", "power_quality"),
-    94: ("load_profile_unread", "other"),
-    96: ("mep_status_changed", "meter"),
-    98: ("voltage_sag", "power_quality"),
-    99: ("voltage_swell", "power_quality"),
-    107: ("load_side_voltage", "power_quality"),
+    event_id: (known.name, known.family) for event_id, known in EVENT_IDS.items()
 }
 UNKNOWN: Final = "unknown"
 FAMILIES: Final = ("power", "tamper", "power_quality", "clock", "meter", "other")
@@ -228,6 +168,17 @@ class HistoryEntry:
         """Who caused it: a named user or the optical port's user id."""
         return USERS.get(self.user_id, f"optical:{self.user_id}")
 
+    @property
+    def details(self) -> Details:
+        """The argument decoded by name (``phase``, ``voltage_v``, ...); ``{}`` when nothing is known."""
+        return decode_argument(self.event_id, self.argument)
+
+    @property
+    def other_meaning(self) -> str | None:
+        """The name another source gives this id, until a capture from an OSGP meter settles it."""
+        known = EVENT_IDS.get(self.event_id)
+        return known.other_meaning if known else None
+
     def as_dict(self) -> dict[str, Any]:
         """Return the entry as plain JSON types."""
         return {
@@ -236,6 +187,8 @@ class HistoryEntry:
             "event_id": self.event_id,
             "name": self.name,
             "argument": self.argument,
+            "details": self.details,
+            "other_meaning": self.other_meaning,
             "user": self.user,
         }
 
