@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 import logging
 from pathlib import Path
 import re
@@ -20,8 +20,10 @@ from syrupy.location import PyTestLocation
 
 from custom_components.nes_meter.const import CONF_KEY, CONF_KEY_FORMAT, CONF_TRANSPORT, DOMAIN
 from custom_components.nes_meter.coordinator import NesMeterCoordinator
+
+# The simulated meter and its loopback servers, as the library's tests have them.
+from lib.tests.conftest import ir_server, mep_server, meter  # noqa: F401
 from nesmeter import MeterKey
-from nesmeter.sim.simulator import SimServer, SimulatedMeter
 
 KEY_TEXT = "a7941d85bce8a8fa2ab7"
 KEY = MeterKey.parse(KEY_TEXT)
@@ -130,25 +132,6 @@ def no_deprecation_reports(request: pytest.FixtureRequest) -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def loopback_sockets(socket_enabled: None) -> None:
     """The simulator listens on 127.0.0.1; connections elsewhere stay blocked."""
-
-
-@pytest.fixture
-def meter() -> SimulatedMeter:
-    return SimulatedMeter(KEY)
-
-
-@pytest.fixture
-async def mep_server(meter: SimulatedMeter) -> AsyncIterator[SimServer]:
-    server = await meter.serve_tcp("mep")
-    yield server
-    await server.close()
-
-
-@pytest.fixture
-async def ir_server(meter: SimulatedMeter) -> AsyncIterator[SimServer]:
-    server = await meter.serve_tcp("ir")
-    yield server
-    await server.close()
 
 
 def _release(folder: Path) -> tuple[int, ...]:
