@@ -288,20 +288,21 @@ def test_parse_event() -> None:
         parse_event("no_such_event")
 
 
+async def run_events_cli(meter: SimulatedMeter, transport: str, after: int, *, json_output: bool = False) -> None:
+    """Run ``meter events --after-sequence AFTER`` against ``meter`` served on loopback TCP."""
+    server = await meter.serve_tcp(transport)
+    arguments = ["events", "--transport", transport, "--port", server.url, "--key", KEY_TEXT]
+    arguments += ["--enable-line", "none", "--after-sequence", str(after), *(["--json"] if json_output else [])]
+    try:
+        assert await events(_parser().parse_args(arguments)) == 0
+    finally:
+        await server.close()
+
+
 async def test_cli_events_json(capsys: pytest.CaptureFixture[str]) -> None:
     meter = SimulatedMeter(KEY)
     after = meter.image.events.logged[-3].sequence
-    server = await meter.serve_tcp("mep")
-    args = _parser().parse_args(
-        [
-            *("events", "--transport", "mep", "--port", server.url, "--key", KEY_TEXT),
-            *("--enable-line", "none", "--after-sequence", str(after), "--json"),
-        ]
-    )
-    try:
-        assert await events(args) == 0
-    finally:
-        await server.close()
+    await run_events_cli(meter, "mep", after, json_output=True)
     data: dict[str, Any] = json.loads(capsys.readouterr().out)
     assert list(data) == ["events"]
     assert [e["sequence"] for e in data["events"]] == [after + 1, after + 2]
@@ -332,17 +333,7 @@ async def test_cli_events_json_decodes_the_arguments(capsys: pytest.CaptureFixtu
     after = meter.image.events.logged[-1].sequence
     for name, argument, _details in SOURCED_EVENTS:
         meter.image.events.inject(name, argument)
-    server = await meter.serve_tcp("ir")
-    args = _parser().parse_args(
-        [
-            *("events", "--transport", "ir", "--port", server.url, "--key", KEY_TEXT),
-            *("--enable-line", "none", "--after-sequence", str(after), "--json"),
-        ]
-    )
-    try:
-        assert await events(args) == 0
-    finally:
-        await server.close()
+    await run_events_cli(meter, "ir", after, json_output=True)
     entries = json.loads(capsys.readouterr().out)["events"]
     assert [(e["name"], e["details"]) for e in entries] == [(name, details) for name, _, details in SOURCED_EVENTS]
     assert entries[0]["argument"] == 829
@@ -359,17 +350,7 @@ async def test_cli_events_text_shows_the_details(capsys: pytest.CaptureFixture[s
     after = meter.image.events.logged[-1].sequence
     meter.image.events.inject("voltage_sag", 829)
     meter.image.events.inject("reverse_energy", 0x05)
-    server = await meter.serve_tcp("mep")
-    args = _parser().parse_args(
-        [
-            *("events", "--transport", "mep", "--port", server.url, "--key", KEY_TEXT),
-            *("--enable-line", "none", "--after-sequence", str(after)),
-        ]
-    )
-    try:
-        assert await events(args) == 0
-    finally:
-        await server.close()
+    await run_events_cli(meter, "mep", after)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].endswith("user=none phase=L2 voltage_v=207")
     assert lines[1].endswith("user=none phases=L1,L3")

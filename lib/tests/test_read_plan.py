@@ -13,6 +13,7 @@ import sys
 
 import pytest
 
+from benchmarks.common import DEFAULT_FIELDS  # what a new Home Assistant installation enables
 from nesmeter import MeterClient
 from nesmeter.client.read_plan import LinkModel, ReadSchedule, plan_ranges
 from nesmeter.tables import tables
@@ -21,19 +22,6 @@ from nesmeter.tables.snapshot import MeterSnapshot, scaled
 from .conftest import KEY_TEXT
 from .test_client import client_for
 from .test_variants import TRUE_IMPORT_W, frozen_meter
-
-# What a new Home Assistant installation enables (energy import/export, power import/export/net,
-# V and I L1): tests/test_read_plan.py checks that this, the benchmark's default and the
-# integration's default sensors agree.
-DEFAULT_FIELDS = (
-    "energy_import_wh",
-    "energy_export_wh",
-    "power_import_w",
-    "power_export_w",
-    "power_net_w",
-    "voltage_l1_v",
-    "current_l1_a",
-)
 
 TARGET_BYTES = {"mep": 120, "ir": 140}
 TRANSPORTS = ["mep", "ir"]
