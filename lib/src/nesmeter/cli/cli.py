@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "power-quality", help="print power quality (ET09) and the disconnect state", parents=[read], add_help=False
     )
+    sub.add_parser(
+        "mbus", help="print the M-Bus devices (gas, water, heat) and their newest reads", parents=[read], add_help=False
+    )
 
     sim = sub.add_parser("simulate", help="serve a simulated meter until stopped")
     sim.add_argument("--transport", choices=TRANSPORTS, help="required unless --replay gives it")
@@ -252,6 +255,12 @@ async def _probe(args: argparse.Namespace) -> int:
     return 0 if found else 1
 
 
+async def _mbus(args: argparse.Namespace) -> int:
+    from nesmeter.cli.mbus_cli import mbus
+
+    return await mbus(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``nesmeter`` command line; returns the exit code (0 ok, 1 failed, 2 usage, 3 key)."""
     args = _parser().parse_args(argv)
@@ -264,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         "events": _events,
         "billing": _billing,
         "power-quality": _power_quality,
+        "mbus": _mbus,
         "simulate": _simulate,
         "probe": _probe,
     }[args.command]

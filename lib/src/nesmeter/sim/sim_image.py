@@ -20,6 +20,7 @@ from nesmeter.sim.sim_billing import TABLE_IDS as BILLING_TABLES, SimBilling
 from nesmeter.sim.sim_events import TABLE_IDS as EVENT_TABLES, SimEventLog
 from nesmeter.sim.sim_host import ENERGY_SUMMATIONS
 from nesmeter.sim.sim_load_profile import TABLE_IDS as LOAD_PROFILE_TABLES, SimLoadProfile
+from nesmeter.sim.sim_mbus import TABLE_IDS as MBUS_TABLES, SimMbus
 from nesmeter.sim.sim_power_quality import SimPowerQuality
 from nesmeter.tables import tables
 from nesmeter.tables.snapshot import STANDARD_PRESENT_ORDER
@@ -109,6 +110,7 @@ class MeterImage:
         self.events = SimEventLog(self)  # BT03, BT70, BT71, BT74
         self.billing = SimBilling(self)  # BT55, BT26, BT23 tier blocks and demand records
         self.power_quality = SimPowerQuality(self)  # ET04, ET09, ET23, ET29
+        self.mbus = SimMbus(self)  # ET14, ET16, ET36, ET45 (with an M-Bus module)
         self.write_energy_unit()
         self.update(self._t0)
 
@@ -267,6 +269,8 @@ class MeterImage:
             self.events.before_read(table_id, offset)
         if table_id in BILLING_TABLES:
             self.update()
+        if table_id in MBUS_TABLES:
+            self.mbus.before_read()
         table = self.tables.get(table_id)
         if table is None:
             return None

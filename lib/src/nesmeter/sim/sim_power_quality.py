@@ -134,6 +134,11 @@ class SimPowerQuality:
             self.image.refused[ET09] = IAR
         self.write()
 
+    def add_options(self, bits: int) -> None:
+        """Fit more hardware: OR ``bits`` into ET29.0 (the M-Bus module, for one)."""
+        self.options |= bits
+        self.write()
+
     # ---- run time ----
 
     def logged(self, entry: LoggedEvent) -> None:

@@ -15,6 +15,7 @@ from nesmeter.sim.sim_billing import VARIANTS as BILLING_VARIANTS
 from nesmeter.sim.sim_events import VARIANTS as EVENT_VARIANTS
 from nesmeter.sim.sim_image import MeterImage
 from nesmeter.sim.sim_load_profile import VARIANTS as LOAD_PROFILE_VARIANTS
+from nesmeter.sim.sim_mbus import VARIANTS as MBUS_VARIANTS
 from nesmeter.sim.sim_power_quality import VARIANTS as POWER_QUALITY_VARIANTS
 from nesmeter.tables import tables
 from nesmeter.tables.snapshot import STANDARD_PRESENT_ORDER
@@ -42,6 +43,7 @@ VARIANTS: Final[dict[str, str]] = {
     **EVENT_VARIANTS,
     **BILLING_VARIANTS,
     **POWER_QUALITY_VARIANTS,
+    **MBUS_VARIANTS,
 }
 IR_ONLY: Final = frozenset({"fixed-toggle", "mirror-toggle", "bare-negotiate", "leftover-session", "echo", "fw2"})
 MEP_ONLY: Final = frozenset({"short-0b", "slow-reply"})
@@ -116,4 +118,5 @@ def apply_table_variants(image: MeterImage, variants: frozenset[str]) -> None:
     image.events.configure(variants)
     image.billing.configure(variants)
     image.power_quality.configure(variants)
+    image.mbus.configure(variants, image.power_quality.add_options)
     image.update()

@@ -1,0 +1,227 @@
+"""The M-Bus reader: which devices sit behind the meter (ET14) and their newest reads (ET16, ET45).
+
+The guide's way (MEP guide, "Reading M-Bus Scheduled Read Data"): ET29 says whether the
+module is fitted, ET11 sizes the tables, ET14's occupancy bits and handles name the
+devices, ET16 holds each one's first (and, with ET45 unconfigured, every) read, and
+ET45, when ET36 gives it entries, logs the later ones, newest at its last entry element.
+Decoders: ``nesmeter.tables.mbus`` and ``nesmeter.tables.mbus_telegram``.
+
+:meth:`MbusReader.step` does one table read and says whether the pass needs more, so a
+scheduler can spread a pass over live polls: ET14 first, then the ET16 record of each
+device whose billing read length or answer count moved, then ET45's header and its new
+entries, newest first, until every device has its newest read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+import logging
+from typing import TYPE_CHECKING
+
+from nesmeter.errors import DecodeError
+from nesmeter.tables import tables
+from nesmeter.tables.mbus import (
+    ET11_SPAN,
+    ET14,
+    ET16,
+    ET36,
+    ET45,
+    ET45_HEADER,
+    LogDimensions,
+    LogHeader,
+    MbusDimensions,
+    MbusRecord,
+    MbusSlot,
+    decode_et14,
+    decode_et45_dimensions,
+    decode_et45_entry,
+    decode_et45_header,
+    decode_mbr,
+    decode_mbus_dimensions,
+    et14_size,
+    et16_offset,
+    et36_size,
+    et45_offset,
+    has_mbus_module,
+)
+from nesmeter.tables.mbus_telegram import MbusTelegram, decode_telegram
+from nesmeter.tables.relay import ET29, ET29_OPTIONS_SIZE, decode_et29
+
+if TYPE_CHECKING:
+    from nesmeter.client.source import TableSource
+
+_LOGGER = logging.getLogger(__name__)
+SLACK = 2  # bytes read past ET14's billing read length, for a meter that counts it differently
+
+
+@dataclass(frozen=True, slots=True)
+class MbusDevice:
+    """One M-Bus device behind the meter and its newest read."""
+
+    slot: int
+    handle: int
+    status: str  # ET14: "up", "down", ...
+    primary_address: int | None
+    read_attempts: int
+    read_answers: int
+    read_at: datetime | None = None  # the meter's local time of the read (naive)
+    source: str | None = None  # "ET16" or "ET45"
+    telegram: MbusTelegram | None = None  # None before the first read, or when not decodable
+    error: str | None = None  # why the newest read gave no telegram
+
+
+type Step = Callable[[], Awaitable[None]]
+
+
+class MbusReader:
+    """The devices of ET14 with their newest reads, one table read per :meth:`step`."""
+
+    def __init__(self, client: TableSource) -> None:
+        """Read through ``client``; nothing is known before :meth:`setup`."""
+        self._client = client
+        self.available: bool | None = None  # None before setup; False without a module
+        self.dimensions: MbusDimensions | None = None
+        self.log: LogDimensions | None = None
+        self.devices: dict[int, MbusDevice] = {}  # by slot
+        self._queue: list[Step] = []
+        self._seen: dict[int, tuple[int, int]] = {}  # slot -> (billing read length, answers) read
+        self._log_sequence: int | None = None
+        self._said: set[str] = set()
+
+    async def setup(self) -> None:
+        """Learn whether there is a module and how big its tables are (ET29, ET11, ET36)."""
+        options = await self._client.read_optional(
+            "hardware configuration (ET29)", ET29, 0, ET29_OPTIONS_SIZE, lambda data: decode_et29(data).options
+        )
+        if options is None or not has_mbus_module(options):
+            self.available = False
+            return
+        self.dimensions = await self._client.read_optional(
+            "M-Bus dimensions (ET11)", tables.ET11, 0, ET11_SPAN, decode_mbus_dimensions
+        )
+        if self.dimensions is None:
+            self.available = False
+            return
+        log = await self._client.read_optional("log dimensions (ET36)", ET36, 0, et36_size(), decode_et45_dimensions)
+        self.log = log if log is not None and log.current_entries and log.entry_size > ET45_HEADER else None
+        self.available = True
+
+    async def read_all(self) -> dict[int, MbusDevice]:
+        """Set up if not yet, then one whole pass: every device with its newest read."""
+        if self.available is None:
+            await self.setup()
+        while await self.step():
+            pass
+        return self.devices
+
+    async def step(self) -> bool:
+        """Do one table read of the pass (starting one if none is under way); whether more follow."""
+        if not self.available:
+            return False
+        if not self._queue:
+            self._queue.append(self._read_et14)
+        try:
+            await self._queue.pop(0)()
+        except BaseException:
+            self._queue.clear()  # a pass cut short starts again from ET14
+            raise
+        return bool(self._queue)
+
+    def abort(self) -> None:
+        """Forget a pass cut short (the next step starts from ET14)."""
+        self._queue.clear()
+
+    async def _read_et14(self) -> None:
+        dims = self.dimensions
+        assert dims is not None
+        slots = await self._client.read_optional(
+            "M-Bus device status (ET14)", ET14, 0, et14_size(dims), lambda data: decode_et14(data, dims)
+        )
+        if slots is None:
+            return
+        self.devices = {slot.slot: self._with_status(slot) for slot in slots}
+        for slot in slots:
+            if slot.billing_read_length and self._seen.get(slot.slot) != (slot.billing_read_length, slot.read_answers):
+                self._queue.append(self._et16_step(slot))
+        if self.log is not None:
+            self._queue.append(self._read_log_header)
+
+    def _with_status(self, slot: MbusSlot) -> MbusDevice:
+        """ET14's news of a device, with the newest read already known of it."""
+        status = MbusDevice(
+            slot.slot, slot.handle, slot.status, slot.primary_address, slot.read_attempts, slot.read_answers
+        )
+        known = self.devices.get(slot.slot)
+        if known is None or known.handle != slot.handle:  # a new device in the slot: its reads start over
+            self._seen.pop(slot.slot, None)
+            return status
+        return replace(status, read_at=known.read_at, source=known.source, telegram=known.telegram, error=known.error)
+
+    def _et16_step(self, slot: MbusSlot) -> Step:
+        async def read() -> None:
+            dims = self.dimensions
+            assert dims is not None
+            count = min(dims.data_entry, slot.billing_read_length + SLACK)
+            record = await self._client.read_optional(
+                f"M-Bus read of slot {slot.slot} (ET16)", ET16, et16_offset(dims, slot.slot), count, decode_mbr
+            )
+            if record is not None:
+                self._seen[slot.slot] = (slot.billing_read_length, slot.read_answers)
+                self._take(slot.slot, record, "ET16")
+
+        return read
+
+    async def _read_log_header(self) -> None:
+        header = await self._client.read_optional("M-Bus read log (ET45)", ET45, 0, ET45_HEADER, decode_et45_header)
+        if header is None or not header.valid or header.last_sequence == self._log_sequence:
+            return
+        assert self.log is not None
+        new = header.valid if self._log_sequence is None else (header.last_sequence - self._log_sequence) & 0xFFFF
+        self._log_sequence = header.last_sequence
+        self._queue.append(self._log_entry_step(header, 0, min(new, header.valid), set()))
+
+    def _log_entry_step(self, header: LogHeader, back: int, new: int, found: set[int]) -> Step:
+        """Read entry ``back`` places before the newest; go on until each device has one or all new are read."""
+
+        async def read() -> None:
+            log = self.log
+            assert log is not None
+            element = (header.last_element - back) % log.current_entries
+            entry = await self._client.read_optional(
+                "M-Bus read log entry (ET45)", ET45, et45_offset(log, element), log.entry_size, decode_et45_entry
+            )
+            if entry is not None and entry.handle not in found:
+                found.add(entry.handle)
+                slot = next((device.slot for device in self.devices.values() if device.handle == entry.handle), None)
+                if slot is not None:
+                    self._take(slot, entry.record, "ET45")
+            handles = {device.handle for device in self.devices.values()}
+            if back + 1 < new and not handles <= found:
+                self._queue.append(self._log_entry_step(header, back + 1, new, found))
+
+        return read
+
+    def _take(self, slot: int, record: MbusRecord, source: str) -> None:
+        """Keep ``record`` for the device in ``slot`` unless it already has a newer read."""
+        device = self.devices.get(slot)
+        if device is None:
+            return
+        if device.read_at is not None and record.read_at is not None and record.read_at < device.read_at:
+            return
+        telegram, error = None, None
+        if not record.telegrams:
+            error = "no complete telegram"
+        else:
+            try:
+                telegram = decode_telegram(record.telegrams[0], record)
+                for more in record.telegrams[1:]:  # a device that sends its records in several telegrams
+                    for key, value in decode_telegram(more, record).values.items():
+                        telegram.values.setdefault(key, value)
+            except DecodeError as err:
+                error = str(err)
+        if error is not None and error not in self._said:
+            self._said.add(error)
+            _LOGGER.debug("M-Bus device in slot %d: %s (%s)", slot, error, source)
+        self.devices[slot] = replace(device, read_at=record.read_at, source=source, telegram=telegram, error=error)
