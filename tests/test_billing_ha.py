@@ -369,7 +369,7 @@ async def test_the_tier_groups_follow_the_read_size_of_each_session(
 @pytest.mark.usefixtures("entity_registry_enabled_by_default")
 async def test_every_entity_of_a_full_featured_meter_is_translated(hass: HomeAssistant, make: MakeMeter) -> None:
     """Each entity has a translated name, and every translated sensor name is used by some entity."""
-    await make("tou,self-reads,demand,disconnect", transport="mep").setup(hass)
+    await make("tou,self-reads,demand,disconnect,mbus", transport="mep").setup(hass)
     english = json.loads(TRANSLATIONS.read_text())["entity"]
     registry = er.async_get(hass)
     used: dict[str, set[str]] = {}
@@ -380,8 +380,10 @@ async def test_every_entity_of_a_full_featured_meter_is_translated(hass: HomeAss
         used.setdefault(item.domain, set()).add(item.translation_key)
         assert "{" not in (item.original_name or "")  # placeholders filled
     # Names only other meters or HA setups use (history: the recorder; retries etc.: always there).
-    # (min_demand: a BT22 minimum demand register, which the simulated meter does not configure)
-    assert set(english["sensor"]) - used["sensor"] <= {"history_imported_until", "history_pending", "min_demand"}
+    # (min_demand: a BT22 minimum demand register, which the simulated meter does not configure;
+    # an outside temperature: an M-Bus heat meter with a sensor outdoors, which the simulated one lacks)
+    unused = {"history_imported_until", "history_pending", "min_demand", "mbus_external_temperature"}
+    assert set(english["sensor"]) - used["sensor"] <= unused
 
 
 async def test_rare_reads_and_history_take_turns(hass: HomeAssistant, make: MakeMeter) -> None:

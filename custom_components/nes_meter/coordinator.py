@@ -57,6 +57,7 @@ from .const import (
 from .events_coordinator import MeterEventTracker
 from .guard import GUARDED_COUNTERS, CounterGuard
 from .history import HistoryImporter
+from .mbus_tracker import MbusTracker
 from .quality_tracker import PowerQualityTracker
 from .rare_reads import RareReadScheduler
 
@@ -151,6 +152,7 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
         # tariff, tiers, demands and self-reads; tier registers pass the counter guard
         self.billing = MeterBillingTracker(self.client, self.rare_reads, self.guard)
         self.quality = PowerQualityTracker(self.client)  # power quality and the disconnect relay
+        self.mbus = MbusTracker(self.client)  # the gas, water and heat meters behind the meter
         self._failures = 0
         self._retry_at = 0.0
         self._port_lock = asyncio.Lock()
@@ -176,7 +178,13 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
             await self.events.async_setup()
             await self.billing.async_setup()
             await self.quality.async_setup()
-            self.rare_reads.add(*self.events.rare_reads(), *self.billing.rare_reads(), *self.quality.rare_reads())
+            await self.mbus.async_setup(self.quality.hardware_options)
+            self.rare_reads.add(
+                *self.events.rare_reads(),
+                *self.billing.rare_reads(),
+                *self.quality.rare_reads(),
+                *self.mbus.rare_reads(),
+            )
         except MeterError as err:
             self._note_tls_required(err)
             raise ha_error(err) from err
@@ -241,8 +249,8 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
 
     async def _rare_step(self, _snapshot: MeterSnapshot) -> bool:
         used = await self.rare_reads.step()
-        if self.billing.tiers_appeared:  # tier sensors are made at setup: set up again
-            self.billing.tiers_appeared = False
+        if self.billing.tiers_appeared or self.mbus.devices_appeared:  # their sensors are made at setup
+            self.billing.tiers_appeared = self.mbus.devices_appeared = False
             self.hass.config_entries.async_schedule_reload(self.config_entry.entry_id)
         return used
 

@@ -43,6 +43,7 @@ async def async_get_config_entry_diagnostics(hass: HomeAssistant, entry: NesMete
         "events": coordinator.events.diagnostics(),
         "billing": coordinator.billing.diagnostics(),
         "power_quality": coordinator.quality.diagnostics(),
+        "mbus": coordinator.mbus.diagnostics(),
         "rare_reads": list(coordinator.rare_reads.names),
         "client": async_redact_data(client, TO_REDACT),
         "trace": async_redact_data(trace, TO_REDACT),

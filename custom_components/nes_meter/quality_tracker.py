@@ -39,6 +39,12 @@ class PowerQualityTracker:
         return self._has_power_quality
 
     @property
+    def hardware_options(self) -> int | None:
+        """ET29.0's hardware options as setup read them; None when the meter refused ET29."""
+        hardware = self._relay_reader.hardware
+        return hardware.options if hardware is not None else None
+
+    @property
     def has_disconnect(self) -> bool:
         """Whether ET29 says the meter has a load-disconnect switch."""
         return self._relay_reader.has_disconnect

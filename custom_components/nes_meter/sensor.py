@@ -39,6 +39,7 @@ from .counter_sensor import RestoredCounterSensor
 from .entity import NesMeterEntity
 from .guard import GUARDED_COUNTERS
 from .history_sensor import history_sensors
+from .mbus_sensor import mbus_sensors
 from .power_quality_sensor import power_quality_sensors
 
 PARALLEL_UPDATES = 0
@@ -336,6 +337,7 @@ async def async_setup_entry(
     entities += history_sensors(coordinator, identity)
     entities += billing_sensors(coordinator, identity)
     entities += power_quality_sensors(coordinator, identity)
+    entities += mbus_sensors(coordinator, identity)
     async_add_entities(entities)
     coordinator.client.set_wanted(_wanted_fields(hass, identity))
 

@@ -4,29 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
 from nesmeter.cli.cli_client import client_from_args
-from nesmeter.client.mbus_reader import MbusDevice, MbusReader
-
-
-def device_dict(device: MbusDevice) -> dict[str, Any]:
-    """One device as plain JSON types; ``read_at`` is the meter's local time (no zone)."""
-    telegram = device.telegram
-    return {
-        "slot": device.slot,
-        "handle": device.handle,
-        "status": device.status,
-        "medium": telegram.medium if telegram else None,
-        "manufacturer": telegram.manufacturer if telegram else None,
-        "serial": telegram.serial if telegram else None,
-        "version": telegram.version if telegram else None,
-        "device_status": telegram.status if telegram else None,
-        "read_at": device.read_at.isoformat() if device.read_at else None,
-        "source": device.source,
-        "values": dict(telegram.values) if telegram else {},
-        "error": device.error,
-    }
+from nesmeter.client.mbus_reader import MbusReader
 
 
 async def mbus(args: argparse.Namespace) -> int:
@@ -35,7 +15,7 @@ async def mbus(args: argparse.Namespace) -> int:
     async with client:
         reader = MbusReader(client)
         devices = await reader.read_all()
-    listed = [device_dict(device) for _slot, device in sorted(devices.items())]
+    listed = [device.as_dict() for _slot, device in sorted(devices.items())]
     if args.json:
         print(json.dumps({"module": bool(reader.available), "devices": listed}))
         return 0

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nesmeter.errors import DecodeError
 from nesmeter.tables import tables
@@ -71,6 +71,27 @@ class MbusDevice:
     telegram: MbusTelegram | None = None  # None before the first read, or when not decodable
     error: str | None = None  # why the newest read gave no telegram
 
+    def as_dict(self) -> dict[str, Any]:
+        """Return the device as plain JSON types; ``read_at`` is the meter's local time (no zone)."""
+        telegram = self.telegram
+        return {
+            "slot": self.slot,
+            "handle": self.handle,
+            "status": self.status,
+            "primary_address": self.primary_address,
+            "read_attempts": self.read_attempts,
+            "read_answers": self.read_answers,
+            "medium": telegram.medium if telegram else None,
+            "manufacturer": telegram.manufacturer if telegram else None,
+            "serial": telegram.serial if telegram else None,
+            "version": telegram.version if telegram else None,
+            "device_status": telegram.status if telegram else None,
+            "read_at": self.read_at.isoformat() if self.read_at else None,
+            "source": self.source,
+            "values": dict(telegram.values) if telegram else {},
+            "error": self.error,
+        }
+
 
 type Step = Callable[[], Awaitable[None]]
 
@@ -90,11 +111,17 @@ class MbusReader:
         self._log_sequence: int | None = None
         self._said: set[str] = set()
 
-    async def setup(self) -> None:
-        """Learn whether there is a module and how big its tables are (ET29, ET11, ET36)."""
-        options = await self._client.read_optional(
-            "hardware configuration (ET29)", ET29, 0, ET29_OPTIONS_SIZE, lambda data: decode_et29(data).options
-        )
+    async def setup(self, hardware_options: int | None = None) -> None:
+        """Learn whether there is a module and how big its tables are (ET29, ET11, ET36).
+
+        ``hardware_options``: ET29.0 when the caller has read it already (the relay reader
+        does), which saves the read.
+        """
+        options = hardware_options
+        if options is None:
+            options = await self._client.read_optional(
+                "hardware configuration (ET29)", ET29, 0, ET29_OPTIONS_SIZE, lambda data: decode_et29(data).options
+            )
         if options is None or not has_mbus_module(options):
             self.available = False
             return
