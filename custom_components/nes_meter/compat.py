@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 import inspect
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from homeassistant import config_entries
 from homeassistant.components.recorder.models import StatisticMetaData
-from homeassistant.config_entries import ConfigFlowResult
+from homeassistant.config_entries import ConfigEntry, ConfigFlowResult
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.update_coordinator import UpdateFailed
 
 # Statistics metadata gained ``unit_class`` in 2025.11 (recorder schema 51); older releases
@@ -70,3 +73,16 @@ __all__ = [
     "OptionsFlowWithReload",
     "update_failed",
 ]
+
+
+# A device behind another names it by device id (via_device_id) since DeviceInfo became a
+# dataclass with that field (2026.8); the (domain, identifier) tuple before is deprecated.
+VIA_DEVICE_ID: Final = "via_device_id" in getattr(DeviceInfo, "__dataclass_fields__", {})
+
+
+def linked_device_info(hass: HomeAssistant, entry: ConfigEntry, parent: tuple[str, str], **fields: Any) -> DeviceInfo:
+    """Return a DeviceInfo of ``fields`` for a device behind the parent device ``parent`` names."""
+    if not VIA_DEVICE_ID:
+        return cast(DeviceInfo, {**fields, "via_device": parent})
+    device = dr.async_get(hass).async_get_or_create(config_entry_id=entry.entry_id, identifiers={parent})
+    return cast(DeviceInfo, cast(Any, DeviceInfo)(**fields, via_device_id=device.id))

@@ -30,6 +30,7 @@ from homeassistant.helpers.device_registry import DeviceInfo
 from nesmeter import MeterIdentity
 from nesmeter.client.mbus_reader import MbusDevice
 
+from .compat import linked_device_info
 from .const import DOMAIN
 from .coordinator import NesMeterCoordinator
 from .mbus_tracker import device_id
@@ -85,7 +86,7 @@ def mbus_sensors(coordinator: NesMeterCoordinator, identity: MeterIdentity) -> l
         telegram = device.telegram
         if telegram is None:
             continue
-        info = _device_info(device, identity)
+        info = _device_info(coordinator, device, identity)
         descriptions = [_volume(device.slot, telegram.medium)] if "volume_m3" in telegram.values else []
         descriptions += [_value(device.slot, value) for value in VALUES if value.key in telegram.values]
         descriptions.append(_read_at(device.slot))
@@ -93,12 +94,15 @@ def mbus_sensors(coordinator: NesMeterCoordinator, identity: MeterIdentity) -> l
     return entities
 
 
-def _device_info(device: MbusDevice, identity: MeterIdentity) -> DeviceInfo:
+def _device_info(coordinator: NesMeterCoordinator, device: MbusDevice, identity: MeterIdentity) -> DeviceInfo:
     telegram = device.telegram
     assert telegram is not None
     medium = telegram.medium
     key = DEVICE_KEYS.get(medium) or ("mbus_heat" if medium in DEVICE_KEYS_HEAT else "mbus_other")
-    return DeviceInfo(
+    return linked_device_info(
+        coordinator.hass,
+        coordinator.config_entry,
+        (DOMAIN, identity.utility_serial),
         identifiers={(DOMAIN, f"mbus_{device_id(device)}")},
         manufacturer=telegram.manufacturer or None,
         model=f"M-Bus {medium.replace('_', ' ')} meter",
@@ -106,7 +110,6 @@ def _device_info(device: MbusDevice, identity: MeterIdentity) -> DeviceInfo:
         hw_version=str(telegram.version),
         translation_key=key,
         translation_placeholders={"serial": telegram.serial},
-        via_device=(DOMAIN, identity.utility_serial),
     )
 
 
