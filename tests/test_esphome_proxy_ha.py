@@ -93,14 +93,16 @@ async def test_a_proxy_lost_mid_poll_makes_the_sensors_unavailable_until_it_reco
     await hass.async_block_till_done()
     coordinator: NesMeterCoordinator = entry.runtime_data
     shown = _energy_state(hass)
+    port = device.port
 
-    await device.drop_clients()  # the ESP32 reboots mid-session
+    await device.stop_listening()  # the ESP32 drops off the network mid-session and stays away
     await coordinator.async_refresh()
     await hass.async_block_till_done()
     assert not coordinator.last_update_success
     assert _energy_state(hass) == STATE_UNAVAILABLE
     assert coordinator._retry_at > 0  # the next attempt waits out the backoff
 
+    await device.start(port=port)  # back
     coordinator._retry_at = 0  # the backoff has passed
     await coordinator.async_refresh()
     await hass.async_block_till_done()
