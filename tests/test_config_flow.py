@@ -16,7 +16,7 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 import serialx
 
-from custom_components.nes_meter import config_flow
+from custom_components.nes_meter import compat, config_flow
 from custom_components.nes_meter.const import (
     CONF_ENABLE_LINE,
     CONF_ENCRYPT,
@@ -176,6 +176,7 @@ async def test_protocol_error_is_unknown(hass: HomeAssistant, ir_server: SimServ
     assert result["errors"] == {"base": "unknown"}
 
 
+@pytest.mark.skipif(compat.SERIAL_PORT_SELECTOR, reason="the standard serial port selector lists the ports")
 async def test_port_list_uses_stable_by_id_paths(hass: HomeAssistant, tmp_path: Path) -> None:
     device = tmp_path / "ttyUSB0"
     device.touch()
@@ -196,6 +197,16 @@ async def test_port_list_uses_stable_by_id_paths(hass: HomeAssistant, tmp_path: 
         },
         {"value": "/dev/ttyS0", "label": "/dev/ttyS0"},
     ]
+
+
+async def test_the_port_field_is_the_standard_serial_port_selector_where_there_is_one(hass: HomeAssistant) -> None:
+    """2026.5+: Home Assistant's own picker (USB adapters and ESPHome serial proxies); before: our list."""
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": config_entries.SOURCE_USER})
+    field = result["data_schema"].schema[CONF_PORT]
+    if compat.SERIAL_PORT_SELECTOR:
+        assert field.selector_type == "serial_port"
+    else:
+        assert field.selector_type == "select" and field.config["custom_value"] is True
 
 
 async def test_reauth(hass: HomeAssistant, ir_server: SimServer) -> None:

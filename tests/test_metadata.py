@@ -177,7 +177,13 @@ def test_every_sensor_and_exception_is_translated() -> None:
     assert set(icons) <= names
     source = "\n".join(path.read_text() for path in INTEGRATION.glob("*.py"))
     for key in re.findall(r'translation_key="(\w+)"', source):
-        translated = (english["exceptions"], names, english["selector"], english["entity"]["binary_sensor"])
+        translated = (
+            english["exceptions"],
+            english["issues"],
+            names,
+            english["selector"],
+            english["entity"]["binary_sensor"],
+        )
         assert any(key in keys for keys in translated), key
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import issue_registry as ir
 
-from .coordinator import NesMeterConfigEntry, NesMeterCoordinator
+from .const import DOMAIN
+from .coordinator import NesMeterConfigEntry, NesMeterCoordinator, proxy_issue_id
 from .events_coordinator import async_remove_event_storage
 from .history import async_clear_statistics
 
@@ -37,5 +39,6 @@ async def async_unload_entry(hass: HomeAssistant, entry: NesMeterConfigEntry) ->
 async def async_remove_entry(hass: HomeAssistant, entry: NesMeterConfigEntry) -> None:
     """Delete the meter history statistics and event log state with the entry (reloads keep them)."""
     await async_remove_event_storage(hass, entry)
+    ir.async_delete_issue(hass, DOMAIN, proxy_issue_id(entry))
     if entry.unique_id:
         await async_clear_statistics(hass, entry.unique_id)

@@ -59,6 +59,46 @@ def update_failed(*, retry_after: float | None = None, **kwargs: Any) -> UpdateF
     return UpdateFailed(**kwargs)
 
 
+# 2026.5: the standard serial port selector. The frontend lists USB adapters and ESPHome serial
+# proxies in it (from the usb integration's scan) and lets a URL be typed in; older releases
+# keep the integration's own list (a dropdown that also takes typed values).
+try:
+    from homeassistant.helpers.selector import (  # type: ignore[attr-defined,unused-ignore]
+        SerialPortSelector as _SerialPortSelector,
+    )
+
+    SERIAL_PORT_SELECTOR: Final = True
+except ImportError:  # the floor
+    SERIAL_PORT_SELECTOR = False  # type: ignore[misc,unused-ignore]
+
+
+def serial_port_selector() -> Any:
+    """Return the standard serial port selector (2026.5+); call only when ``SERIAL_PORT_SELECTOR``."""
+    return _SerialPortSelector()
+
+
+async def async_scanned_ports(hass: HomeAssistant) -> list[tuple[str, str]] | None:
+    """Return the ports core's usb integration knows (USB adapters and ESPHome serial proxies) as (device, label).
+
+    None where the release has no ``usb.async_scan_serial_ports`` (before 2026.5) or the usb
+    integration is not loaded: the caller then uses its own scan.
+    """
+    if "usb" not in hass.config.components:
+        return None
+    try:
+        from homeassistant.components import usb
+    except ImportError:  # the usb integration's requirements are missing (test environments)
+        return None
+    scan = getattr(usb, "async_scan_serial_ports", None)
+    if scan is None:
+        return None
+    ports: list[tuple[str, str]] = []
+    for port in await scan(hass):
+        details = " - ".join(part for part in (port.description, port.interface_description, port.manufacturer) if part)
+        ports.append((port.device, details))
+    return ports
+
+
 try:  # the unit enum that replaces the bare PERCENTAGE constant
     from homeassistant.const import UnitOfRatio
 
@@ -68,9 +108,12 @@ except ImportError:  # the floor
 
 __all__ = [
     "PERCENTAGE",
+    "SERIAL_PORT_SELECTOR",
     "STATISTICS_UNIT_CLASS",
     "UPDATE_FAILED_RETRY_AFTER",
     "OptionsFlowWithReload",
+    "async_scanned_ports",
+    "serial_port_selector",
     "update_failed",
 ]
 

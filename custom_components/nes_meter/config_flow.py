@@ -36,13 +36,16 @@ from nesmeter import (
     MeterIdentity,
     NoResponseError,
     PortError,
+    ProxyAuthError,
+    ProxyOfflineError,
+    ProxyPortNotFoundError,
     TlsError,
     TlsRequiredError,
     UnsupportedMeterError,
     validate_port,
 )
 
-from .compat import OptionsFlowWithReload
+from .compat import SERIAL_PORT_SELECTOR, OptionsFlowWithReload, async_scanned_ports, serial_port_selector
 from .const import (
     CONF_ENABLE_LINE,
     CONF_KEY,
@@ -141,6 +144,12 @@ def _error_for(err: MeterError) -> str:
         return "invalid_key"
     if isinstance(err, InvalidPortError):
         return "invalid_port"
+    if isinstance(err, ProxyOfflineError):
+        return "proxy_offline"
+    if isinstance(err, ProxyAuthError):
+        return "proxy_invalid_key"
+    if isinstance(err, ProxyPortNotFoundError):
+        return "proxy_unknown_port"
     if isinstance(err, PortError):
         return "cannot_connect"
     if isinstance(err, NoResponseError):
@@ -173,15 +182,25 @@ def _key_schema(key_format: str, *, keep_stored: bool = False) -> dict[vol.Marke
 def _connection_schema(
     ports: dict[str, str], defaults: Mapping[str, Any], *, keep_stored_key: bool = False
 ) -> vol.Schema:
-    """Port, transport and key; ``defaults`` fill the port and transport, never the key."""
-    if CONF_PORT in defaults and defaults[CONF_PORT] not in ports:
-        ports = {defaults[CONF_PORT]: defaults[CONF_PORT], **ports}
-    port_options = [SelectOptionDict(value=path, label=label) for path, label in ports.items()]
+    """Port, transport and key; ``defaults`` fill the port and transport, never the key.
+
+    Where Home Assistant has the standard serial port selector (2026.5+), the port field is
+    that: the frontend lists the usb integration's ports, USB adapters and ESPHome serial
+    proxies alike, and takes a typed path or URL. Older releases get ``ports``.
+    """
+    port_field: Any
+    if SERIAL_PORT_SELECTOR:
+        port_field = serial_port_selector()
+    else:
+        if CONF_PORT in defaults and defaults[CONF_PORT] not in ports:
+            ports = {defaults[CONF_PORT]: defaults[CONF_PORT], **ports}
+        port_options = [SelectOptionDict(value=path, label=label) for path, label in ports.items()]
+        port_field = SelectSelector(
+            SelectSelectorConfig(options=port_options, custom_value=True, mode=SelectSelectorMode.DROPDOWN)
+        )
     return vol.Schema(
         {
-            vol.Required(CONF_PORT, default=defaults.get(CONF_PORT, vol.UNDEFINED)): SelectSelector(
-                SelectSelectorConfig(options=port_options, custom_value=True, mode=SelectSelectorMode.DROPDOWN)
-            ),
+            vol.Required(CONF_PORT, default=defaults.get(CONF_PORT, vol.UNDEFINED)): port_field,
             vol.Required(CONF_TRANSPORT, default=defaults.get(CONF_TRANSPORT, TRANSPORT_MEP)): SelectSelector(
                 SelectSelectorConfig(
                     options=[TRANSPORT_MEP, TRANSPORT_IR], translation_key=CONF_TRANSPORT, mode=SelectSelectorMode.LIST
@@ -240,6 +259,19 @@ class NesMeterConfigFlow(ConfigFlow, domain=DOMAIN):
                 return entry.title
         return None
 
+    async def _async_ports(self) -> dict[str, str]:
+        """Return the ports for the form's own list: none with the standard selector (the frontend lists them).
+
+        Where core's usb integration scans ports (USB adapters and ESPHome serial proxies) its
+        list is used, else the integration's own scan.
+        """
+        if SERIAL_PORT_SELECTOR:
+            return {}
+        scanned = await async_scanned_ports(self.hass)
+        if scanned is not None:
+            return {device: f"{device} ({label})" if label else device for device, label in scanned}
+        return await self.hass.async_add_executor_job(_list_ports)
+
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Ask for the port, the meter port and the key; test them with a real read."""
         return await self._async_step_connect("user", user_input, {})
@@ -288,7 +320,7 @@ class NesMeterConfigFlow(ConfigFlow, domain=DOMAIN):
                         data=user_input,
                         options=self._options,
                     )
-        ports = await self.hass.async_add_executor_job(_list_ports)
+        ports = await self._async_ports()
         return self.async_show_form(
             step_id=step_id,
             data_schema=_connection_schema(ports, user_input or defaults),
@@ -340,7 +372,7 @@ class NesMeterConfigFlow(ConfigFlow, domain=DOMAIN):
                         await self.async_set_unique_id(identity.utility_serial)
                         self._abort_if_unique_id_mismatch(reason="wrong_meter")
                         return self.async_update_reload_and_abort(entry, data=data, options=self._options)
-        ports = await self.hass.async_add_executor_job(_list_ports)
+        ports = await self._async_ports()
         return self.async_show_form(
             step_id="reconfigure",
             data_schema=_connection_schema(ports, user_input or entry.data, keep_stored_key=True),

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 import logging
 import time
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import CONF_PORT
@@ -27,11 +28,15 @@ from nesmeter import (
     MeterSnapshot,
     NoResponseError,
     PortError,
+    ProxyAuthError,
+    ProxyOfflineError,
+    ProxyPortNotFoundError,
     TlsRequiredError,
     UnsupportedMeterError,
 )
 from nesmeter.client.recording import record_reading
 from nesmeter.errors import ABSENT
+from nesmeter.link.transport import describe_port, is_esphome_proxy
 from nesmeter.mep.tls import KeyId
 
 from .billing_tracker import TIER_COUNTERS, MeterBillingTracker
@@ -110,7 +115,13 @@ def ha_error(err: MeterError, retry_after: float | None = None) -> HomeAssistant
         return ConfigEntryError(
             translation_domain=DOMAIN, translation_key="unsupported_meter", translation_placeholders={"error": str(err)}
         )
-    if isinstance(err, PortError):
+    if isinstance(err, ProxyOfflineError):
+        key = "proxy_offline"
+    elif isinstance(err, ProxyAuthError):
+        key = "proxy_invalid_key"
+    elif isinstance(err, ProxyPortNotFoundError):
+        key = "proxy_unknown_port"
+    elif isinstance(err, PortError):
         key = "cannot_connect"
     elif isinstance(err, NoResponseError):
         key = "no_response"
@@ -127,6 +138,24 @@ def ha_error(err: MeterError, retry_after: float | None = None) -> HomeAssistant
 def tls_issue_id(entry: ConfigEntry) -> str:
     """Return the id of the repair issue raised when the entry's meter requires MEP TLS mode."""
     return f"tls_required_{entry.entry_id}"
+
+
+def proxy_issue_id(entry: ConfigEntry) -> str:
+    """Return the id of the repair issue raised while the entry's ESPHome serial proxy is missing."""
+    return f"proxy_missing_{entry.entry_id}"
+
+
+# Failed polls in a row before a lost proxy becomes a repair issue (a reboot or a Wi-Fi blip is not one).
+PROXY_ISSUE_AFTER: Final = 3
+
+
+def proxy_device_name(hass: HomeAssistant, port: str) -> str:
+    """Name the ESPHome device behind a proxy URL: its config entry's title, or the host the URL names."""
+    parts = urlsplit(port)
+    if parts.scheme.lower() == "esphome-hass":
+        esphome_entry = hass.config_entries.async_get_entry(parts.path.strip("/"))
+        return esphome_entry.title if esphome_entry is not None else parts.path.strip("/")
+    return parts.hostname or port
 
 
 class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
@@ -157,6 +186,7 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
         self._retry_at = 0.0
         self._port_lock = asyncio.Lock()
         self._tls_issue_raised = False
+        self._proxy_issue_raised = False
         self._rare_turn = False  # the last poll's extra read went to a rare read: history's turn
         self.history = HistoryImporter(
             hass, entry, self.client, identity=lambda: self.identity, poll_interval=lambda: self.interval_seconds
@@ -187,8 +217,10 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
             )
         except MeterError as err:
             self._note_tls_required(err)
+            self._note_proxy_missing(err)  # the entry retries setup: say which device is missing
             raise ha_error(err) from err
         ir.async_delete_issue(self.hass, DOMAIN, tls_issue_id(self.config_entry))  # read: fixed, if raised
+        ir.async_delete_issue(self.hass, DOMAIN, proxy_issue_id(self.config_entry))
 
     def restore_counter(self, key: str, wh: float, seen: datetime) -> None:
         """Give the counter guard what energy sensor ``key`` showed before a restart or reload.
@@ -288,10 +320,15 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
             await self.client.close()
             retry_after = None if isinstance(err, AuthenticationError) else self._schedule_retry()
             self._note_tls_required(err)
+            if self._failures >= PROXY_ISSUE_AFTER:
+                self._note_proxy_missing(err)
             raise ha_error(err, retry_after) from err
         if self._tls_issue_raised:
             ir.async_delete_issue(self.hass, DOMAIN, tls_issue_id(self.config_entry))
             self._tls_issue_raised = False
+        if self._proxy_issue_raised:
+            ir.async_delete_issue(self.hass, DOMAIN, proxy_issue_id(self.config_entry))
+            self._proxy_issue_raised = False
         self._failures = 0
         self._retry_at = 0.0
         return self.guard.apply(snapshot, time.monotonic())
@@ -310,6 +347,26 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
             translation_key="tls_required",
             translation_placeholders={"title": self.config_entry.title},
             data={"entry_id": self.config_entry.entry_id},
+        )
+
+    def _note_proxy_missing(self, err: MeterError) -> None:
+        """Raise a repair naming the ESPHome device when the entry's serial proxy is offline or lost its port."""
+        port = self.config_entry.data[CONF_PORT]
+        if not isinstance(err, ProxyOfflineError | ProxyPortNotFoundError) or not is_esphome_proxy(port):
+            return
+        self._proxy_issue_raised = True
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            proxy_issue_id(self.config_entry),
+            is_fixable=False,
+            severity=ir.IssueSeverity.WARNING,
+            translation_key="proxy_missing",
+            translation_placeholders={
+                "title": self.config_entry.title,
+                "device": proxy_device_name(self.hass, port),
+                "port": describe_port(port),
+            },
         )
 
     def _schedule_retry(self) -> float:

@@ -42,6 +42,18 @@ class InvalidPortError(PortError, ValueError):
     """The port text is neither a device path nor a supported URL scheme."""
 
 
+class ProxyOfflineError(PortError):
+    """A network serial proxy (an ESPHome device) cannot be reached: off, rebooting, wrong address."""
+
+
+class ProxyAuthError(PortError):
+    """The serial proxy refused the connection: a wrong or missing encryption key (or API password)."""
+
+
+class ProxyPortNotFoundError(PortError):
+    """The serial proxy is reachable but has no port by that name (or no device behind it)."""
+
+
 class NoResponseError(MeterError):
     """The port is open but the meter does not answer (wrong transport, probe, disabled port)."""
 

@@ -31,7 +31,11 @@ def _parser() -> argparse.ArgumentParser:
 
     read = sub.add_parser("read", help="print one reading")
     read.add_argument("--transport", choices=TRANSPORTS, required=True)
-    read.add_argument("--port", required=True, help="device path, socket://host:port or rfc2217://host:port")
+    read.add_argument(
+        "--port",
+        required=True,
+        help="device path, socket://host:port, rfc2217://host:port or esphome://host:6053?port_name=NAME[&key=NOISE_KEY]",
+    )
     read.add_argument(
         "--key", required=True, help="the utility's key (20 ASCII characters, 40 hex digits or decimal form)"
     )

@@ -1,4 +1,10 @@
-"""Byte link over ``serialx``: device paths and ``socket://`` / ``rfc2217://`` URLs.
+"""Byte link over ``serialx``: device paths, ``socket://`` / ``rfc2217://`` URLs and ESPHome serial proxies.
+
+An ESPHome serial proxy is a UART of an ESPHome device shared over its native API:
+``esphome://HOST[:6053]?port_name=NAME[&key=NOISE_PSK]`` (serialx with aioesphomeapi, the
+``nesmeter[esphome]`` extra) or, inside Home Assistant, ``esphome-hass://esphome/ENTRY_ID?port_name=NAME``
+(the handler that Home Assistant's ESPHome integration registers with serialx). The modem lines
+(RTS, DTR) cross the proxy too, so MEP's ENABLE line works as on a local port.
 
 A small buffered protocol instead of ``StreamReader`` so the sessions can peek, discard
 stale input and wait with exact per-frame deadlines. Every OS/serialx failure becomes a
@@ -12,17 +18,51 @@ import contextvars
 import errno
 import logging
 from typing import Final, Literal
+from urllib.parse import parse_qs, urlsplit
 
 import serialx
 
-from nesmeter.errors import InvalidPortError, PortError
+from nesmeter.errors import (
+    InvalidPortError,
+    PortError,
+    ProxyAuthError,
+    ProxyOfflineError,
+    ProxyPortNotFoundError,
+)
 from nesmeter.link.serialx_compat import redact_uri
 
 _LOGGER = logging.getLogger(__name__)
 
 BAUDRATE: Final = 9600
 BYTE_TIME: Final = 10 / BAUDRATE  # 8N1: ten bits per byte
-ALLOWED_SCHEMES: Final = ("socket://", "rfc2217://")
+ESPHOME_SCHEMES: Final = ("esphome://", "esphome-hass://")
+ALLOWED_SCHEMES: Final = ("socket://", "rfc2217://", *ESPHOME_SCHEMES)
+# How serialx finds the proxy's port: by name, or by the device behind it (Home Assistant's
+# port list names a USB adapter on a proxy by its udev id or serial number).
+ESPHOME_PORT_PARAMS: Final = frozenset(
+    {
+        "port_name",
+        "port_udev_id",
+        "port_serial_number",
+        "port_manufacturer",
+        "port_product",
+        "port_usb_vid",
+        "port_usb_pid",
+        "port_usb_bcd_device",
+        "port_usb_interface_num",
+    }
+)
+# aioesphomeapi's errors for a refused key or password (serialx keeps them as the cause).
+_PROXY_KEY_ERRORS: Final = frozenset(
+    {
+        "InvalidEncryptionKeyAPIError",
+        "EncryptionErrorAPIError",
+        "RequiresEncryptionAPIError",
+        "EncryptionPlaintextAPIError",
+        "EncryptionHelloAPIError",
+        "InvalidAuthAPIError",
+    }
+)
 EnableLine = Literal["rts", "dtr", "none"]
 
 
@@ -37,43 +77,77 @@ _PAYLOAD_TYPES: Final = (bytes, bytearray, memoryview)
 _OUR_LINK: Final = contextvars.ContextVar("nes_meter_link", default=False)
 
 
-class _NoPayloadFilter(logging.Filter):
-    """Replaces raw bytes in serialx's DEBUG records by their length.
+def _without_payload(arg: object, *, frame: bool) -> object:
+    """``arg`` with the bytes it carries replaced by their length."""
+    if isinstance(arg, _PAYLOAD_TYPES):
+        return f"<{len(arg)} bytes>"
+    data = getattr(arg, "data", None)  # aioesphomeapi's serial proxy messages (protobuf) carry the bytes
+    if hasattr(arg, "SerializeToString") and isinstance(data, bytes):
+        return f"<{type(arg).__name__} with {len(data)} bytes>"
+    if frame and isinstance(arg, str) and len(arg) >= 8 and all(char in _HEX for char in arg):
+        return f"<{len(arg) // 2} bytes>"  # aioesphomeapi's "Sending frame: [hex]"
+    return arg
 
-    serialx logs every chunk it reads and writes, and a C12.18 security request carries
-    the password in clear: with debug logging on, the key would end up in the log.
+
+_HEX: Final = frozenset("0123456789abcdefABCDEF")
+
+
+class _NoPayloadFilter(logging.Filter):
+    """Replaces raw bytes in serialx's and aioesphomeapi's DEBUG records by their length.
+
+    serialx logs every chunk it reads and writes, and aioesphomeapi every message and frame
+    it sends or receives; a C12.18 security request carries the password in clear: with
+    debug logging on, the key would end up in the log.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not _OUR_LINK.get():
+        if not _OUR_LINK.get() or not isinstance(record.args, tuple):
             return True
-        if isinstance(record.args, tuple) and any(isinstance(arg, _PAYLOAD_TYPES) for arg in record.args):
-            record.args = tuple(
-                f"<{len(arg)} bytes>" if isinstance(arg, _PAYLOAD_TYPES) else arg for arg in record.args
-            )
+        frame = "frame" in str(record.msg)
+        record.args = tuple(_without_payload(arg, frame=frame) for arg in record.args)
         return True
 
 
 _NO_PAYLOAD: Final = _NoPayloadFilter()
+_PAYLOAD_LOGGERS: Final = ("serialx", "aioesphomeapi")
 
 
 def _hide_serialx_payloads() -> None:
-    """Hide serialx's payloads on every serialx logger: a filter sits on the logger that creates a record."""
+    """Hide the payloads on every serialx and aioesphomeapi logger (a filter acts on its own logger's records)."""
     for name in list(logging.root.manager.loggerDict):
-        if name == "serialx" or name.startswith("serialx."):
+        if name.partition(".")[0] in _PAYLOAD_LOGGERS:
             logger = logging.getLogger(name)
             if _NO_PAYLOAD not in logger.filters:
                 logger.addFilter(_NO_PAYLOAD)
 
 
+def is_esphome_proxy(port: str) -> bool:
+    """Whether ``port`` names an ESPHome serial proxy (``esphome://`` or ``esphome-hass://``)."""
+    return port.lower().startswith(ESPHOME_SCHEMES)
+
+
+def _validate_esphome(port: str) -> None:
+    parts = urlsplit(port)
+    if parts.scheme.lower() == "esphome" and not parts.hostname:
+        raise InvalidPortError("an esphome:// URL needs the device's host name or address")
+    if parts.scheme.lower() == "esphome-hass" and not parts.path.strip("/"):
+        raise InvalidPortError("an esphome-hass:// URL needs the ESPHome config entry id")
+    if not ESPHOME_PORT_PARAMS & parse_qs(parts.query).keys() and not parts.path.strip("/").isdigit():
+        raise InvalidPortError("an ESPHome serial proxy URL needs the proxy's port, as ?port_name=NAME")
+
+
 def validate_port(port: str) -> str:
-    """Accept a device path or a ``socket://`` / ``rfc2217://`` URL, nothing else."""
+    """Accept a device path, a ``socket://`` / ``rfc2217://`` URL or an ESPHome serial proxy URL."""
     port = port.strip()
     if not port:
         raise InvalidPortError("no port given")
     if "://" in port:
         if not port.lower().startswith(ALLOWED_SCHEMES) or len(port.split("://", 1)[1]) == 0:
-            raise InvalidPortError("only device paths and socket:// or rfc2217:// URLs are supported")
+            raise InvalidPortError(
+                "only device paths and socket://, rfc2217://, esphome:// or esphome-hass:// URLs are supported"
+            )
+        if is_esphome_proxy(port):
+            _validate_esphome(port)
         return port
     if not port.startswith("/") and not port.upper().startswith("COM"):
         raise InvalidPortError("a device path must be absolute, like /dev/serial/by-id/...")
@@ -91,8 +165,43 @@ def describe_port(port: str) -> str:
     return redact_uri(port)
 
 
+def _causes(err: BaseException) -> list[str]:
+    """Return the class names of ``err`` and of every error it was raised from (serialx wraps aioesphomeapi's)."""
+    names: list[str] = []
+    seen: BaseException | None = err
+    while seen is not None and len(names) < 200:
+        names.extend(cls.__name__ for cls in type(seen).__mro__)
+        seen = seen.__cause__ or seen.__context__
+    return names
+
+
+def _proxy_error(port: str, where: str, err: BaseException) -> PortError | None:
+    """Tell a failed ESPHome serial proxy apart as the user can fix it; None: report it as any port."""
+    names = _causes(err)
+    if _PROXY_KEY_ERRORS.intersection(names):
+        return ProxyAuthError(f"{where}: the ESPHome device refused the connection: wrong or missing encryption key")
+    if "UnknownUriScheme" in names:
+        if port.lower().startswith("esphome-hass://"):
+            return ProxyOfflineError(f"{where}: only Home Assistant's ESPHome integration opens esphome-hass:// ports")
+        return PortError(f"{where}: esphome:// needs aioesphomeapi (pip install 'nesmeter[esphome]')")
+    text = str(err)
+    if (isinstance(err, ValueError) and "does not exist" in text) or "No serial proxy has" in text:
+        return ProxyPortNotFoundError(f"{where}: the ESPHome device has no such serial proxy port")
+    if "No device is attached" in text or (isinstance(err, OSError) and err.errno == errno.ENXIO):
+        return ProxyPortNotFoundError(f"{where}: nothing is attached to that serial proxy port")
+    if isinstance(err, OSError) and err.errno == errno.EBUSY:
+        return PortError(f"{where}: the serial proxy port is in use by another client")
+    if "is not loaded" in text or "has not registered" in text or "No ESPHome config entry" in text:
+        return ProxyOfflineError(f"{where}: the ESPHome device is not connected to Home Assistant")
+    if isinstance(err, OSError | TimeoutError):
+        return ProxyOfflineError(f"{where}: the ESPHome device cannot be reached ({err.__class__.__name__})")
+    return None
+
+
 def _port_error(port: str, err: BaseException) -> PortError:
     where = describe_port(port)
+    if is_esphome_proxy(port) and (proxy := _proxy_error(port, where, err)) is not None:
+        return proxy
     if isinstance(err, FileNotFoundError):
         return PortError(f"{where}: no such port")
     if isinstance(err, PermissionError):

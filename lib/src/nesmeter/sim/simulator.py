@@ -562,6 +562,19 @@ class SimulatedMeter:
         echo = transport == "ir" and "echo" in self.variants
         return _Wire(reader, write, close, pace=self.pace, echo=echo, transport=transport)
 
+    def attach(
+        self, transport: str, write: Callable[[bytes], object]
+    ) -> tuple[Callable[[bytes], None], asyncio.Task[None]]:
+        """Serve one line whose bytes the caller carries: ``feed`` hands the meter what arrives.
+
+        For a bridge such as a serial proxy device: the meter answers through ``write``. The
+        task runs until cancelled; the line stays the same across the bridge's own clients,
+        as a UART wired to the meter does.
+        """
+        reader = _TimedReader()
+        wire = self._wire(reader, write, lambda: None, transport)
+        return reader.feed_data, asyncio.create_task(self._run(transport, wire))
+
     async def serve_tcp(self, transport: str, host: str = "127.0.0.1", port: int = 0) -> SimServer:
         """Listen on loopback TCP; every connection gets its own responder."""
         tasks: set[asyncio.Task[None]] = set()
