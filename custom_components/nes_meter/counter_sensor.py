@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Final
 
 from homeassistant.components.sensor import RestoreSensor
 
 from .coordinator import NesMeterCoordinator
 
-RESTORED_UNITS: Final = frozenset({"kWh", "kvarh"})
+RESTORED_UNITS: Final = frozenset({"kWh", "kvarh", "m³"})
 
 
 class RestoredCounterSensor(RestoreSensor):
@@ -31,6 +32,8 @@ class RestoredCounterSensor(RestoreSensor):
         value = data.native_value
         if isinstance(value, bool) or not isinstance(value, int | float):
             return
-        self.coordinator.restore_counter(
-            self.entity_description.key, round(float(value) * 1000, 3), state.last_reported
-        )
+        self.restore_baseline(float(value), state.last_reported)
+
+    def restore_baseline(self, value: float, seen: datetime) -> None:
+        """Hand the restored value (in the sensor's unit) and when it was shown to the counter guard."""
+        self.coordinator.restore_counter(self.entity_description.key, round(value * 1000, 3), seen)

@@ -30,6 +30,7 @@ GUARDED_COUNTERS: Final = (
     "reactive_energy_import_varh",
     "reactive_energy_export_varh",
 )
+COUNTER_UNITS: Final = ("_wh", "_varh", "_l")  # a counter's name ends in its unit: energy, or litres
 MAX_POWER_W: Final = 250_000.0  # well above a 3 x 100 A CT installation
 CONFIRMATIONS: Final = 3
 # A lower level must be read this many times in a row (never falling) before it is the
@@ -78,7 +79,7 @@ class CounterGuard:
         reading already checked against another wins. Only a positive value is a baseline.
         """
         first = self.unchecked.pop(name, None)
-        if not name.endswith(("_wh", "_varh")) or value <= 0 or (name in self.last and first is None):
+        if not name.endswith(COUNTER_UNITS) or value <= 0 or (name in self.last and first is None):
             return self.last.get(name)
         self._accept(name, value, at)
         self.restored.add(name)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
 from homeassistant.components.sensor import SensorDeviceClass, SensorEntity, SensorStateClass
@@ -33,7 +34,8 @@ from nesmeter.client.mbus_reader import MbusDevice
 from .compat import linked_device_info
 from .const import DOMAIN
 from .coordinator import NesMeterCoordinator
-from .mbus_tracker import device_id
+from .counter_sensor import RestoredCounterSensor
+from .mbus_tracker import COUNTERS, device_id
 from .tracked_sensor import NesTrackedSensor, NesTrackedSensorDescription, Value, meter_local
 
 WATER_MEDIA: Final = frozenset({"water", "cold_water", "hot_water"})
@@ -87,10 +89,16 @@ def mbus_sensors(coordinator: NesMeterCoordinator, identity: MeterIdentity) -> l
         if telegram is None:
             continue
         info = _device_info(coordinator, device, identity)
-        descriptions = [_volume(device.slot, telegram.medium)] if "volume_m3" in telegram.values else []
-        descriptions += [_value(device.slot, value) for value in VALUES if value.key in telegram.values]
-        descriptions.append(_read_at(device.slot))
-        entities += [NesMbusSensor(coordinator, identity, description, device, info) for description in descriptions]
+        ident = device_id(device)
+        descriptions = [_volume(ident, telegram.medium)] if "volume_m3" in telegram.values else []
+        descriptions += [_value(ident, value) for value in VALUES if value.key in telegram.values]
+        descriptions.append(_read_at(ident))
+        entities += [
+            (NesMbusCounterSensor if description.key in COUNTERS else NesMbusSensor)(
+                coordinator, identity, description, ident, info
+            )
+            for description in descriptions
+        ]
     return entities
 
 
@@ -113,11 +121,11 @@ def _device_info(coordinator: NesMeterCoordinator, device: MbusDevice, identity:
     )
 
 
-def _reader(slot: int, key: str) -> Callable[[NesMeterCoordinator], Value]:
-    return lambda coordinator: coordinator.mbus.value(slot, key)
+def _reader(ident: str, key: str) -> Callable[[NesMeterCoordinator], Value]:
+    return lambda coordinator: coordinator.mbus.value(ident, key)
 
 
-def _volume(slot: int, medium: str) -> NesTrackedSensorDescription:
+def _volume(ident: str, medium: str) -> NesTrackedSensorDescription:
     device_class = SensorDeviceClass.GAS if medium == "gas" else SensorDeviceClass.VOLUME
     if medium in WATER_MEDIA:
         device_class = SensorDeviceClass.WATER
@@ -127,11 +135,11 @@ def _volume(slot: int, medium: str) -> NesTrackedSensorDescription:
         device_class=device_class,
         native_unit_of_measurement=UnitOfVolume.CUBIC_METERS,
         state_class=SensorStateClass.TOTAL_INCREASING,
-        value_fn=_reader(slot, "volume_m3"),
+        value_fn=_reader(ident, "volume_m3"),
     )
 
 
-def _value(slot: int, value: MbusValue) -> NesTrackedSensorDescription:
+def _value(ident: str, value: MbusValue) -> NesTrackedSensorDescription:
     return NesTrackedSensorDescription(
         key=value.key,
         translation_key=f"mbus_{value.key.rsplit('_', 1)[0]}",
@@ -140,17 +148,17 @@ def _value(slot: int, value: MbusValue) -> NesTrackedSensorDescription:
         state_class=value.state_class,
         entity_category=value.category,
         entity_registry_enabled_default=value.enabled,
-        value_fn=_reader(slot, value.key),
+        value_fn=_reader(ident, value.key),
     )
 
 
-def _read_at(slot: int) -> NesTrackedSensorDescription:
+def _read_at(ident: str) -> NesTrackedSensorDescription:
     def read_at(coordinator: NesMeterCoordinator) -> Value:
-        device = coordinator.mbus.devices.get(slot)
+        device = coordinator.mbus.device(ident)
         return meter_local(coordinator, device.read_at) if device is not None else None
 
     def attributes(coordinator: NesMeterCoordinator) -> dict[str, Any] | None:
-        return {"device_time": coordinator.mbus.value(slot, "device_time")}
+        return {"device_time": coordinator.mbus.value(ident, "device_time")}
 
     return NesTrackedSensorDescription(
         key="read_at",
@@ -169,10 +177,19 @@ class NesMbusSensor(NesTrackedSensor):
         coordinator: NesMeterCoordinator,
         identity: MeterIdentity,
         description: NesTrackedSensorDescription,
-        device: MbusDevice,
+        ident: str,
         info: DeviceInfo,
     ) -> None:
-        """Describe ``description``'s value of ``device``, behind the meter ``identity`` names."""
+        """Describe ``description``'s value of the device ``ident`` names, behind the meter ``identity`` names."""
         super().__init__(coordinator, identity, description)
-        self._attr_unique_id = f"{identity.utility_serial}_mbus_{device_id(device)}_{description.key}"
+        self.ident = ident
+        self._attr_unique_id = f"{identity.utility_serial}_mbus_{ident}_{description.key}"
         self._attr_device_info = info
+
+
+class NesMbusCounterSensor(RestoredCounterSensor, NesMbusSensor):
+    """A device's volume or heat energy: restored across restarts as the counter guard's baseline."""
+
+    def restore_baseline(self, value: float, seen: datetime) -> None:
+        """Hand the restored value (m³ or kWh) to the M-Bus counter guard."""
+        self.coordinator.mbus.restore(self.ident, self.entity_description.key, value, seen)

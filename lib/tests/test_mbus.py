@@ -12,7 +12,7 @@ import pytest
 from nesmeter.cli.cli import _parser
 from nesmeter.cli.mbus_cli import mbus
 from nesmeter.client.mbus_reader import MbusReader
-from nesmeter.errors import DecodeError
+from nesmeter.errors import DecodeError, NoResponseError
 from nesmeter.sim.sim_mbus import DEVICES, GAS, HEAT, WATER, type_f
 from nesmeter.sim.simulator import SimulatedMeter
 from nesmeter.tables import tables
@@ -69,6 +69,49 @@ def test_captured_telegrams_decode_to_their_values() -> None:
         "flow_m3h": 0.543,
         "device_time": "2011-01-05T15:26:00",
     }
+
+
+# More captures from libmbus's test set (application data after the CI field), with the values its
+# normalised decode gives: heat energy in MWh (FB 00), a telegram whose last data byte is 0, a VIF
+# pyMeterBus lacks (0C 7B) before the rest, a backward-flow energy (VIFE 3C) beside the forward one.
+REAL_TELEGRAMS = {
+    "engelmann_sensostar2c": (
+        "10003810c51401041e0000000478ea629e00046d3214861604158100000004fb00080000008420fb00000000008430fb00"
+        "00000000043d00000000042d00000000025b5f00025f2b0004618a1400000227fa0101fd1700049028a0860100426c7f1c"
+        "44158100000044fb0008000000c420fb0000000000c430fb000000000082016c5f1c840115540000008401fb0005000000"
+        "8421fb00000000008431fb0000000000",
+        {"energy_kwh": 800.0, "volume_m3": 12.9, "flow_temperature_c": 95.0, "return_temperature_c": 43.0},
+    ),
+    "GWF-MTKcoder": ("07201800e61e35074c0000000c78072018000c1669020000", {"volume_m3": 269.0}),
+    "sen_pollutherm": (
+        "76000521184e3104510000000c07640800000c14929879000c7b020300000c2c585400000a5a55070a5e94050b6076600"
+        "10c78760005210cfd10760005211f",
+        {"energy_kwh": 8640.0, "volume_m3": 7998.92, "power_w": 54580.0, "temperature_difference_k": 16.076},
+    ),
+    "EDC": (
+        "9508121183140204170000008400863b230000008400863cd10100008440863b000000008440863c0000000085005b2b4b"
+        "ac4185005f20d7ac4185405b0000b84285405f0000b84285003b8400353f85403b0000000095003b95cfb24395403b0000"
+        "000085002b0000000085402b0000000095002bd39f904695402b00000000046d190f8a1784007c0143f30d000084407c01"
+        "439d01000084007c01630100000084407c0163010000000f",
+        {"energy_kwh": 35.0, "flow_temperature_c": pytest.approx(21.536703)},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", REAL_TELEGRAMS)
+@pytest.mark.parametrize("terminator", [b"", b"\x00"])
+def test_real_telegrams_give_the_normalised_values(name: str, terminator: bytes) -> None:
+    data, expected = REAL_TELEGRAMS[name]
+    values = decode_telegram(bytes.fromhex(data) + terminator, VARIABLE).values
+    assert {key: values.get(key) for key in expected} == expected
+
+
+def test_msb_first_telegram_header() -> None:
+    gas = bytearray(GAS)
+    gas[0:4] = gas[0:4][::-1]
+    gas[4:6] = gas[4:6][::-1]
+    telegram = decode_telegram(bytes(gas[:12]), MbusRecord(None, True, False, False, ()))  # mode 2, header only
+    assert (telegram.serial, telegram.manufacturer, telegram.medium) == ("10020387", "ACW", "gas")
 
 
 def test_telegram_odd_cases() -> None:
@@ -207,8 +250,59 @@ async def test_the_log_is_preferred_to_the_month_old_first_read() -> None:
         await server.close()
     tables_read = [table for table, _offset, _count in calls]
     assert tables_read.count(ET16) == 3  # the first reads, older than the log's
-    assert tables_read.count(ET45) == 1 + 3  # the header, then the newest entry of each device
+    log_reads = [count for table, _offset, count in calls if table == ET45]
+    # the header, then per device the newest entry's head (whose, how long) and that entry
+    assert log_reads[0] == 6 and log_reads[1::2] == [8, 8, 8] and len(log_reads) == 7
     assert {device.source for device in devices.values()} == {"ET45"}
+
+
+async def test_a_new_read_of_the_meter_is_read_once() -> None:
+    meter = SimulatedMeter(KEY, variants="mbus")
+    server = await meter.serve_tcp("mep")
+    try:
+        async with client_for(server, "mep") as client:
+            reader = MbusReader(client)
+            before = {slot: device.telegram.values["volume_m3"] for slot, device in (await reader.read_all()).items()}
+            meter.image.mbus.skip(2)  # the meter reads its devices twice more
+            with counting(client) as calls:
+                after = await reader.read_all()
+                assert await reader.step() is False  # nothing new since: ET14 only
+    finally:
+        await server.close()
+    assert [table for table, _offset, _count in calls] == [ET14, ET16, ET16, ET16, ET14]
+    expected = truth(meter)
+    for slot, device in after.items():
+        assert device.telegram is not None
+        assert device.telegram.values["volume_m3"] == pytest.approx(expected[slot]["volume_m3"])
+        assert device.telegram.values["volume_m3"] > before[slot]
+
+
+async def test_a_log_walk_cut_short_is_walked_again() -> None:
+    meter = SimulatedMeter(KEY, variants="mbus-log")
+    server = await meter.serve_tcp("mep")
+    try:
+        async with client_for(server, "mep") as client:
+            reader = MbusReader(client)
+            await reader.read_all()
+            meter.image.mbus.skip(1)
+            read = client.read_table
+            failed: list[int] = []
+
+            async def flaky(table_id: int, offset: int, count: int) -> bytes:
+                if table_id == ET45 and count > 8 and not failed:
+                    failed.append(offset)
+                    raise NoResponseError("the line dropped")
+                return await read(table_id, offset, count)
+
+            client.read_table = flaky  # type: ignore[method-assign]
+            with pytest.raises(NoResponseError):
+                await reader.read_all()
+            devices = await reader.read_all()
+    finally:
+        await server.close()
+    assert failed
+    latest = meter.image.mbus.local_now().replace(minute=0, second=0)
+    assert {device.read_at for device in devices.values()} == {latest}  # the newest, though the walk broke once
 
 
 @TRANSPORTS

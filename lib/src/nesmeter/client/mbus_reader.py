@@ -28,6 +28,7 @@ from nesmeter.tables.mbus import (
     ET16,
     ET36,
     ET45,
+    ET45_ENTRY_HEADER,
     ET45_HEADER,
     LogDimensions,
     LogHeader,
@@ -37,16 +38,18 @@ from nesmeter.tables.mbus import (
     decode_et14,
     decode_et45_dimensions,
     decode_et45_entry,
+    decode_et45_entry_head,
     decode_et45_header,
     decode_mbr,
     decode_mbus_dimensions,
     et14_size,
     et16_offset,
     et36_size,
+    et45_entry_span,
     et45_offset,
     has_mbus_module,
 )
-from nesmeter.tables.mbus_telegram import MbusTelegram, decode_telegram
+from nesmeter.tables.mbus_telegram import HEADER as TELEGRAM_HEADER, MbusTelegram, decode_telegram
 from nesmeter.tables.relay import ET29, ET29_OPTIONS_SIZE, decode_et29
 
 if TYPE_CHECKING:
@@ -54,6 +57,9 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 SLACK = 2  # bytes read past ET14's billing read length, for a meter that counts it differently
+# ET45 entries looked at per pass, newest first: enough for four devices read hourly over
+# a few hours of downtime; a device that never logs does not make a pass walk the whole log.
+MAX_LOG_WALK = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +113,10 @@ class MbusReader:
         self.log: LogDimensions | None = None
         self.devices: dict[int, MbusDevice] = {}  # by slot
         self._queue: list[Step] = []
-        self._seen: dict[int, tuple[int, int]] = {}  # slot -> (billing read length, answers) read
-        self._log_sequence: int | None = None
+        # slot -> (billing read length, last billing read attempt) of the ET16 record read
+        self._seen: dict[int, tuple[int, datetime | None]] = {}
+        self._log_sequence: int | None = None  # ET45's last sequence once all its new entries were read
+        self._walked_sequence: int | None = None  # the one a walk under way will have read
         self._said: set[str] = set()
 
     async def setup(self, hardware_options: int | None = None) -> None:
@@ -152,13 +160,16 @@ class MbusReader:
         try:
             await self._queue.pop(0)()
         except BaseException:
-            self._queue.clear()  # a pass cut short starts again from ET14
+            self.abort()
             raise
+        if not self._queue and self._walked_sequence is not None:  # the log's new entries are all read
+            self._log_sequence, self._walked_sequence = self._walked_sequence, None
         return bool(self._queue)
 
     def abort(self) -> None:
-        """Forget a pass cut short (the next step starts from ET14)."""
+        """Forget a pass cut short (the next step starts from ET14, a log walk from its start)."""
         self._queue.clear()
+        self._walked_sequence = None
 
     async def _read_et14(self) -> None:
         dims = self.dimensions
@@ -170,7 +181,7 @@ class MbusReader:
             return
         self.devices = {slot.slot: self._with_status(slot) for slot in slots}
         for slot in slots:
-            if slot.billing_read_length and self._seen.get(slot.slot) != (slot.billing_read_length, slot.read_answers):
+            if slot.billing_read_length and self._seen.get(slot.slot) != (slot.billing_read_length, slot.last_attempt):
                 self._queue.append(self._et16_step(slot))
         if self.log is not None:
             self._queue.append(self._read_log_header)
@@ -195,7 +206,7 @@ class MbusReader:
                 f"M-Bus read of slot {slot.slot} (ET16)", ET16, et16_offset(dims, slot.slot), count, decode_mbr
             )
             if record is not None:
-                self._seen[slot.slot] = (slot.billing_read_length, slot.read_answers)
+                self._seen[slot.slot] = (slot.billing_read_length, slot.last_attempt)
                 self._take(slot.slot, record, "ET16")
 
         return read
@@ -204,31 +215,46 @@ class MbusReader:
         header = await self._client.read_optional("M-Bus read log (ET45)", ET45, 0, ET45_HEADER, decode_et45_header)
         if header is None or not header.valid or header.last_sequence == self._log_sequence:
             return
-        assert self.log is not None
         new = header.valid if self._log_sequence is None else (header.last_sequence - self._log_sequence) & 0xFFFF
-        self._log_sequence = header.last_sequence
-        self._queue.append(self._log_entry_step(header, 0, min(new, header.valid), set()))
+        self._walked_sequence = header.last_sequence
+        self._queue.append(self._log_head_step(header, 0, min(new, header.valid, MAX_LOG_WALK), set()))
 
-    def _log_entry_step(self, header: LogHeader, back: int, new: int, found: set[int]) -> Step:
-        """Read entry ``back`` places before the newest; go on until each device has one or all new are read."""
+    def _log_head_step(self, header: LogHeader, back: int, new: int, found: set[int]) -> Step:
+        """Read the head of the entry ``back`` places before the newest (8 bytes: whose, how long).
+
+        The guide's step 6: the whole entry is read only for a device that has no newer
+        one yet; the walk ends when every device has one or the new entries are done.
+        """
 
         async def read() -> None:
             log = self.log
             assert log is not None
             element = (header.last_element - back) % log.current_entries
-            entry = await self._client.read_optional(
-                "M-Bus read log entry (ET45)", ET45, et45_offset(log, element), log.entry_size, decode_et45_entry
+            offset = et45_offset(log, element)
+            head = await self._client.read_optional(
+                "M-Bus read log entry (ET45)", ET45, offset, ET45_ENTRY_HEADER, decode_et45_entry_head
             )
-            if entry is not None and entry.handle not in found:
-                found.add(entry.handle)
-                slot = next((device.slot for device in self.devices.values() if device.handle == entry.handle), None)
-                if slot is not None:
-                    self._take(slot, entry.record, "ET45")
-            handles = {device.handle for device in self.devices.values()}
-            if back + 1 < new and not handles <= found:
-                self._queue.append(self._log_entry_step(header, back + 1, new, found))
+            slot = self._slot_of(head.handle) if head is not None and head.usable else None
+            if head is not None and slot is not None and head.handle not in found:
+                found.add(head.handle)
+                self._queue.append(self._log_entry_step(offset, et45_entry_span(head, log), slot))
+            if back + 1 < new and not {device.handle for device in self.devices.values()} <= found:
+                self._queue.append(self._log_head_step(header, back + 1, new, found))
 
         return read
+
+    def _log_entry_step(self, offset: int, count: int, slot: int) -> Step:
+        async def read() -> None:
+            entry = await self._client.read_optional(
+                "M-Bus read log entry (ET45)", ET45, offset, count, decode_et45_entry
+            )
+            if entry is not None:
+                self._take(slot, entry.record, "ET45")
+
+        return read
+
+    def _slot_of(self, handle: int) -> int | None:
+        return next((device.slot for device in self.devices.values() if device.handle == handle), None)
 
     def _take(self, slot: int, record: MbusRecord, source: str) -> None:
         """Keep ``record`` for the device in ``slot`` unless it already has a newer read."""
@@ -243,11 +269,21 @@ class MbusReader:
         else:
             try:
                 telegram = decode_telegram(record.telegrams[0], record)
-                for more in record.telegrams[1:]:  # a device that sends its records in several telegrams
-                    for key, value in decode_telegram(more, record).values.items():
-                        telegram.values.setdefault(key, value)
             except DecodeError as err:
                 error = str(err)
+        for more in record.telegrams[1:] if telegram is not None else ():
+            assert telegram is not None
+            # a device that sends its records in several telegrams; bytes read past the
+            # data can look like a short one, which is no telegram (a header is 12 bytes)
+            if len(more) < TELEGRAM_HEADER:
+                break
+            try:
+                values = decode_telegram(more, record).values
+            except DecodeError as err:
+                _LOGGER.debug("M-Bus device in slot %d: a further telegram skipped: %s", slot, err)
+                break
+            for key, value in values.items():
+                telegram.values.setdefault(key, value)
         if error is not None and error not in self._said:
             self._said.add(error)
             _LOGGER.debug("M-Bus device in slot %d: %s (%s)", slot, error, source)

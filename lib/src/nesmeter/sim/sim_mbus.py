@@ -115,6 +115,7 @@ class SimMbus:
         self.devices: tuple[SimDevice, ...] = ()
         self.log = False
         self._start = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+        self._skipped = timedelta()
 
     def configure(self, variants: Iterable[str], set_options: Callable[[int], None]) -> None:
         """Fit the module and its devices for ``mbus``/``mbus-log`` (``set_options`` ORs ET29.0 bits)."""
@@ -133,7 +134,11 @@ class SimMbus:
 
     def local_now(self) -> datetime:
         """Return the meter's local time in the model (naive)."""
-        return self._start + LOCAL_OFFSET + timedelta(seconds=int(self.image.elapsed))
+        return self._start + LOCAL_OFFSET + self._skipped + timedelta(seconds=int(self.image.elapsed))
+
+    def skip(self, hours: float) -> None:
+        """Let ``hours`` pass for the M-Bus devices (and their meter's hourly reads of them)."""
+        self._skipped += timedelta(hours=hours)
 
     def value(self, counter: Counter, when: datetime) -> float:
         """Return a counter's value at ``when`` (local), on from its start."""
@@ -170,10 +175,12 @@ class SimMbus:
             at = (device.slot - 1) * ET16_ENTRY
             et16[at : at + len(record)] = record
             reads = int((latest - first).total_seconds() // 3600) + 1
+            at = 6 + (device.slot - 1) * ET14_ENTRY
             struct.pack_into(
-                "<HBBHIIHB", et14, 6 + (device.slot - 1) * ET14_ENTRY,
-                device.handle, 1, BAUD_2400, len(record), reads, reads, 0, device.slot,
+                "<HBBHIIHB", et14, at, device.handle, 1, BAUD_2400, len(record), reads, reads, 0, device.slot,
             )  # fmt: skip
+            et14[at + 24 : at + 30] = tables.encode_time_date(latest)  # last status read
+            et14[at + 30 : at + 36] = tables.encode_time_date(latest)  # last billing read attempt
         self.image.tables[ET14] = et14
         self.image.tables[ET16] = et16
         self.image.tables[ET36] = self._et36()

@@ -13,7 +13,10 @@ Layouts (G pp. 81-95, 107-109, 117-121; every field little-endian):
   6: +0 UINT16 handle (1-999 M-Bus), +2 status (0 empty, 1 M-Bus up, 2 M-Bus down, 3/4
   MEP), +3 baud code, +4 UINT16 billing read length (bytes of the latest read in ET16,
   timestamp and terminator included; 0 before the first read), +6 UINT32 read attempts,
-  +10 UINT32 answers, +14 UINT16 MEP alarms, +16 UINT8 M-Bus primary address (fw 4.30+).
+  +10 UINT32 answers, +14 UINT16 MEP alarms, +16 UINT8 M-Bus primary address (fw 4.30+),
+  +17 reserved LTIME_DATE, +23 device alarms, +24 LTIME_DATE last status read, +30
+  LTIME_DATE last billing read attempt (local time; it moves with every billing read,
+  while the answer count also moves with status reads).
 * ET16 device data, ``ARRAY[ET11.0]`` of ET11.5-byte "MEP billing reads" (MBR), one per
   slot: 0 LTIME_DATE (the meter's local time) of the last successful read, 6 response
   info (bit 0 data order MSB first, bit 1 fixed data structure, bit 2 key available,
@@ -56,7 +59,7 @@ MBUS_MODULE_BIT: Final = 8  # ET29.0 bit 8: the M-Bus module is fitted
 MBUS_SLOTS: Final = 4
 ET11_SPAN: Final = 7  # ET11.0-6: devices, entry sizes, the UINT16 ET16 entry size
 ET14_HEADER: Final = 6
-ET14_ENTRY_USED: Final = 17  # +0..+16 are the fields read here
+ET14_ENTRY_USED: Final = 36  # +0..+35: up to the LTIME_DATE of the last billing read attempt
 MBR_HEADER: Final = 7  # LTIME_DATE and response info
 ET36_ROW: Final = 17
 ET36_ET45_ROW: Final = 4  # "the fifth entry of ET36"
@@ -102,6 +105,7 @@ class MbusSlot:
     read_answers: int
     alarms: int
     primary_address: int | None  # fw 4.30+; None when 0 (not assigned or older firmware)
+    last_attempt: datetime | None = None  # the meter's local time of its last billing read attempt
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +186,7 @@ def decode_et14(data: bytes, dims: MbusDimensions) -> tuple[MbusSlot, ...]:
                 read_answers=answers,
                 alarms=alarms,
                 primary_address=address or None,
+                last_attempt=tables.optional_time_date(data, at + 30, 6),
             )
         )
     return tuple(slots)
@@ -216,15 +221,18 @@ def decode_mbr(data: bytes) -> MbusRecord:
 
 
 def decode_et45_dimensions(data: bytes) -> LogDimensions | None:
-    """ET45's row of ET36 (found by its table id, the fifth row by default); None without one."""
+    """Decode ET45's row of ET36 (the guide's fifth), found by its table number; None without one.
+
+    The number is matched with or without TABLE_IDC's "extended" bit (bit 11), which a
+    firmware might leave clear.
+    """
     if not data:
         raise DecodeError("ET36: no data")
+    rows = []
     for row in range(min(data[0], (len(data) - 1) // ET36_ROW)):
-        at = 1 + row * ET36_ROW
-        table_idc, entry_size, _max, current, flags = struct.unpack_from("<HHHHB", data, at)
-        if table_idc & 0x7FF == ET45 & 0x7FF and table_idc & 0x800:
-            return LogDimensions(entry_size, current, bool(flags & 1))
-    return None
+        table_idc, entry_size, _max, current, flags = struct.unpack_from("<HHHHB", data, 1 + row * ET36_ROW)
+        rows.append((table_idc & 0x7FF, LogDimensions(entry_size, current, bool(flags & 1))))
+    return next((dims for number, dims in rows if number == ET45 & 0x7FF), None)
 
 
 def et36_size(rows: int = ET36_ET45_ROW + 1) -> int:
@@ -245,14 +253,41 @@ def et45_offset(log: LogDimensions, element: int) -> int:
     return ET45_HEADER + element * log.entry_size
 
 
-def decode_et45_entry(data: bytes) -> LogEntry | None:
-    """One ET45 entry; None for an unsuccessful read or an empty entry."""
+@dataclass(frozen=True, slots=True)
+class LogEntryHead:
+    """The first bytes of an ET45 entry: enough to tell whose read it is and how long."""
+
+    length: int
+    handle: int
+    usable: bool  # a successful read with data
+
+
+def decode_et45_entry_head(data: bytes) -> LogEntryHead:
+    """Decode an ET45 entry's length, handle and result (its first 8 bytes)."""
     if len(data) < ET45_ENTRY_HEADER:
         raise DecodeError(f"ET45 entry: {len(data)} bytes, need {ET45_ENTRY_HEADER}")
-    length, _identifier, handle, execution, result = struct.unpack_from("<HHHBB", data, 0)
-    if not length or not handle or result != ET45_SUCCESS:
+    length, _identifier, handle, _execution, result = struct.unpack_from("<HHHBB", data, 0)
+    return LogEntryHead(length, handle, bool(length and handle and result == ET45_SUCCESS))
+
+
+def et45_entry_span(head: LogEntryHead, log: LogDimensions) -> int:
+    """Return the bytes of an entry worth reading, its length field included.
+
+    The guide's length counts "the handle" onward, or the identifier before it: the two
+    bytes are taken either way.
+    """
+    return min(log.entry_size, 4 + head.length)
+
+
+def decode_et45_entry(data: bytes) -> LogEntry | None:
+    """Decode one ET45 entry; None for an unsuccessful read or an empty entry.
+
+    Telegrams carry their own lengths, so bytes read past the data (the two either way of
+    the length's reading) end the list or are dropped as a cut-off telegram.
+    """
+    head = decode_et45_entry_head(data)
+    if not head.usable:
         return None
-    # The guide's length counts "the handle" onward, or the identifier before it: take the
-    # two bytes either way (telegrams carry their own lengths; a cut-off last one is dropped).
-    end = min(len(data), 4 + length)
-    return LogEntry(handle=handle, backfill=execution == 2, record=decode_mbr(data[ET45_ENTRY_HEADER:end]))
+    execution = data[6]
+    end = min(len(data), 4 + head.length)
+    return LogEntry(handle=head.handle, backfill=execution == 2, record=decode_mbr(data[ET45_ENTRY_HEADER:end]))

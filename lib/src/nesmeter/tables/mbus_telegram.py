@@ -38,10 +38,14 @@ CI_VARIABLE_MSB: Final = 0x76
 # pyMeterBus's VIF unit names -> (value key, unit the record must be in, factor to the key's unit)
 VALUES: Final[dict[tuple[str, str], tuple[str, float]]] = {
     ("VOLUME", "m^3"): ("volume_m3", 1.0),
+    ("Volume", "m^3"): ("volume_m3", 1.0),  # FB 10/11: 0.1 m³ / 1 m³
+    ("Volume", "feet^3"): ("volume_m3", 0.028316846592),
     ("VOLUME", "l"): ("volume_m3", 0.001),
     ("ENERGY_WH", "Wh"): ("energy_kwh", 0.001),
     ("ENERGY_WH", "kWh"): ("energy_kwh", 1.0),
     ("ENERGY_J", "J"): ("energy_kwh", 1 / 3_600_000),
+    ("Energy", "Wh"): ("energy_kwh", 0.001),  # FB 00/01: 0.1 MWh / 1 MWh, given in Wh
+    ("Energy", "J"): ("energy_kwh", 1 / 3_600_000),  # FB 08/09: 0.1 GJ / 1 GJ
     ("POWER_W", "W"): ("power_w", 1.0),
     ("POWER_J_H", "J/h"): ("power_w", 1 / 3600),
     ("VOLUME_FLOW", "m^3/h"): ("flow_m3h", 1.0),
@@ -56,7 +60,9 @@ VALUES: Final[dict[tuple[str, str], tuple[str, float]]] = {
     ("ON_TIME", "days"): ("on_time_s", 86400.0),
 }
 CLOCK_UNITS: Final = frozenset({"DATE_TIME_GENERAL", "DATE_TIME", "EXTENTED_TIME", "EXTENTED_DATE_TIME"})
-SIGNIFICANT: Final = 9  # digits kept: the library's scaling goes through binary floats
+SIGNIFICANT: Final = 12  # digits kept: the library's scaling goes through binary floats
+EXTENSION_TABLES: Final = frozenset({0xFB, 0xFD})  # the VIF byte names a table; the next is the code
+MODIFIERS: Final = frozenset({0x3C, 0x7F})  # VIFE: backward flow, manufacturer specific
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,23 +134,52 @@ def long_frame(data: bytes, ci: int) -> bytes:
     return bytes([0x68, len(body), len(body), 0x68]) + body + bytes([sum(body) & 0xFF, 0x16])
 
 
-def _records(data: bytes, ci: int) -> list[dict[str, Any]]:
-    """PyMeterBus's records of a telegram; the meter's 0 terminator is tried off first."""
-    tries = [data[:-1], data] if data.endswith(b"\x00") else [data]
+def _records(data: bytes, ci: int) -> list[tuple[dict[str, Any], tuple[int, ...]]]:
+    """PyMeterBus's records of a telegram, each with its VIF and VIFE bytes.
+
+    The data as stored is tried first, then without its last byte when that is 0 (the
+    meter's terminator, if the data was not read to its end by L: pyMeterBus passes over a
+    trailing 0, while cutting a real 0 byte would shorten the last record). A record the
+    library cannot interpret (a VIF it lacks) costs that record, not the telegram.
+    """
+    tries = [data, data[:-1]] if data.endswith(b"\x00") else [data]
     failure: Exception | None = None
     for attempt in tries:
         try:
             frame = meterbus.load(long_frame(attempt, ci))
-            return [record.interpreted for record in frame.body.bodyPayload.records]
-        except Exception as err:
+            parsed = list(frame.body.bodyPayload.records)
+        except Exception as err:  # the library raises what its parser meets: IndexError, KeyError, ...
             failure = err
+            continue
+        records = []
+        for record in parsed:
+            try:
+                records.append((record.interpreted, tuple(record.vib.parts)))
+            except Exception:  # noqa: S112 - one odd record (a VIF the library lacks)
+                continue
+        return records
     raise DecodeError(f"M-Bus telegram not decodable: {type(failure).__name__}: {failure}")
+
+
+def _gigajoules(vif: tuple[int, ...]) -> bool:
+    """Whether the VIF is FB 08/09 (energy in 0.1 GJ or 1 GJ, from the first extension table)."""
+    return len(vif) > 1 and vif[0] == 0xFB and vif[1] & 0x7E == 0x08
+
+
+def _modified(vif: tuple[int, ...]) -> bool:
+    """Whether a record's VIFE makes it something other than the plain value.
+
+    Backward flow (0x3C: accumulation of negative contributions) and manufacturer-specific
+    extensions (0x7F) sit beside the plain counter in real telegrams, sometimes before it.
+    """
+    extensions = vif[2:] if vif and vif[0] in EXTENSION_TABLES else vif[1:]
+    return any(code & 0x7F in MODIFIERS for code in extensions)
 
 
 def _values(data: bytes, ci: int) -> dict[str, float | str]:
     values: dict[str, float | str] = {}
-    for record in _records(data, ci):
-        if record.get("storage_number") or record.get("tariff") or record.get("device"):
+    for record, vif in _records(data, ci):
+        if record.get("storage_number") or record.get("tariff") or record.get("device") or _modified(vif):
             continue
         if record.get("function") != "FunctionType.INSTANTANEOUS_VALUE":
             continue
@@ -153,7 +188,16 @@ def _values(data: bytes, ci: int) -> dict[str, float | str]:
         if unit_type in CLOCK_UNITS and isinstance(value, str):
             values.setdefault("device_time", _clock(value))
             continue
-        known = VALUES.get((unit_type, _unit_text(record)))
+        unit = _unit_text(record)
+        if (
+            unit_type == "Energy"
+            and unit == "Reserved"
+            and vif[:1] == (0xFB,)
+            and len(vif) > 1
+            and vif[1] & 0x7E == 0x08
+        ):
+            unit = "J"  # FB 08/09: energy in 0.1 GJ / 1 GJ, which pyMeterBus gives in J under "Reserved"
+        known = VALUES.get((unit_type, unit))
         if known is None or not isinstance(value, int | float | Decimal):
             continue
         key, factor = known
