@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 import json
 import struct
 from typing import Any
 
+from hypothesis import given, settings, strategies as st
 import pytest
 
 from nesmeter.cli.cli import _parser
@@ -133,6 +135,43 @@ def test_type_f_clock_round_trips_through_the_decoder() -> None:
     data = bytearray(GAS)
     data[42:46] = type_f(datetime(2026, 12, 6, 23, 59))
     assert decode_telegram(bytes(data), VARIABLE).values["device_time"] == "2026-12-06T23:59:00"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.binary(max_size=300),
+    flips=st.lists(st.tuples(st.integers(0, len(HEAT) - 1), st.integers(0, 255)), max_size=6),
+    msb_first=st.booleans(),
+    fixed=st.booleans(),
+)
+def test_garbage_telegrams_raise_only_decode_error(
+    data: bytes, flips: list[tuple[int, int]], msb_first: bool, fixed: bool
+) -> None:
+    """Random bytes, and a real telegram with bytes changed: values or DecodeError, never another exception."""
+    record = MbusRecord(None, msb_first, fixed, False, ())
+    mangled = bytearray(HEAT)
+    for at, value in flips:
+        mangled[at] = value
+    for telegram in (data, bytes(mangled)):
+        try:
+            decoded = decode_telegram(telegram, record)
+        except DecodeError:
+            continue
+        assert all(isinstance(value, float | str) for value in decoded.values.values())
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=600))
+def test_garbage_tables_raise_only_decode_error(data: bytes) -> None:
+    for decode in (
+        lambda: decode_et14(data, DIMS),
+        lambda: decode_mbr(data),
+        lambda: decode_et45_dimensions(data),
+        lambda: decode_et45_header(data),
+        lambda: decode_et45_entry(data),
+    ):
+        with contextlib.suppress(DecodeError):
+            decode()
 
 
 # ---- the guide's table layouts, by hand --------------------------------------------
