@@ -71,11 +71,9 @@ async def test_three_devices_linked_to_the_meter(
     server: SimServer,
 ) -> None:
     entry = await setup(hass, server)
-    meter = device_registry.async_get_device(identifiers={(DOMAIN, SERIAL)})
-    assert meter is not None
-    behind = [
-        device for device in dr.async_entries_for_config_entry(device_registry, entry.entry_id) if device.via_device_id
-    ]
+    devices = dr.async_entries_for_config_entry(device_registry, entry.entry_id)
+    (meter,) = [device for device in devices if (DOMAIN, SERIAL) in device.identifiers]
+    behind = [device for device in devices if device.via_device_id]
     assert sorted((device.name, device.manufacturer, device.serial_number) for device in behind) == [
         ("Gas meter 10020387", "ACW", "10020387"),
         ("Heat meter 06855817", "KAM", "06855817"),

@@ -118,9 +118,9 @@ __all__ = [
 ]
 
 
-# A device behind another names it by device id (via_device_id) since DeviceInfo became a
-# dataclass with that field (2026.8); the (domain, identifier) tuple before is deprecated.
-VIA_DEVICE_ID: Final = "via_device_id" in getattr(DeviceInfo, "__dataclass_fields__", {})
+# A device behind another names it by device id (via_device_id) since DeviceInfo has that key
+# (2026.8; a dataclass from 2026.11); the (domain, identifier) tuple of before is deprecated there.
+VIA_DEVICE_ID: Final = "via_device_id" in inspect.get_annotations(DeviceInfo)
 
 
 def linked_device_info(hass: HomeAssistant, entry: ConfigEntry, parent: tuple[str, str], **fields: Any) -> DeviceInfo:
@@ -128,4 +128,4 @@ def linked_device_info(hass: HomeAssistant, entry: ConfigEntry, parent: tuple[st
     if not VIA_DEVICE_ID:
         return cast(DeviceInfo, {**fields, "via_device": parent})
     device = dr.async_get(hass).async_get_or_create(config_entry_id=entry.entry_id, identifiers={parent})
-    return cast(DeviceInfo, cast(Any, DeviceInfo)(**fields, via_device_id=device.id))
+    return cast(DeviceInfo, cast(Any, DeviceInfo)(**fields, via_device_id=device.id))  # a TypedDict or a dataclass
