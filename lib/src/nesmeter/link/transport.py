@@ -63,6 +63,8 @@ _PROXY_KEY_ERRORS: Final = frozenset(
         "InvalidAuthAPIError",
     }
 )
+# aioesphomeapi's and the OS's errors for a device that does not answer (found among the causes).
+_PROXY_UNREACHABLE: Final = frozenset({"SocketAPIError", "TimeoutAPIError", "ConnectionRefusedError"})
 EnableLine = Literal["rts", "dtr", "none"]
 
 
@@ -193,7 +195,12 @@ def _proxy_error(port: str, where: str, err: BaseException) -> PortError | None:
         return PortError(f"{where}: the serial proxy port is in use by another client")
     if "is not loaded" in text or "has not registered" in text or "No ESPHome config entry" in text:
         return ProxyOfflineError(f"{where}: the ESPHome device is not connected to Home Assistant")
-    if isinstance(err, OSError | TimeoutError):
+    if (
+        isinstance(err, OSError | TimeoutError)
+        or _PROXY_UNREACHABLE.intersection(names)
+        or "Error connecting to" in text
+    ):
+        # older serialx/aioesphomeapi (HA 2026.10's) wrap a refused or timed-out connect in SerialException
         return ProxyOfflineError(f"{where}: the ESPHome device cannot be reached ({err.__class__.__name__})")
     return None
 
