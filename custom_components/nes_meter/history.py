@@ -23,19 +23,22 @@ and nothing is invented for it: the next hour with a reading carries the whole d
 With intervals longer than an hour (a daily profile) rows fall on the hours an interval
 ends, each carrying its interval's energy.
 
-Reads are interleaved with the live poll (``NesMeterCoordinator`` calls :meth:`async_step`
-after each successful snapshot, holding the port): at most one load-profile table read
-per poll, and none when the last one was less than ``MIN_STEP_SPACING`` seconds ago (the
-guide asks for one table read per second on average; a snapshot costs two, so a poll
-every 3 s or more takes a history read each time, the 2 s minimum every fifth poll). A
-read that fails throws the pass away; the next poll starts a new one from the last
-imported hour. Once the meter's newest interval is imported, the next pass starts when
-the meter's clock passes the next interval end.
+Reads run between the live polls (``NesMeterCoordinator`` starts a worker task when a
+pass is due and the worker takes the port for one load-profile table read at a time), so a
+live poll waits for at most the one read in progress. On MEP the worker keeps to the
+guide's average of one table read per second counting every request on the line (the
+live polls, rare reads and setup too: :class:`ReadBudget`), and reads at least every
+``MIN_STEP_SPACING`` seconds when fast polls use the whole budget; on the optical port,
+which sets no such limit, it reads at wire speed between polls. A read that fails throws
+the pass away; the next poll starts a new one from the last imported hour. Once the
+meter's newest interval is imported, the next pass starts when the meter's clock passes
+the next interval end. A pass that imports more than an hour (the first import, a catch
+up after downtime) ends with one INFO line: how many hours, how long, how many reads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 import logging
@@ -73,8 +76,8 @@ NAMES: Final[dict[str, str]] = {"energy_import": "energy import", "energy_export
 # HA 2025.10 added ``unit_class`` to the statistics metadata; older versions refuse the key.
 HAS_UNIT_CLASS: Final = (MAJOR_VERSION, MINOR_VERSION) >= (2025, 10)
 ENERGY_UNIT_CLASS: Final = "energy"
-FAST_POLL: Final = 3.0  # polls more often than this already read about once a second
-MIN_STEP_SPACING: Final = 9.5  # seconds between history reads when polls are fast
+READ_RATE: Final = 1.0  # MEP: table reads per second on average, every request counted (G p.51)
+MIN_STEP_SPACING: Final = 9.5  # seconds: a history read at least this often, even when polls use the budget
 INTERVAL_MARGIN: Final = timedelta(seconds=15)  # after an interval's end before it is read
 RETRY_AFTER: Final = timedelta(minutes=1)  # after a failed read or a pass that found nothing new
 RECHECK_ABSENT: Final = timedelta(hours=6)  # a meter without load profile is asked again
@@ -120,6 +123,33 @@ async def async_clear_statistics(hass: HomeAssistant, serial: str) -> None:
     """Remove the history statistics of the meter ``serial`` (the entry was deleted)."""
     if recorder_loaded(hass):
         get_instance(hass).async_clear_statistics(statistic_ids(serial))
+
+
+class ReadBudget:
+    """The MEP guide's average of ``rate`` table reads per second, as a leaky bucket.
+
+    Every request on the line fills it by one (``requests``: the client's count of frames
+    sent, so live polls, rare reads and retries count too) and it drains at ``rate`` per
+    second; a history read may start when the bucket is empty. Any window of ``w`` seconds
+    then holds at most ``rate * w + 1`` requests. ``rate`` None: no budget (wire speed).
+    """
+
+    def __init__(self, rate: float | None) -> None:
+        """Start empty: what was sent before the first look counts at the first look."""
+        self.rate = rate
+        self.level = 0.0
+        self._seen = 0
+        self._at: float | None = None
+
+    def delay(self, requests: int, now: float) -> float:
+        """Seconds from ``now`` until a read may start, ``requests`` sent so far."""
+        if self.rate is None:
+            return 0.0
+        if self._at is not None:
+            self.level = max(0.0, self.level - (now - self._at) * self.rate)
+        self.level += max(0, requests - self._seen)
+        self._seen, self._at = requests, now
+        return self.level / self.rate
 
 
 @dataclass(slots=True)
@@ -169,9 +199,19 @@ class HistoryImporter:
         self.passes = 0
         self._first_seen: datetime | None = None
         self._next_pass: datetime | None = None  # None: as soon as possible
-        self._last_step = -1e9
+        self._last_step = time.monotonic()  # the fallback spacing counts from setup
         self._loaded = False
         self._warned: set[str] = set()
+        self._clock_offset = timedelta(0)  # meter clock - Home Assistant's, from the last poll
+        self.budget = ReadBudget(READ_RATE if coordinator.client.transport == "mep" else None)
+        self.reads_done = 0  # history reads completed (a live poll waits for at most one)
+        self.poll_wait_max_s = 0.0  # the longest a live poll waited for a history read
+        self.poll_wait_max_reads = 0  # the most history reads completed while one poll waited
+        self.step_max_s = 0.0  # the longest history read
+        self._backfill: tuple[float, int] | None = None  # (monotonic start, reads) of a catch-up
+        self._backfill_hours = 0
+        self._listeners: list[Callable[[], None]] = []
+        self._pass_longest = 0.0  # the longest read of the running pass
 
     # ---- state for the sensors and diagnostics ----
 
@@ -205,8 +245,21 @@ class HistoryImporter:
             "passes": self.passes,
             "register_decreases": {key: track.decreases for key, track in self.tracks.items() if track.decreases},
             "last_error": self.last_error,
+            "read_budget_per_s": self.budget.rate,
+            "longest_read_s": round(self.step_max_s, 3),
+            "longest_poll_wait_s": round(self.poll_wait_max_s, 3),
+            "most_reads_a_poll_waited_for": self.poll_wait_max_reads,
             "unit_class": HAS_UNIT_CLASS,
         }
+
+    def add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener`` whenever the progress changes (reads run between polls); returns its removal."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _notify(self) -> None:
+        for listener in list(self._listeners):
+            listener()
 
     # ---- the work ----
 
@@ -214,36 +267,66 @@ class HistoryImporter:
         identity = self.coordinator.identity
         return identity.utility_serial if identity else None
 
-    def step_allowed(self) -> bool:
-        """At most one history read per poll, and not more often than the read rate allows."""
-        if self.coordinator.interval_seconds >= FAST_POLL:
-            return True
-        return time.monotonic() - self._last_step >= MIN_STEP_SPACING
+    def now(self) -> datetime:
+        """Return the meter's clock, estimated from the last poll's reading of it."""
+        return dt_util.utcnow() + self._clock_offset
 
-    async def async_step(self, snapshot: MeterSnapshot) -> bool:
-        """Do at most one load-profile read and store the hours it completes.
-
-        Called with the port held, right after a successful snapshot. Never raises a
-        meter error: a failed read drops the pass (the next starts from what is stored)
-        and closes the port when the link itself failed, so the next poll reconnects.
-        Returns whether it used the line.
-        """
-        if not self.enabled or not self.step_allowed():
+    def pass_due(self, snapshot: MeterSnapshot) -> bool:
+        """After a successful poll: whether a pass runs or should start (the worker's work)."""
+        if snapshot.meter_time is not None:
+            self._clock_offset = snapshot.meter_time - dt_util.utcnow()
+        if not self.enabled or self._serial() is None:
             return False
+        return self.reader is not None or self._next_pass is None or self.now() >= self._next_pass
+
+    def delay(self) -> float:
+        """Seconds until the next history read may start (0: now)."""
+        now = time.monotonic()
+        wait = self.budget.delay(self.coordinator.client.stats.frames_sent, now)
+        return max(0.0, min(wait, self._last_step + MIN_STEP_SPACING - now))
+
+    def note_poll_wait(self, seconds: float, reads: int) -> None:
+        """Note that a live poll waited ``seconds`` for the port while ``reads`` history reads completed."""
+        self.poll_wait_max_s = max(self.poll_wait_max_s, seconds)
+        self.poll_wait_max_reads = max(self.poll_wait_max_reads, reads)
+
+    def drop_pass(self) -> None:
+        """Give up the running pass; the next starts from the last imported hour after ``RETRY_AFTER``."""
+        self.reader = None
+        self._next_pass = self.now() + RETRY_AFTER
+
+    async def async_begin(self) -> bool:
+        """Start a pass unless one runs; whether there is one (not before it is due)."""
         serial = self._serial()
-        if serial is None:
+        if not self.enabled or serial is None:
             return False
-        now = snapshot.meter_time or dt_util.utcnow()
         if self.reader is None:
-            if self._next_pass is not None and now < self._next_pass:
+            if self._next_pass is not None and self.now() < self._next_pass:
                 return False
             if not self._loaded:
                 await self._async_load(serial)
             self.reader = self.coordinator.client.load_profile_reader(self._since())
             self._first_seen = None
-        self._last_step = time.monotonic()
-        self.steps += 1
+            self._pass_longest = 0.0
+            if self._backfill is None:
+                self._backfill = (time.monotonic(), self.reads_done)
+                self._backfill_hours = 0
+        return True
+
+    async def async_step(self) -> bool:
+        """Do one load-profile read of the running pass and store the hours it completes.
+
+        Called with the port held. Never raises a meter error: a failed read drops the
+        pass (the next starts from what is stored) and closes the port when the link
+        itself failed, so the next poll reconnects. Returns whether it used the line.
+        """
+        serial = self._serial()
         reader = self.reader
+        if reader is None or serial is None:
+            return False
+        now = self.now()
+        started = self._last_step = time.monotonic()
+        self.steps += 1
         try:
             intervals = await reader.step()
         except MeterError as err:
@@ -253,13 +336,21 @@ class HistoryImporter:
             _LOGGER.debug("load profile read failed (%s); the next pass starts from the last imported hour", err)
             if not isinstance(err, ABSENT):  # a refused or odd reply leaves the link up
                 await self.coordinator.client.close()
+            self._notify()
             return True
+        finally:
+            self.reads_done += 1
+            took = time.monotonic() - started
+            self.step_max_s = max(self.step_max_s, took)
+            self._pass_longest = max(self._pass_longest, took)
         self.newest_end = reader.result.newest_end or self.newest_end
         if intervals:
             self._first_seen = self._first_seen or intervals[0].end
             self._store(serial, intervals)
         if reader.done:
             self._finish(reader, now)
+        if intervals or reader.done:
+            self._notify()
         return True
 
     def _since(self) -> datetime | None:
@@ -271,12 +362,15 @@ class HistoryImporter:
         self.reader = None
         self.passes += 1
         result = reader.result
+        _LOGGER.debug("meter history pass done: %d reads, the longest %.3f s", result.reads, self._pass_longest)
         self.available = result.available
         if not result.available:
+            self._backfill = None
             self._warn_once("absent", "the meter keeps no load profile; its history is not imported")
             self._next_pass = now + RECHECK_ABSENT
             return
         self.last_error = None
+        self._log_backfill(result.ring_wrapped)
         if result.ring_wrapped:
             # Blocks overwritten during the read were left out; the next pass picks up
             # after the last imported hour, and the next written hour carries any gap.
@@ -286,6 +380,22 @@ class HistoryImporter:
         if result.newest_end is not None and result.interval_minutes:
             due = max(due, result.newest_end + timedelta(minutes=result.interval_minutes) + INTERVAL_MARGIN)
         self._next_pass = due
+
+    def _log_backfill(self, more: bool) -> None:
+        """One INFO line when a catch-up of more than an hour is complete."""
+        if self._backfill is None or more:
+            return
+        started, reads = self._backfill
+        self._backfill = None
+        if self._backfill_hours > 1:
+            _LOGGER.info(
+                "%s: meter history imported: %d hours up to %s in %.1f s (%d load-profile reads)",
+                self.coordinator.config_entry.title,
+                self._backfill_hours,
+                self.imported_until.isoformat() if self.imported_until else "?",
+                time.monotonic() - started,
+                self.reads_done - reads,
+            )
 
     def _store(self, serial: str, intervals: list[LoadProfileInterval]) -> None:
         """Write the hours these intervals end, per statistic."""
@@ -312,6 +422,7 @@ class HistoryImporter:
                     rows.setdefault(suffix, []).append(row)
         identity = self.coordinator.identity
         name = f"NES {identity.model} {serial}" if identity else f"NES {serial}"
+        self._backfill_hours += max((len(statistics) for statistics in rows.values()), default=0)
         for suffix, statistics in rows.items():
             async_add_external_statistics(self.hass, statistic_metadata(serial, suffix, name), statistics)
 
