@@ -14,7 +14,7 @@ import platform
 from typing import Any
 import warnings
 
-from custom_components.nes_meter.meter.client import Transport
+from nesmeter.client.client import Transport
 
 from . import client_cpu, ha_scale, load_profile, rare_reads, termineter_cycle, wire
 from .common import DEFAULT_FIELDS, LIVE_SCHEDULE

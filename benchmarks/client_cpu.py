@@ -9,9 +9,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from custom_components.nes_meter.meter import MeterClient
-from custom_components.nes_meter.meter.client import Transport
-from custom_components.nes_meter.meter.mep_session import MepTiming
+from nesmeter import MeterClient
+from nesmeter.client.client import Transport
+from nesmeter.mep.session import MepTiming
 
 from .common import KEY, POLL_INTERVAL
 from .simhost import SimHost

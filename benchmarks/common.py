@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from custom_components.nes_meter.meter import MeterKey
-from custom_components.nes_meter.meter.read_plan import ReadSchedule
+from nesmeter import MeterKey
+from nesmeter.client.read_plan import ReadSchedule
 
 KEY_TEXT: Final = "a7941d85bce8a8fa2ab7"
 KEY: Final = MeterKey.parse(KEY_TEXT)

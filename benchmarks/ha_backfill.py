@@ -34,10 +34,10 @@ import time
 from typing import Any
 import uuid
 
-from custom_components.nes_meter.meter import simulator
-from custom_components.nes_meter.meter.sim_image import MeterImage
-from custom_components.nes_meter.meter.simulator import SimulatedMeter
-from custom_components.nes_meter.meter.transport import BYTE_TIME
+from nesmeter.link.transport import BYTE_TIME
+from nesmeter.sim import simulator
+from nesmeter.sim.sim_image import MeterImage
+from nesmeter.sim.simulator import SimulatedMeter
 
 from .common import KEY, KEY_TEXT, TURNAROUND
 

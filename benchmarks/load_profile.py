@@ -15,10 +15,10 @@ import statistics
 import time
 from typing import Any
 
-from custom_components.nes_meter.meter import MeterClient
-from custom_components.nes_meter.meter.client import TRANSPORTS, Transport
-from custom_components.nes_meter.meter.sim_image import MeterImage
-from custom_components.nes_meter.meter.simulator import SimulatedMeter
+from nesmeter import MeterClient
+from nesmeter.client.client import TRANSPORTS, Transport
+from nesmeter.sim.sim_image import MeterImage
+from nesmeter.sim.simulator import SimulatedMeter
 
 from .common import DEFAULT_FIELDS
 from .wire import KEY, TURNAROUND, Frame, ir_lower_bound, mep_lower_bound

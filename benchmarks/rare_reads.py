@@ -28,14 +28,14 @@ from custom_components.nes_meter.billing_tracker import (
     TIERS_INTERVAL,
 )
 from custom_components.nes_meter.events_coordinator import HEADER_INTERVAL
-from custom_components.nes_meter.meter import MeterClient
-from custom_components.nes_meter.meter.billing import BillingReader
-from custom_components.nes_meter.meter.client import TRANSPORTS, Transport
-from custom_components.nes_meter.meter.power_quality import PowerQualityReader
-from custom_components.nes_meter.meter.relay import RelayReader
-from custom_components.nes_meter.meter.sim_image import MeterImage
-from custom_components.nes_meter.meter.simulator import SimulatedMeter
 from custom_components.nes_meter.quality_tracker import POWER_QUALITY_INTERVAL, RELAY_INTERVAL
+from nesmeter import MeterClient
+from nesmeter.client.billing_reader import BillingReader
+from nesmeter.client.client import TRANSPORTS, Transport
+from nesmeter.client.power_quality_reader import PowerQualityReader
+from nesmeter.client.relay_reader import RelayReader
+from nesmeter.sim.sim_image import MeterImage
+from nesmeter.sim.simulator import SimulatedMeter
 
 from .common import DEFAULT_FIELDS, IDLE_BETWEEN_POLLS
 from .wire import KEY, TURNAROUND

@@ -15,9 +15,9 @@ import subprocess
 import sys
 from typing import Any
 
-from custom_components.nes_meter.meter.sim_image import MeterImage
-from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
-from custom_components.nes_meter.meter.tls_server import TlsSimulatedMeter
+from nesmeter.sim.sim_image import MeterImage
+from nesmeter.sim.simulator import SimServer, SimulatedMeter
+from nesmeter.sim.tls_server import TlsSimulatedMeter
 
 from .common import KEY, TURNAROUND
 

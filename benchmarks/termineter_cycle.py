@@ -14,7 +14,7 @@ from typing import Any
 from c1218.connection import Connection
 import serial
 
-from custom_components.nes_meter.meter import tables
+from nesmeter.tables import tables
 
 from .common import IDLE_BETWEEN_POLLS, KEY_TEXT
 from .simhost import SimHost

@@ -17,11 +17,11 @@ import statistics
 import time
 from typing import Any
 
-from custom_components.nes_meter.meter import MeterClient
-from custom_components.nes_meter.meter.client import Transport
-from custom_components.nes_meter.meter.read_plan import ReadSchedule
-from custom_components.nes_meter.meter.simulator import MEP_MIN_SPACING, MEP_SEGMENT, MEP_SEGMENT_GAP
-from custom_components.nes_meter.meter.transport import BYTE_TIME
+from nesmeter import MeterClient
+from nesmeter.client.client import Transport
+from nesmeter.client.read_plan import ReadSchedule
+from nesmeter.link.transport import BYTE_TIME
+from nesmeter.sim.simulator import MEP_MIN_SPACING, MEP_SEGMENT, MEP_SEGMENT_GAP
 
 from .common import DEFAULT_FIELDS, IDLE_BETWEEN_POLLS, KEY, KEY_TEXT, POLL_INTERVAL, TURNAROUND
 from .simhost import SimHost

@@ -10,7 +10,7 @@ import asyncio
 import json
 from typing import Any
 
-from custom_components.nes_meter.meter.client import TRANSPORTS
+from nesmeter.client.client import TRANSPORTS
 
 from . import fuzz, matrix, soak
 

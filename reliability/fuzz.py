@@ -1,6 +1,6 @@
 """The long fuzz run: every framer and decoder on a million and more inputs.
 
-Inputs are real frames from the protocol vectors (every hex string in tests/vectors)
+Inputs are real frames from the protocol vectors (every hex string in lib/tests/vectors)
 mutated by bit flips, byte changes, insertions, deletions, truncation and splicing,
 plus plain random bytes. Any exception other than the library's own ``MeterError`` is a
 finding; the slowest single call is reported so a hang or a quadratic path would show.
@@ -18,20 +18,12 @@ import time
 import traceback
 from typing import Any
 
-from custom_components.nes_meter.meter import (
-    MeterError,
-    MeterIdentity,
-    billing,
-    c1218,
-    events,
-    mep,
-    parse_key,
-    power_quality,
-    relay,
-    tables,
-)
+from nesmeter import MeterError, MeterIdentity, parse_key
+from nesmeter.c1218 import framing as c1218
+from nesmeter.mep import framing as mep
+from nesmeter.tables import billing, event_ids, events, power_quality, relay, tables
 
-VECTORS = Path(__file__).resolve().parents[1] / "tests" / "vectors"
+VECTORS = Path(__file__).resolve().parents[1] / "lib" / "tests" / "vectors"
 HEX = re.compile(r"^(?:[0-9a-fA-F]{2}[ ]?){4,}$")
 DIMS = tables.decode_bt21(bytes.fromhex("030c000b000000040037"))
 # The guide's demand meter (G p.49): tiers, demand records with times, self-reads with BIDN.
@@ -53,6 +45,10 @@ _demand_span = billing.demand_span(DEMAND_DIMS, 465)
 assert _demand_span is not None  # the guide's meter has eight demands
 DEMAND_SPAN: billing.DemandSpan = _demand_span
 SELF_READ_HEADER = billing.SelfReadHeader(valid=1, last_element=0, last_sequence=1)
+
+
+def _word(data: bytes, offset: int) -> int:
+    return int.from_bytes(data[offset : offset + 2], "little")
 
 
 def _targets() -> list[tuple[str, Callable[[bytes], object]]]:
@@ -87,6 +83,8 @@ def _targets() -> list[tuple[str, Callable[[bytes], object]]]:
         ("events.decode_bt03", events.decode_bt03),
         ("events.decode_bt71", events.decode_bt71),
         ("events.decode_bt74_header", events.decode_bt74_header),
+        # An id (first two bytes) and its argument (the next two), as a BT74 record holds them.
+        ("event_ids.decode_argument", lambda data: event_ids.decode_argument(_word(data, 0) & 0x0FFF, _word(data, 2))),
         ("power_quality.decode_power_quality", lambda data: power_quality.decode_power_quality(data, 1)),
         ("relay.decode_et29", relay.decode_et29),
         ("billing.decode_tiers", lambda data: billing.decode_tiers(data, DEMAND_DIMS, DEMAND_METER, TIER_SPANS[-1])),

@@ -16,14 +16,14 @@ from typing import Any
 
 from benchmarks.wire import KEY
 from custom_components.nes_meter.guard import CounterGuard
-from custom_components.nes_meter.meter import MeterClient, MeterError, MeterKey
-from custom_components.nes_meter.meter.c1218_session import C1218Timing
-from custom_components.nes_meter.meter.client import Transport
-from custom_components.nes_meter.meter.mep_session import MepTiming
-from custom_components.nes_meter.meter.sim_image import MeterImage
-from custom_components.nes_meter.meter.simulator import Faults, SimServer, SimulatedMeter
-from custom_components.nes_meter.meter.tls_server import TlsSimulatedMeter
-from custom_components.nes_meter.meter.tls_session import TlsTiming
+from nesmeter import MeterClient, MeterError, MeterKey
+from nesmeter.c1218.session import C1218Timing
+from nesmeter.client.client import Transport
+from nesmeter.mep.session import MepTiming
+from nesmeter.mep.tls_session import TlsTiming
+from nesmeter.sim.sim_image import MeterImage
+from nesmeter.sim.simulator import Faults, SimServer, SimulatedMeter
+from nesmeter.sim.tls_server import TlsSimulatedMeter
 
 # The guide's timeouts scaled down 10x: the simulator answers at once, so only lost or
 # delayed replies ever wait, and thousands of faulty polls fit in minutes.

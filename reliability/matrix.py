@@ -14,10 +14,10 @@ import tempfile
 import time
 from typing import Any
 
-from custom_components.nes_meter.meter import MeterKey
-from custom_components.nes_meter.meter.client import Transport
-from custom_components.nes_meter.meter.sim_variants import REFUSED, VARIANTS, applies
-from custom_components.nes_meter.meter.simulator import Faults
+from nesmeter import MeterKey
+from nesmeter.client.client import Transport
+from nesmeter.sim.sim_variants import REFUSED, VARIANTS, applies
+from nesmeter.sim.simulator import Faults
 
 from .harness import TIMEOUT, Poller, meter_with, open_fds, other_tasks, serve
 

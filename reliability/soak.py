@@ -13,8 +13,8 @@ import time
 from typing import Any
 
 from benchmarks.ha_scale import rss_kib
-from custom_components.nes_meter.meter.client import Transport
-from custom_components.nes_meter.meter.simulator import Faults
+from nesmeter.client.client import Transport
+from nesmeter.sim.simulator import Faults
 
 from .harness import Poller, meter_with, open_fds, other_tasks, serve
 

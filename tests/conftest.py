@@ -1,10 +1,11 @@
-"""Shared fixtures: the simulated meter on loopback TCP, the shared protocol vectors."""
+"""Shared fixtures of the integration tests: config entries for the simulated meter on loopback TCP."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-import json
+from collections.abc import Iterator
+import logging
 from pathlib import Path
+import re
 from typing import Any
 from unittest.mock import PropertyMock, patch
 
@@ -19,11 +20,11 @@ from syrupy.location import PyTestLocation
 
 from custom_components.nes_meter.const import CONF_KEY, CONF_KEY_FORMAT, CONF_TRANSPORT, DOMAIN
 from custom_components.nes_meter.coordinator import NesMeterCoordinator
-from custom_components.nes_meter.meter import MeterKey
-from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "protocol"
-VECTORS = Path(__file__).resolve().parent / "vectors"
+# The simulated meter and its loopback servers, as the library's tests have them.
+from lib.tests.conftest import ir_server, mep_server, meter  # noqa: F401
+from nesmeter import MeterKey
+
 KEY_TEXT = "a7941d85bce8a8fa2ab7"
 KEY = MeterKey.parse(KEY_TEXT)
 SERIAL = "5712345678"
@@ -81,12 +82,6 @@ async def energy_dashboard_issues(hass: HomeAssistant, stat_from: str, stat_to: 
     return [issue for group in result.energy_sources for issue in group.issues.values()]
 
 
-def load_vectors(name: str) -> dict[str, Any]:
-    """The protocol vectors; a copy ships in tests/vectors so a clone tests on its own."""
-    path = VECTORS / name
-    return json.loads(path.read_text())
-
-
 @pytest.fixture(autouse=True)
 def auto_enable_custom_integrations(request: pytest.FixtureRequest) -> None:
     """HA tests need custom integrations enabled; plain library tests do not use hass."""
@@ -96,41 +91,69 @@ def auto_enable_custom_integrations(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("enable_custom_integrations")
 
 
+# What Home Assistant says when the integration uses something it deprecates: the frame
+# helper's reports ("Detected that custom integration 'nes_meter' ... This will stop working
+# in Home Assistant X" / "breaks in"), deprecated constants ("... was used from nes_meter, this
+# is a deprecated constant ..."), the config-entries checks (update listeners and reloads).
+DEPRECATION_REPORT = re.compile(r"deprecat|will stop working|breaks in|stop working in", re.IGNORECASE)
+
+
+class _ReportCollector(logging.Handler):
+    """Keeps every warning or error any logger emits during one test."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture(autouse=True)
+def no_deprecation_reports(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test when Home Assistant reports a deprecation about this integration, on any release.
+
+    A test marked ``deprecation_report_expected`` (the guard's own test) must see one instead.
+    """
+    collector = _ReportCollector()
+    root = logging.getLogger()
+    root.addHandler(collector)
+    try:
+        yield
+    finally:
+        root.removeHandler(collector)
+    reports = [text for text in collector.messages if "nes_meter" in text and DEPRECATION_REPORT.search(text)]
+    if request.node.get_closest_marker("deprecation_report_expected"):
+        assert reports, "the deprecation guard saw no report"
+    elif reports:
+        pytest.fail("Home Assistant reported a deprecation about nes_meter:\n" + "\n".join(reports), pytrace=False)
+
+
 @pytest.fixture(autouse=True)
 def loopback_sockets(socket_enabled: None) -> None:
     """The simulator listens on 127.0.0.1; connections elsewhere stay blocked."""
 
 
-@pytest.fixture
-def meter() -> SimulatedMeter:
-    return SimulatedMeter(KEY)
-
-
-@pytest.fixture
-async def mep_server(meter: SimulatedMeter) -> AsyncIterator[SimServer]:
-    server = await meter.serve_tcp("mep")
-    yield server
-    await server.close()
-
-
-@pytest.fixture
-async def ir_server(meter: SimulatedMeter) -> AsyncIterator[SimServer]:
-    server = await meter.serve_tcp("ir")
-    yield server
-    await server.close()
+def _release(folder: Path) -> tuple[int, ...]:
+    return tuple(int(part) for part in folder.name.split("."))
 
 
 class VersionedSnapshotExtension(HomeAssistantSnapshotExtension):
     """Snapshots per Home Assistant release: registry entries gain fields from one release to the next.
 
-    The suite runs on the oldest supported release and on the newest; each keeps its own
-    snapshots under ``tests/snapshots/<release>/``.
+    ``tests/snapshots/<release>/`` holds a release's snapshots where they differ from the
+    release before; a release without a folder of its own uses the newest older one. Update one
+    line at a time (``scripts/test --ha LINE tests/test_sensor.py --snapshot-update``): syrupy
+    deletes the other folders' files as unused, ``git checkout`` them afterwards.
     """
 
     @classmethod
     def dirname(cls, *, test_location: PyTestLocation) -> str:
         """Return the snapshot folder of the Home Assistant release under test."""
-        return str(Path(test_location.filepath).parent / "snapshots" / f"{MAJOR_VERSION}.{MINOR_VERSION}")
+        folders = Path(test_location.filepath).parent / "snapshots"
+        running = (MAJOR_VERSION, MINOR_VERSION)
+        older = [folder for folder in folders.iterdir() if folder.is_dir() and _release(folder) <= running]
+        return str(max(older, key=_release) if older else folders / f"{MAJOR_VERSION}.{MINOR_VERSION}")
 
 
 @pytest.fixture

@@ -21,10 +21,10 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.nes_meter.const import DOMAIN
 from custom_components.nes_meter.coordinator import NesMeterCoordinator
-from custom_components.nes_meter.meter import tables
-from custom_components.nes_meter.meter.billing import BT26
-from custom_components.nes_meter.meter.sim_image import MeterImage
-from custom_components.nes_meter.meter.simulator import Faults, SimServer, SimulatedMeter
+from nesmeter.sim.sim_image import MeterImage
+from nesmeter.sim.simulator import Faults, SimServer, SimulatedMeter
+from nesmeter.tables import tables
+from nesmeter.tables.billing import BT26
 
 from .conftest import KEY, SERIAL, add_meter_entry, drain_rare_reads, energy_dashboard_issues
 

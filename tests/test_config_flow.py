@@ -28,8 +28,8 @@ from custom_components.nes_meter.const import (
     CONF_UPDATE_INTERVAL,
     DOMAIN,
 )
-from custom_components.nes_meter.meter.sim_image import MeterImage
-from custom_components.nes_meter.meter.simulator import Faults, SimServer, SimulatedMeter
+from nesmeter.sim.sim_image import MeterImage
+from nesmeter.sim.simulator import Faults, SimServer, SimulatedMeter
 
 from .conftest import KEY, KEY_TEXT, SERIAL
 
@@ -154,7 +154,7 @@ async def test_legacy_rc4_switch_shows_as_rc4(hass: HomeAssistant) -> None:
 
 async def test_a_meter_that_requires_tls_is_added_in_tls_mode(hass: HomeAssistant) -> None:
     """The user need not know the mode: a meter refusing all but TLS is read in TLS mode."""
-    from custom_components.nes_meter.meter.tls_server import TlsSimulatedMeter
+    from nesmeter.sim.tls_server import TlsSimulatedMeter
 
     meter = TlsSimulatedMeter(KEY)
     result = await _add_meter(hass, meter, "mep")

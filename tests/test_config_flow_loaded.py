@@ -14,8 +14,8 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.nes_meter.const import CONF_KEY, CONF_KEY_FORMAT, CONF_TRANSPORT, DOMAIN
-from custom_components.nes_meter.meter import MeterClient, MeterKey
-from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
+from nesmeter import MeterClient, MeterKey
+from nesmeter.sim.simulator import SimServer, SimulatedMeter
 
 from .compat import form_as_sent
 from .conftest import KEY_TEXT, SERIAL

@@ -13,16 +13,18 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.nes_meter.coordinator import NesMeterCoordinator
-from custom_components.nes_meter.meter.errors import DecodeError, NoResponseError
-from custom_components.nes_meter.meter.events import BT03, BT71, BT74
-from custom_components.nes_meter.meter.sim_image import MeterImage
-from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
 from custom_components.nes_meter.rare_reads import STALE_AFTER
+from nesmeter.errors import DecodeError, NoResponseError
+from nesmeter.sim.sim_image import MeterImage
+from nesmeter.sim.simulator import SimServer, SimulatedMeter
+from nesmeter.tables.events import BT03, BT71, BT74
 
 from .conftest import KEY, add_meter_entry, drain_rare_reads
 
 TAMPER = "event.nes_83334_tamper_events"
 POWER = "event.nes_83334_power_events"
+QUALITY = "event.nes_83334_power_quality_events"
+METER = "event.nes_83334_meter_events"
 MAGNETIC = "binary_sensor.nes_83334_magnetic_tamper"
 COVER = "binary_sensor.nes_83334_cover_removed"
 
@@ -102,6 +104,54 @@ async def test_old_entries_do_not_fire_and_a_new_one_fires_once(
     assert await drain(coordinator, header_poll=True) == 2  # BT03, header
     assert sim.stats.table_reads[BT74] - reads_before == 1
     assert len(changes) == 1
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+# One event of each source's ids, the argument the simulated meter logs (None: the event's typical
+# one) and the attributes its decoded argument gives beside the raw `argument`.
+SOURCED = [
+    (QUALITY, "voltage_sag", 829, 98, {"phase": "L2", "voltage_v": 207}),  # U31, YUK, EICT
+    (POWER, "disconnect_changed", 258, 66, {"state": "open", "failed": False, "reason": "remote_command"}),  # EICT
+    (POWER, "power_up", None, 2, {"reset_cause": "power_failure"}),
+    (
+        METER,
+        "mbus_alarm",
+        None,
+        81,
+        {"device": "mbus_1", "alarm": "status_alarm", "other_meaning": "mep_alarm"},  # EICT, BT03; U31's MEP
+    ),
+    (METER, "firmware_changed", None, 36, {"firmware": "3.70.21"}),
+    (METER, "test_mode_started", None, 32, {}),  # C12.19, YUK
+    (METER, "nvm_failure", None, 41, {"table": "BT23", "read_before_write": False, "read_after_write": True}),
+    (TAMPER, "pulse_input_1_tamper", None, 75, {}),  # YUK, EICT, BT03
+    (QUALITY, "load_side_voltage", None, 95, {"status": "present", "phases": ["L1"]}),  # YUK, BT03
+    (QUALITY, "dimmer_effect", None, 111, {"phases": ["L2"]}),  # YUK only
+]
+
+
+async def test_an_event_of_each_source_fires_with_its_decoded_argument(
+    hass: HomeAssistant, entry: MockConfigEntry, sim: SimulatedMeter
+) -> None:
+    """The simulated meter logs them, the client reads the bytes, each entity fires its own."""
+    coordinator = await setup(hass, entry)
+    changes = record(hass, [TAMPER, POWER, QUALITY, METER])
+    logged = [sim.image.events.inject(name, argument) for _entity, name, argument, _id, _details in SOURCED]
+    await drain(coordinator, header_poll=True)
+    assert [change.data["entity_id"] for change in changes] == [entity for entity, *_ in SOURCED]
+    for change, (_entity, name, _argument, event_id, details), entry_logged in zip(
+        changes, SOURCED, logged, strict=True
+    ):
+        new_state = change.data["new_state"]
+        assert new_state is not None
+        attributes = dict(new_state.attributes)
+        assert attributes.pop("event_type") == name
+        assert attributes.pop("event_id") == event_id
+        assert attributes.pop("argument") == entry_logged.argument
+        assert attributes.pop("sequence") == entry_logged.sequence
+        assert attributes.pop("meter_time") == entry_logged.time.isoformat()
+        assert attributes.pop("user") == "none"
+        attributes = {key: value for key, value in attributes.items() if key not in ("event_types", "friendly_name")}
+        assert attributes == details, name
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from custom_components.nes_meter.guard import DECREASE_CONFIRMATIONS, CounterGuard
-from custom_components.nes_meter.meter import MeterSnapshot
+from nesmeter import MeterSnapshot
 
 
 def reading(energy: float | None, **values: float) -> MeterSnapshot:
@@ -69,6 +69,33 @@ def test_restored_baseline_checks_the_first_reading() -> None:
     assert guard.apply(reading(900), 10).energy_import_wh == 1000
     assert guard.apply(reading(1001), 20).energy_import_wh == 1001
     assert guard.as_dict()["restored_counters"] == ["energy_import_wh"]
+
+
+def test_a_baseline_after_the_first_reading_checks_that_reading() -> None:
+    """The energy sensors hand their restored value over once added, after the setup's first reading."""
+    lower = CounterGuard()
+    lower.apply(reading(900), 0)  # lower than before the restart: a glitch until it lasts
+    assert lower.restore("energy_import_wh", 1000, at=-60) == 1000
+    assert lower.dropped == {"energy_import_wh:decrease": 1}
+    assert lower.apply(reading(1001), 10).energy_import_wh == 1001
+
+    zero = CounterGuard()
+    assert zero.apply(reading(0), 0).energy_import_wh is None
+    assert zero.restore("energy_import_wh", 1000, at=-60) == 1000
+
+    higher = CounterGuard()
+    higher.apply(reading(1001), 0)  # a plausible rise since the restart stands
+    assert higher.restore("energy_import_wh", 1000, at=-60) == 1001
+    assert higher.as_dict()["restored_counters"] == ["energy_import_wh"]
+
+
+def test_a_baseline_after_two_readings_is_too_late() -> None:
+    """A reading already checked against another one of this run wins over a late baseline."""
+    guard = CounterGuard()
+    guard.apply(reading(900), 0)
+    guard.apply(reading(901), 10)
+    assert guard.restore("energy_import_wh", 1000, at=-60) == 901
+    assert guard.as_dict()["restored_counters"] == []
 
 
 def test_restored_zero_is_no_baseline() -> None:

@@ -20,6 +20,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, async_
 from pytest_homeassistant_custom_component.components.diagnostics import get_diagnostics_for_config_entry
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
+from custom_components.nes_meter.compat import UPDATE_FAILED_RETRY_AFTER
 from custom_components.nes_meter.const import (
     BACKOFF_MIN,
     CONF_KEY,
@@ -28,16 +29,9 @@ from custom_components.nes_meter.const import (
     DOMAIN,
 )
 from custom_components.nes_meter.coordinator import NesMeterCoordinator, ha_error
-from custom_components.nes_meter.meter import (
-    AuthenticationError,
-    FrameError,
-    MeterError,
-    MeterKey,
-    NoResponseError,
-    PortError,
-)
-from custom_components.nes_meter.meter.simulator import Faults, SimServer, SimulatedMeter
 from custom_components.nes_meter.sensor import LAST_ERROR_OPTIONS, clock_offset
+from nesmeter import AuthenticationError, FrameError, MeterError, MeterKey, NoResponseError, PortError
+from nesmeter.sim.simulator import Faults, SimServer, SimulatedMeter
 
 from .compat import get_device
 from .conftest import KEY, KEY_TEXT, SERIAL, add_meter_entry, energy_dashboard_issues
@@ -199,12 +193,16 @@ async def test_backoff_grows_to_a_minute(
     delays = []
     for _ in range(8):
         coordinator = await refresh(hass, entry)  # a reconnect attempt fails and sets the next wait
+        failed = coordinator.last_exception
         coordinator = await refresh(hass, entry)  # too early: the backoff answers
         error = coordinator.last_exception
         assert isinstance(error, UpdateFailed)
         assert error.translation_key == "backoff"
         assert error.translation_placeholders is not None
         delays.append(int(error.translation_placeholders["seconds"]))
+        if UPDATE_FAILED_RETRY_AFTER:  # the coordinator polls again when the wait ends (2025.12+)
+            assert getattr(failed, "retry_after", None) == delays[-1]
+            assert 0 < getattr(error, "retry_after", 0) <= delays[-1]
         advance(freezer, timedelta(seconds=delays[-1]))
     assert delays[:3] == [1, 2, 4]
     assert delays[-1] == 60
@@ -277,8 +275,10 @@ async def test_diagnostics_never_contain_the_key(
 
 
 async def test_options_change_reloads(hass: HomeAssistant, ir_server: SimServer) -> None:
+    """The options flow reloads the entry with the new options (tests/test_reloads.py counts the reloads)."""
     entry = await setup_entry(hass, ir_server, "ir")
-    hass.config_entries.async_update_entry(entry, options={"update_interval": 30})
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    await hass.config_entries.options.async_configure(result["flow_id"], {"update_interval": 30})
     await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.LOADED
     assert entry.runtime_data.update_interval == timedelta(seconds=30)
@@ -421,7 +421,7 @@ async def test_a_meter_that_starts_requiring_tls_raises_a_fixable_repair(hass: H
 
     from custom_components.nes_meter import repairs
     from custom_components.nes_meter.const import CONF_MEP_SECURITY
-    from custom_components.nes_meter.meter.tls_server import TlsSimulatedMeter
+    from nesmeter.sim.tls_server import TlsSimulatedMeter
 
     meter = TlsSimulatedMeter(KEY)
     async with await meter.serve_tcp("mep") as server:

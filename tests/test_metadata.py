@@ -6,6 +6,7 @@ import importlib.metadata
 import json
 from pathlib import Path
 import re
+import tomllib
 
 import homeassistant
 from packaging.requirements import Requirement
@@ -69,12 +70,10 @@ RUNNING_CONSTRAINTS = Path(homeassistant.__file__).parent / "package_constraints
 
 
 def _constraint_files() -> list[Path]:
-    """package_constraints.txt of the Home Assistant the suite runs on, and of the newest one when
-    scripts/test-latest has installed it (seen from the floor; inside its root the running one is it)."""
+    """package_constraints.txt of the Home Assistant the suite runs on, and of the other lines once
+    scripts/test-ha has installed them (seen from the floor; inside its root the running one is one)."""
     files = [RUNNING_CONSTRAINTS]
-    files += sorted(
-        ROOT.glob(".cache/latest-root/opt/*/lib/python3*/site-packages/homeassistant/package_constraints.txt")
-    )
+    files += sorted(ROOT.glob(".cache/ha-root/opt/*/lib/python3*/site-packages/homeassistant/package_constraints.txt"))
     return [path for path in files if path.is_file()]
 
 
@@ -82,9 +81,9 @@ def test_requirements_admit_the_tested_and_the_constrained_versions() -> None:
     """Home Assistant installs a custom integration's requirements under its package_constraints.txt
     (homeassistant/requirements.py, pip_kwargs), where newer releases pin serialx for core's usb and
     zha: manifest.json asks for a range that admits the version each supported release allows, and
-    the suite runs with both ends (requirements_test.txt on the floor, requirements_test_latest.txt
-    with what the newest release pins)."""
-    tested_files = (ROOT / "requirements_test.txt", ROOT / "requirements_test_latest.txt")
+    the suite runs with both ends (requirements_test.txt on the floor, requirements/ha-*.txt with
+    what each newer release pins)."""
+    tested_files = (ROOT / "requirements_test.txt", *sorted((ROOT / "requirements").glob("ha-20*.*[0-9].txt")))
     tested = [_pins(path) for path in tested_files]
     constraints = [(path, _requirements(path)) for path in _constraint_files()]
     assert constraints, "the running Home Assistant has no package_constraints.txt"
@@ -93,8 +92,10 @@ def test_requirements_admit_the_tested_and_the_constrained_versions() -> None:
         requirement = Requirement(line)
         name = canonicalize_name(requirement.name)
         assert requirement.url is None and requirement.marker is None, line
+        if name == "nesmeter":
+            continue  # this tree's library, installed from lib/ (test_the_manifest_pins_this_library)
         versions = {pins[name] for pins in tested}
-        assert all(name in pins for pins in tested), f"{name} is not pinned in both requirements files"
+        assert all(name in pins for pins in tested), f"{name} is not pinned in every requirements file"
         for version in versions:
             assert requirement.specifier.contains(version), f"{line} refuses the tested {name}=={version}"
         # The oldest version the manifest admits is one the suite runs with.
@@ -111,6 +112,42 @@ def test_requirements_admit_the_tested_and_the_constrained_versions() -> None:
             if pinned and path == RUNNING_CONSTRAINTS:
                 # This Home Assistant would install exactly that version: so does its test venv.
                 assert importlib.metadata.version(name) == pinned[0], f"{name}: {path} pins {pinned[0]}"
+
+
+def test_the_manifest_pins_this_library() -> None:
+    """manifest.json requires exactly the version lib/pyproject.toml builds: the release publishes
+    that version to PyPI before HACS can install the integration that pins it (README, Development)."""
+    library = tomllib.loads((ROOT / "lib" / "pyproject.toml").read_text())["project"]
+    pins = [Requirement(line) for line in MANIFEST["requirements"]]
+    ours = [requirement for requirement in pins if canonicalize_name(requirement.name) == library["name"]]
+    assert [str(requirement.specifier) for requirement in ours] == [f"=={library['version']}"]
+    # serialx stays listed beside it only because config_flow.py imports serialx itself.
+    assert {canonicalize_name(requirement.name) for requirement in pins} == {"nesmeter", "serialx"}
+    assert "import serialx" in (INTEGRATION / "config_flow.py").read_text()
+    # The library declares the same serialx range (one range to move when serialx moves).
+    serialx = [Requirement(line) for line in library["dependencies"] if line.startswith("serialx")]
+    assert [str(r.specifier) for r in serialx] == [str(r.specifier) for r in pins if r.name == "serialx"]
+    try:
+        installed = importlib.metadata.version("nesmeter")
+    except importlib.metadata.PackageNotFoundError:
+        return  # the Debian root's runs put lib/src on PYTHONPATH instead of installing it
+    assert installed == library["version"], "scripts/setup re-installs lib/ when its pyproject changes"
+
+
+def test_manifest_categories_and_connectivity_are_home_assistants_words() -> None:
+    """``categories`` and ``connectivity`` (2026.x manifests) take the values core's manifests use.
+
+    hassfest checks them against its lists; the core manifests of the running release are
+    that vocabulary. Releases before the keys existed ignore them (the floor: no vocabulary).
+    """
+    core = [
+        json.loads(path.read_text()) for path in Path(homeassistant.__file__).parent.glob("components/*/manifest.json")
+    ]
+    for key in ("categories", "connectivity"):
+        assert MANIFEST[key], key
+        words = {word for manifest in core for word in manifest.get(key, [])}
+        if words:
+            assert set(MANIFEST[key]) <= words, f"{key}: {set(MANIFEST[key]) - words} is not a word of this release"
 
 
 def test_hacs_json() -> None:
@@ -144,14 +181,36 @@ def test_every_sensor_and_exception_is_translated() -> None:
         assert any(key in keys for keys in translated), key
 
 
+def test_every_event_type_and_decoded_attribute_is_translated() -> None:
+    """Each family's event types are its entity's translated states, and every attribute a
+    decoded argument of that family can give (all 65536 arguments of each id) has a name."""
+    from nesmeter.tables.event_ids import DECODERS, EVENT_IDS
+    from nesmeter.tables.events import FAMILIES, event_types
+
+    english = json.loads((INTEGRATION / "translations" / "en.json").read_text())["entity"]["event"]
+    keys: dict[str, set[str]] = {family: set() for family in FAMILIES}
+    for event_id, decode in DECODERS.items():
+        for argument in range(1 << 16):
+            keys[EVENT_IDS[event_id].family] |= set(decode(argument))
+    for known in EVENT_IDS.values():
+        if known.other_meaning:
+            keys[known.family].add("other_meaning")
+    for family in FAMILIES:
+        attributes = english[f"{family}_event"]["state_attributes"]
+        assert list(attributes["event_type"]["state"]) == list(event_types(family)), family
+        base = {"event_type", "meter_time", "sequence", "event_id", "argument", "user"}
+        assert set(attributes) == base | keys[family], family
+
+
 def test_last_error_states_are_translated_and_cover_the_library() -> None:
     """Every error name the library records maps to a translated state, not to "other"."""
-    from custom_components.nes_meter.meter import c1218, mep
     from custom_components.nes_meter.sensor import LAST_ERROR_OPTIONS, last_error_state
+    from nesmeter.c1218 import framing as c1218
+    from nesmeter.mep import framing as mep
 
     english = json.loads((INTEGRATION / "translations" / "en.json").read_text())
     assert set(english["entity"]["sensor"]["last_error"]["state"]) == set(LAST_ERROR_OPTIONS)
-    library = "\n".join(path.read_text() for path in (INTEGRATION / "meter").glob("*_session.py"))
+    library = "\n".join(path.read_text() for path in (ROOT / "lib" / "src" / "nesmeter").glob("*/*session.py"))
     names = set(re.findall(r'stats\.error\("(\w+)"\)', library))
     names |= {name for code, name in c1218.RESPONSE_NAMES.items() if code}
     names |= {f"0x{code:02X}" for code in mep.MepResult if code}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from custom_components.nes_meter.meter import MeterError, NoResponseError
 from custom_components.nes_meter.rare_reads import RETRY_MIN, RareRead, RareReadScheduler
+from nesmeter import MeterError, NoResponseError
 
 
 class Part:

@@ -13,8 +13,8 @@ from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from custom_components.nes_meter.const import DOMAIN
 from custom_components.nes_meter.guard import DECREASE_CONFIRMATIONS
-from custom_components.nes_meter.meter.sim_image import MeterImage
-from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
+from nesmeter.sim.sim_image import MeterImage
+from nesmeter.sim.simulator import SimServer, SimulatedMeter
 
 from .conftest import KEY, SERIAL, add_meter_entry
 
@@ -96,6 +96,27 @@ async def test_restart_restores_the_baseline_and_accepts_a_lasting_decrease(
     assert diagnostics["guard"]["restored_counters"] == ["energy_import_wh"]
     assert diagnostics["guard"]["accepted_resets"] == {"energy_import_wh": 1}
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_restart_restores_a_tier_counter(hass: HomeAssistant, entity_registry: er.EntityRegistry) -> None:
+    """Tier energies are guarded like the totals: a lower first reading after a restart is held."""
+    server = await SimulatedMeter(KEY, image=MeterImage(speed=0), variants="tou").serve_tcp("ir")
+    tier_1 = "sensor.nes_83334_energy_import_tier_1"
+    entry = make_entry(hass, server)
+    entity_registry.async_get_or_create(
+        "sensor", DOMAIN, f"{SERIAL}_energy_import_tier_1", config_entry=entry, suggested_object_id=tier_1[7:]
+    )
+    mock_restore_cache_with_extra_data(
+        hass, [(State(tier_1, "9999.0"), {"native_value": 9999.0, "native_unit_of_measurement": "kWh"})]
+    )
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    state = hass.states.get(tier_1)
+    assert state is not None
+    assert float(state.state) == 9999.0
+    assert "energy_import_tier_1_wh" in entry.runtime_data.guard.restored
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await server.close()
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,8 @@ from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 from syrupy.assertion import SnapshotAssertion
 from syrupy.filters import props
 
-from custom_components.nes_meter.meter.sim_image import MeterImage
-from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
+from nesmeter.sim.sim_image import MeterImage
+from nesmeter.sim.simulator import SimServer, SimulatedMeter
 
 from .conftest import KEY, SERIAL, add_meter_entry
 

@@ -17,7 +17,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.nes_meter import config_flow
 from custom_components.nes_meter.const import CONF_KEY, CONF_KEY_FORMAT, CONF_TRANSPORT, DOMAIN
-from custom_components.nes_meter.meter.simulator import SimServer, SimulatedMeter
+from nesmeter.sim.simulator import SimServer, SimulatedMeter
 
 from .conftest import KEY_TEXT, SERIAL
 

@@ -20,7 +20,6 @@ async def async_setup_entry(hass: HomeAssistant, entry: NesMeterConfigEntry) -> 
     # closes the port.
     await coordinator.async_config_entry_first_refresh()
     entry.runtime_data = coordinator
-    entry.async_on_unload(entry.add_update_listener(_async_options_updated))
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
 
@@ -40,7 +39,3 @@ async def async_remove_entry(hass: HomeAssistant, entry: NesMeterConfigEntry) ->
     await async_remove_event_storage(hass, entry)
     if entry.unique_id:
         await async_clear_statistics(hass, entry.unique_id)
-
-
-async def _async_options_updated(hass: HomeAssistant, entry: NesMeterConfigEntry) -> None:
-    await hass.config_entries.async_reload(entry.entry_id)

@@ -12,10 +12,11 @@ from __future__ import annotations
 from homeassistant.components.sensor import SensorDeviceClass, SensorEntity, SensorStateClass
 from homeassistant.const import EntityCategory, UnitOfEnergy, UnitOfPower
 
+from nesmeter import MeterIdentity
+from nesmeter.tables.billing import DemandValue, TierEnergy
+
 from .billing_tracker import DIRECTIONS, MAX_TIERS, TIER_COUNTERS, MeterBillingTracker
 from .coordinator import NesMeterCoordinator
-from .meter import MeterIdentity
-from .meter.billing import DemandValue, TierEnergy
 from .tracked_sensor import (
     NesTrackedCounterSensor,
     NesTrackedSensor,

@@ -20,9 +20,11 @@ from typing import Any, Final
 
 from homeassistant.util import dt as dt_util
 
+from nesmeter import MeterClient
+from nesmeter.client.billing_reader import BillingReader
+from nesmeter.tables.billing import Demands, SelfRead, SelfReadHeader, TariffState, TierEnergy
+
 from .guard import CounterGuard
-from .meter import MeterClient
-from .meter.billing import BillingReader, Demands, SelfRead, SelfReadHeader, TariffState, TierEnergy
 from .rare_reads import RareRead, RareReadScheduler
 
 _LOGGER = logging.getLogger(__name__)
@@ -158,6 +160,14 @@ class MeterBillingTracker:
             self.tiers[tier.tier] = replace(
                 tier, energy_import_wh=guarded["import"], energy_export_wh=guarded["export"]
             )
+
+    def show_tier_counter(self, name: str, wh: float | None) -> None:
+        """Show ``wh`` for tier counter ``name`` (the guard's verdict on a restored baseline)."""
+        for tier, registers in self.tiers.items():
+            if name == tier_counter(tier, "import"):
+                self.tiers[tier] = replace(registers, energy_import_wh=wh)
+            elif name == tier_counter(tier, "export"):
+                self.tiers[tier] = replace(registers, energy_export_wh=wh)
 
     def _guarded(self, tier: int, direction: str, registers: TierEnergy, now: float) -> float | None:
         wh: float | None = getattr(registers, f"energy_{direction}_wh")

@@ -23,11 +23,12 @@ from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
+from nesmeter.tables import tables
+from nesmeter.tables.events import STATUS_BITS
+
 from .const import TRANSPORT_MEP
 from .coordinator import NesMeterConfigEntry, NesMeterCoordinator
 from .entity import NesMeterEntity
-from .meter import tables
-from .meter.events import STATUS_BITS
 from .power_quality_sensor import measured_phases
 from .tracked_sensor import utc_text
 

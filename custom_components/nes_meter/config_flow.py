@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from homeassistant.config_entries import ConfigEntryState, ConfigFlow, ConfigFlowResult, OptionsFlow
+from homeassistant.config_entries import ConfigEntryState, ConfigFlow, ConfigFlowResult
 from homeassistant.const import CONF_PORT
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.selector import (
@@ -27,6 +27,22 @@ from homeassistant.helpers.service_info.usb import UsbServiceInfo
 import serialx
 import voluptuous as vol
 
+from nesmeter import (
+    KEY_FORMATS,
+    AuthenticationError,
+    InvalidPortError,
+    KeyFormatError,
+    MeterError,
+    MeterIdentity,
+    NoResponseError,
+    PortError,
+    TlsError,
+    TlsRequiredError,
+    UnsupportedMeterError,
+    validate_port,
+)
+
+from .compat import OptionsFlowWithReload
 from .const import (
     CONF_ENABLE_LINE,
     CONF_KEY,
@@ -47,20 +63,6 @@ from .const import (
     TRANSPORT_MEP,
 )
 from .coordinator import NesMeterConfigEntry, build_client, mep_security
-from .meter import (
-    KEY_FORMATS,
-    AuthenticationError,
-    InvalidPortError,
-    KeyFormatError,
-    MeterError,
-    MeterIdentity,
-    NoResponseError,
-    PortError,
-    TlsError,
-    TlsRequiredError,
-    UnsupportedMeterError,
-    validate_port,
-)
 
 _LOGGER = logging.getLogger(__name__)
 BY_ID = Path("/dev/serial/by-id")
@@ -352,13 +354,13 @@ class NesMeterConfigFlow(ConfigFlow, domain=DOMAIN):
         return NesMeterOptionsFlow()
 
 
-class NesMeterOptionsFlow(OptionsFlow):
+class NesMeterOptionsFlow(OptionsFlowWithReload):
     """Polling interval and MEP line options."""
 
     config_entry: NesMeterConfigEntry
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """One form; saving it reloads the entry (see ``__init__``)."""
+        """One form; saving changed options reloads the entry, once."""
         if user_input is not None:
             return self.async_create_entry(data=user_input)
         options = self.config_entry.options

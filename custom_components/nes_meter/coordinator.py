@@ -5,21 +5,37 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
-from datetime import timedelta
+from datetime import datetime, timedelta
 import logging
 import time
 from typing import Any, Final
 
-from homeassistant.components.sensor import SensorExtraStoredData
 from homeassistant.config_entries import ConfigEntry
-from homeassistant.const import CONF_PORT, Platform
+from homeassistant.const import CONF_PORT
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryError, HomeAssistantError
-from homeassistant.helpers import entity_registry as er, issue_registry as ir, restore_state
-from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
+from homeassistant.helpers import issue_registry as ir
+from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 from homeassistant.util import dt as dt_util
 
+from nesmeter import (
+    AuthenticationError,
+    MeterClient,
+    MeterError,
+    MeterIdentity,
+    MeterKey,
+    MeterSnapshot,
+    NoResponseError,
+    PortError,
+    TlsRequiredError,
+    UnsupportedMeterError,
+)
+from nesmeter.client.recording import record_reading
+from nesmeter.errors import ABSENT
+from nesmeter.mep.tls import KeyId
+
 from .billing_tracker import TIER_COUNTERS, MeterBillingTracker
+from .compat import update_failed
 from .const import (
     BACKOFF_MAX,
     BACKOFF_MIN,
@@ -41,21 +57,6 @@ from .const import (
 from .events_coordinator import MeterEventTracker
 from .guard import GUARDED_COUNTERS, CounterGuard
 from .history import HistoryImporter
-from .meter import (
-    AuthenticationError,
-    MeterClient,
-    MeterError,
-    MeterIdentity,
-    MeterKey,
-    MeterSnapshot,
-    NoResponseError,
-    PortError,
-    TlsRequiredError,
-    UnsupportedMeterError,
-)
-from .meter.errors import ABSENT
-from .meter.tls import KeyId
-from .meter.trace import record_reading
 from .quality_tracker import PowerQualityTracker
 from .rare_reads import RareReadScheduler
 
@@ -63,12 +64,13 @@ _LOGGER = logging.getLogger(__name__)
 
 type NesMeterConfigEntry = ConfigEntry[NesMeterCoordinator]
 
-RESTORED_UNITS: Final = frozenset({"kWh", "kvarh"})
-
 
 def counter_key(name: str) -> str:
     """Return the sensor key of a guarded snapshot field: ``energy_import_wh`` -> ``energy_import``."""
     return name.rsplit("_", 1)[0]
+
+
+COUNTER_NAMES: Final = {counter_key(name): name for name in (*GUARDED_COUNTERS, *TIER_COUNTERS)}
 
 
 def mep_security(options: Mapping[str, Any]) -> str:
@@ -94,12 +96,15 @@ def build_client(data: Mapping[str, Any], options: Mapping[str, Any] | None = No
     )
 
 
-def ha_error(err: MeterError) -> HomeAssistantError:
-    """Translate a library error: reauth for a rejected key, else a failed update."""
+def ha_error(err: MeterError, retry_after: float | None = None) -> HomeAssistantError:
+    """Translate a library error: reauth for a rejected key, else a failed update.
+
+    ``retry_after``: seconds until the backoff lets the next attempt through.
+    """
     if isinstance(err, AuthenticationError):
         return ConfigEntryAuthFailed(translation_domain=DOMAIN, translation_key="invalid_key")
     if isinstance(err, TlsRequiredError):
-        return UpdateFailed(translation_domain=DOMAIN, translation_key="tls_required")
+        return update_failed(retry_after=retry_after, translation_domain=DOMAIN, translation_key="tls_required")
     if isinstance(err, UnsupportedMeterError):  # retrying cannot help: the meter's formats stay
         return ConfigEntryError(
             translation_domain=DOMAIN, translation_key="unsupported_meter", translation_placeholders={"error": str(err)}
@@ -110,7 +115,12 @@ def ha_error(err: MeterError) -> HomeAssistantError:
         key = "no_response"
     else:
         key = "communication_error"
-    return UpdateFailed(translation_domain=DOMAIN, translation_key=key, translation_placeholders={"error": str(err)})
+    return update_failed(
+        retry_after=retry_after,
+        translation_domain=DOMAIN,
+        translation_key=key,
+        translation_placeholders={"error": str(err)},
+    )
 
 
 def tls_issue_id(entry: ConfigEntry) -> str:
@@ -145,7 +155,7 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
         self._retry_at = 0.0
         self._port_lock = asyncio.Lock()
         self._tls_issue_raised = False
-        self.history = HistoryImporter(hass, self)
+        self.history = HistoryImporter(hass, entry, self.client, identity=lambda: self.identity)
         self._history_task: asyncio.Task[None] | None = None  # the worker reading the load profile
 
     @property
@@ -161,7 +171,6 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
         """
         try:
             await self._connect()
-            self._restore_guard()  # before the first register read, tier energies included
             await self.events.async_setup()
             await self.billing.async_setup()
             await self.quality.async_setup()
@@ -171,32 +180,21 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
             raise ha_error(err) from err
         ir.async_delete_issue(self.hass, DOMAIN, tls_issue_id(self.config_entry))  # read: fixed, if raised
 
-    def _restore_guard(self) -> None:
-        """Seed the counter guard with what the energy sensors showed before a restart or reload.
+    def restore_counter(self, key: str, wh: float, seen: datetime) -> None:
+        """Give the counter guard what energy sensor ``key`` showed before a restart or reload.
 
-        Without it the first reading after a restart would be accepted unchecked: a
-        glitching 0, or a lower value, would make the Energy dashboard book the whole
-        lifetime reading again when the real value returns. The energy sensors are
-        ``RestoreSensor``s, so Home Assistant keeps their last native value (kWh or kvarh,
-        the guard keeps Wh) across restarts and reloads.
+        Without it the setup's first reading would be accepted unchecked: a glitching 0,
+        or a lower value, would make the Energy dashboard book the whole lifetime reading
+        again when the real value returns. ``seen`` is when the sensor last reported it;
+        the value it shows now is the one the guard lets through.
         """
-        assert self.identity is not None
-        registry = er.async_get(self.hass)
-        stored = restore_state.async_get(self.hass).last_states
-        now, wall_now = time.monotonic(), dt_util.utcnow()
-        for name in (*GUARDED_COUNTERS, *TIER_COUNTERS):
-            unique_id = f"{self.identity.utility_serial}_{counter_key(name)}"
-            entity_id = registry.async_get_entity_id(Platform.SENSOR, DOMAIN, unique_id)
-            state = stored.get(entity_id) if entity_id else None
-            if state is None or state.extra_data is None:
-                continue
-            data = SensorExtraStoredData.from_dict(state.extra_data.as_dict())
-            if data is None or data.native_unit_of_measurement not in RESTORED_UNITS:
-                continue
-            if not isinstance(data.native_value, int | float):
-                continue
-            age = max((wall_now - state.last_seen).total_seconds(), 0.0)
-            self.guard.restore(name, round(float(data.native_value) * 1000, 3), now - age)
+        name = COUNTER_NAMES[key]
+        age = max((dt_util.utcnow() - seen).total_seconds(), 0.0)
+        shown = self.guard.restore(name, wh, time.monotonic() - age)
+        if name in GUARDED_COUNTERS:
+            setattr(self.data, name, shown)
+        else:
+            self.billing.show_tier_counter(name, shown)
 
     async def _connect(self) -> None:
         if not self.client.is_open:
@@ -297,7 +295,8 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
     async def _async_poll(self) -> MeterSnapshot:
         now = time.monotonic()
         if now < self._retry_at:
-            raise UpdateFailed(
+            raise update_failed(
+                retry_after=self._retry_at - now,
                 translation_domain=DOMAIN,
                 translation_key="backoff",
                 translation_placeholders={"seconds": str(round(self._retry_at - now))},
@@ -308,10 +307,9 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
             snapshot = await self.client.read_snapshot(hold_for=self.interval_seconds)
         except MeterError as err:
             await self.client.close()
-            if not isinstance(err, AuthenticationError):
-                self._schedule_retry()
+            retry_after = None if isinstance(err, AuthenticationError) else self._schedule_retry()
             self._note_tls_required(err)
-            raise ha_error(err) from err
+            raise ha_error(err, retry_after) from err
         if self._tls_issue_raised:
             ir.async_delete_issue(self.hass, DOMAIN, tls_issue_id(self.config_entry))
             self._tls_issue_raised = False
@@ -335,11 +333,12 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
             data={"entry_id": self.config_entry.entry_id},
         )
 
-    def _schedule_retry(self) -> None:
-        """Exponential backoff, 1 s doubling up to 60 s, between reconnect attempts."""
-        delay = min(BACKOFF_MAX, BACKOFF_MIN * 2**self._failures)
+    def _schedule_retry(self) -> float:
+        """Exponential backoff, 1 s doubling up to 60 s, between reconnect attempts; the delay."""
+        delay: float = min(BACKOFF_MAX, BACKOFF_MIN * 2.0 ** min(self._failures, 16))  # no float overflow
         self._failures += 1
         self._retry_at = time.monotonic() + delay
+        return delay
 
     async def async_shutdown(self) -> None:
         """Stop polling and the history worker, and close the port (on unload, and on a failed setup)."""

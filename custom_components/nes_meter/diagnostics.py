@@ -8,9 +8,10 @@ from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.const import CONF_PORT
 from homeassistant.core import HomeAssistant
 
+from nesmeter.link.transport import describe_port
+
 from .const import CONF_KEY
 from .coordinator import NesMeterConfigEntry
-from .meter.transport import describe_port
 from .sensor import clock_offset
 
 TO_REDACT = {CONF_KEY, "utility_serial", "manufacturer_serial", "serial_number", "unique_id", "title"}

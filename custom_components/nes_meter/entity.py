@@ -6,9 +6,10 @@ from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.entity import EntityDescription
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
+from nesmeter import MeterIdentity
+
 from .const import DOMAIN
 from .coordinator import NesMeterCoordinator
-from .meter import MeterIdentity
 
 
 class NesMeterEntity(CoordinatorEntity[NesMeterCoordinator]):

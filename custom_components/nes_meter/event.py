@@ -1,20 +1,25 @@
 """Event entities: the meter's event log, one entity per family of events.
 
 The entity's state is when Home Assistant saw the entry; the meter's own (UTC) time of
-the entry, its sequence number, event id, argument and user are in the attributes.
+the entry, its sequence number, event id, argument, what the argument says (``phase``,
+``voltage_v``, ``reset_cause``, ... per ``nesmeter.tables.event_ids``) and user are in the
+attributes, and ``other_meaning`` where another source reads the id differently.
 Entries logged before the integration was first set up are not fired.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from homeassistant.components.event import EventEntity, EventEntityDescription
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
+from nesmeter import MeterIdentity
+from nesmeter.tables.events import FAMILIES, HistoryEntry, event_types
+
 from .coordinator import NesMeterConfigEntry, NesMeterCoordinator
 from .entity import NesMeterEntity
-from .meter import MeterIdentity
-from .meter.events import FAMILIES, HistoryEntry, event_types
 
 PARALLEL_UPDATES = 0
 
@@ -61,14 +66,15 @@ class NesMeterEvent(NesMeterEntity, EventEntity):
     def _handle_entry(self, entry: HistoryEntry) -> None:
         if entry.family != self._family:
             return
-        self._trigger_event(
-            entry.name,
-            {
-                "meter_time": entry.time.isoformat() if entry.time else None,
-                "sequence": entry.sequence,
-                "event_id": entry.event_id,
-                "argument": entry.argument,
-                "user": entry.user,
-            },
-        )
+        attributes: dict[str, Any] = {
+            "meter_time": entry.time.isoformat() if entry.time else None,
+            "sequence": entry.sequence,
+            "event_id": entry.event_id,
+            "argument": entry.argument,
+            **entry.details,
+            "user": entry.user,
+        }
+        if entry.other_meaning is not None:
+            attributes["other_meaning"] = entry.other_meaning
+        self._trigger_event(entry.name, attributes)
         self.async_write_ha_state()

@@ -23,9 +23,11 @@ from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
 
+from nesmeter import MeterClient
+from nesmeter.client.events_reader import EventLogReader, StatusReader
+from nesmeter.tables.events import HistoryEntry, MeterStatus
+
 from .const import DOMAIN
-from .meter import MeterClient
-from .meter.events import EventLogReader, HistoryEntry, MeterStatus, StatusReader
 from .rare_reads import Misses, RareRead, RareReadScheduler
 
 _LOGGER = logging.getLogger(__name__)

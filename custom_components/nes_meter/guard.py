@@ -7,9 +7,10 @@ meter's current could produce in the elapsed time. A jump that repeats is real (
 meter change); so is a lower level that persists (a register reset or a replaced
 meter), after more readings, because accepting one books a whole reading again.
 
-The last accepted values outlive a restart: the coordinator seeds them from the energy
-sensors' restored state before its first poll, so the first reading after a restart is
-checked like any other.
+The last accepted values outlive a restart: each energy sensor hands the guard the value
+it showed before (Home Assistant restores it) when it is added, right after the setup's
+first reading; that reading, the only one not yet checked, is then checked against it
+like any other.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 import logging
 from typing import Final
 
-from .meter import MeterSnapshot
+from nesmeter import MeterSnapshot
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -49,6 +50,9 @@ class CounterGuard:
     dropped: Counter[str] = field(default_factory=Counter)
     resets: Counter[str] = field(default_factory=Counter)
     restored: set[str] = field(default_factory=set)
+    # The first reading of a run, accepted without a baseline: (value, time) until a
+    # baseline arrives or a second reading is checked against it.
+    unchecked: dict[str, tuple[float, float]] = field(default_factory=dict)
     phase_mismatches: int = 0
     phase_mismatch: bool = False
 
@@ -65,14 +69,20 @@ class CounterGuard:
             self.phase_mismatches += 1
         return snapshot
 
-    def restore(self, name: str, value: float, at: float) -> None:
+    def restore(self, name: str, value: float, at: float) -> float | None:
         """Take ``value``, accepted by a previous run at monotonic time ``at``, as the baseline.
 
-        Only a positive value is a baseline; a reading already taken in this run wins.
+        Returns the value to show now. The baseline comes when the energy sensor is added,
+        after the setup's first reading: if that reading was the only one of this run, it is
+        checked again against the baseline (a glitching 0 or lower value is held back); a
+        reading already checked against another wins. Only a positive value is a baseline.
         """
-        if name.endswith(("_wh", "_varh")) and value > 0 and name not in self.last:
-            self._accept(name, value, at)
-            self.restored.add(name)
+        first = self.unchecked.pop(name, None)
+        if not name.endswith(("_wh", "_varh")) or value <= 0 or (name in self.last and first is None):
+            return self.last.get(name)
+        self._accept(name, value, at)
+        self.restored.add(name)
+        return value if first is None else self.check(name, *first)
 
     def check(self, name: str, value: float, now: float) -> float | None:
         """Return the value to show for counter ``name`` (any energy register, in Wh)."""
@@ -81,7 +91,9 @@ class CounterGuard:
             self.dropped[f"{name}:{'zero' if value == 0 else 'negative'}"] += 1
             return previous
         if previous is None:
+            self.unchecked[name] = (value, now)
             return self._accept(name, value, now)
+        self.unchecked.pop(name, None)
         if value < previous:
             return self._lower(name, value, previous, now)
         self.lower.pop(name, None)

@@ -52,19 +52,23 @@ from homeassistant.components.recorder.statistics import (
     get_last_statistics,
     statistics_during_period,
 )
-from homeassistant.const import MAJOR_VERSION, MINOR_VERSION, UnitOfEnergy
+from homeassistant.const import UnitOfEnergy
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.recorder import get_instance
 from homeassistant.util import dt as dt_util
 
+from nesmeter import MeterError
+from nesmeter.client.load_profile_reader import LoadProfileReader
+from nesmeter.errors import ABSENT
+from nesmeter.tables.load_profile import LoadProfileInterval
+
+from .compat import STATISTICS_UNIT_CLASS
 from .const import DOMAIN
-from .meter import MeterError
-from .meter.errors import ABSENT
-from .meter.load_profile import LoadProfileInterval, LoadProfileReader
 
 if TYPE_CHECKING:
-    from .coordinator import NesMeterCoordinator
-    from .meter import MeterSnapshot
+    from homeassistant.config_entries import ConfigEntry
+
+    from nesmeter import MeterClient, MeterIdentity, MeterSnapshot
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -73,8 +77,6 @@ HOUR: Final = timedelta(hours=1)
 # applies the register unit); the statistics are in kWh.
 CHANNELS: Final[dict[str, str]] = {"energy_import_wh": "energy_import", "energy_export_wh": "energy_export"}
 NAMES: Final[dict[str, str]] = {"energy_import": "energy import", "energy_export": "energy export"}
-# HA 2025.10 added ``unit_class`` to the statistics metadata; older versions refuse the key.
-HAS_UNIT_CLASS: Final = (MAJOR_VERSION, MINOR_VERSION) >= (2025, 10)
 ENERGY_UNIT_CLASS: Final = "energy"
 READ_RATE: Final = 1.0  # MEP: table reads per second on average, every request counted (G p.51)
 MIN_STEP_SPACING: Final = 9.5  # seconds: a history read at least this often, even when polls use the budget
@@ -109,7 +111,7 @@ def statistic_metadata(serial: str, suffix: str, name: str) -> StatisticMetaData
         "statistic_id": statistic_id(serial, suffix),
         "unit_of_measurement": UnitOfEnergy.KILO_WATT_HOUR,
     }
-    if HAS_UNIT_CLASS:
+    if STATISTICS_UNIT_CLASS:
         cast(dict[str, Any], metadata)["unit_class"] = ENERGY_UNIT_CLASS
     return metadata
 
@@ -185,10 +187,22 @@ class Track:
 class HistoryImporter:
     """Feeds one meter's load profile into its history statistics, a read at a time."""
 
-    def __init__(self, hass: HomeAssistant, coordinator: NesMeterCoordinator) -> None:
-        """Start idle; the first step after setup loads the newest stored rows."""
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        entry: ConfigEntry,
+        client: MeterClient,
+        *,
+        identity: Callable[[], MeterIdentity | None],
+    ) -> None:
+        """Start idle; the first step after setup loads the newest stored rows.
+
+        Reads through ``client``; ``identity`` gives the meter's identity once known.
+        """
         self.hass = hass
-        self.coordinator = coordinator
+        self._entry = entry
+        self._client = client
+        self._identity = identity
         self.enabled = recorder_loaded(hass)
         self.available: bool | None = None  # None until a pass has seen the load profile
         self.tracks: dict[str, Track] = {}
@@ -203,7 +217,7 @@ class HistoryImporter:
         self._loaded = False
         self._warned: set[str] = set()
         self._clock_offset = timedelta(0)  # meter clock - Home Assistant's, from the last poll
-        self.budget = ReadBudget(READ_RATE if coordinator.client.transport == "mep" else None)
+        self.budget = ReadBudget(READ_RATE if client.transport == "mep" else None)
         self.reads_done = 0  # history reads completed (a live poll waits for at most one)
         self.poll_wait_max_s = 0.0  # the longest a live poll waited for a history read
         self.poll_wait_max_reads = 0  # the most history reads completed while one poll waited
@@ -231,7 +245,7 @@ class HistoryImporter:
 
     def as_dict(self) -> dict[str, Any]:
         """Return what diagnostics show (no statistic ids: they contain the serial)."""
-        layout = self.coordinator.client.load_profile_layout
+        layout = self._client.load_profile_layout
         imported = self.imported_until
         return {
             "enabled": self.enabled,
@@ -249,7 +263,7 @@ class HistoryImporter:
             "longest_read_s": round(self.step_max_s, 3),
             "longest_poll_wait_s": round(self.poll_wait_max_s, 3),
             "most_reads_a_poll_waited_for": self.poll_wait_max_reads,
-            "unit_class": HAS_UNIT_CLASS,
+            "unit_class": STATISTICS_UNIT_CLASS,
         }
 
     def add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
@@ -264,7 +278,7 @@ class HistoryImporter:
     # ---- the work ----
 
     def _serial(self) -> str | None:
-        identity = self.coordinator.identity
+        identity = self._identity()
         return identity.utility_serial if identity else None
 
     def now(self) -> datetime:
@@ -282,7 +296,7 @@ class HistoryImporter:
     def delay(self) -> float:
         """Seconds until the next history read may start (0: now)."""
         now = time.monotonic()
-        wait = self.budget.delay(self.coordinator.client.stats.frames_sent, now)
+        wait = self.budget.delay(self._client.stats.frames_sent, now)
         return max(0.0, min(wait, self._last_step + MIN_STEP_SPACING - now))
 
     def note_poll_wait(self, seconds: float, reads: int) -> None:
@@ -305,7 +319,7 @@ class HistoryImporter:
                 return False
             if not self._loaded:
                 await self._async_load(serial)
-            self.reader = self.coordinator.client.load_profile_reader(self._since())
+            self.reader = self._client.load_profile_reader(self._since())
             self._first_seen = None
             self._pass_longest = 0.0
             if self._backfill is None:
@@ -335,7 +349,7 @@ class HistoryImporter:
             self._next_pass = now + RETRY_AFTER
             _LOGGER.debug("load profile read failed (%s); the next pass starts from the last imported hour", err)
             if not isinstance(err, ABSENT):  # a refused or odd reply leaves the link up
-                await self.coordinator.client.close()
+                await self._client.close()
             self._notify()
             return True
         finally:
@@ -390,7 +404,7 @@ class HistoryImporter:
         if self._backfill_hours > 1:
             _LOGGER.info(
                 "%s: meter history imported: %d hours up to %s in %.1f s (%d load-profile reads)",
-                self.coordinator.config_entry.title,
+                self._entry.title,
                 self._backfill_hours,
                 self.imported_until.isoformat() if self.imported_until else "?",
                 time.monotonic() - started,
@@ -420,7 +434,7 @@ class HistoryImporter:
                     )
                 if row is not None:
                     rows.setdefault(suffix, []).append(row)
-        identity = self.coordinator.identity
+        identity = self._identity()
         name = f"NES {identity.model} {serial}" if identity else f"NES {serial}"
         self._backfill_hours += max((len(statistics) for statistics in rows.values()), default=0)
         for suffix, statistics in rows.items():
@@ -429,7 +443,7 @@ class HistoryImporter:
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
-            _LOGGER.warning("%s: %s", self.coordinator.config_entry.title, message)
+            _LOGGER.warning("%s: %s", self._entry.title, message)
 
     async def _async_load(self, serial: str) -> None:
         """Continue from the newest stored row of each statistic."""

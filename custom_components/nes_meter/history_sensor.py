@@ -10,10 +10,11 @@ from homeassistant.components.sensor import SensorDeviceClass, SensorEntity, Sen
 from homeassistant.const import EntityCategory, UnitOfTime
 from homeassistant.core import callback
 
+from nesmeter import MeterIdentity
+
 from .coordinator import NesMeterCoordinator
 from .entity import NesMeterEntity
 from .history import HistoryImporter
-from .meter import MeterIdentity
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,10 +13,11 @@ from collections.abc import Callable
 from homeassistant.components.sensor import SensorDeviceClass, SensorEntity, SensorStateClass
 from homeassistant.const import EntityCategory, UnitOfElectricPotential, UnitOfFrequency, UnitOfTime
 
+from nesmeter import MeterIdentity
+from nesmeter.tables.power_quality import PhaseEvents, PowerQuality
+from nesmeter.tables.relay import RELAY_STATES
+
 from .coordinator import NesMeterCoordinator
-from .meter import MeterIdentity
-from .meter.power_quality import PhaseEvents, PowerQuality
-from .meter.relay import RELAY_STATES
 from .tracked_sensor import NesTrackedSensor, NesTrackedSensorDescription, Value, utc_text
 
 VOLTAGE_SOURCES = (15, 16, 17)  # BT28 voltage L1-L3: the phases a meter measures

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from .meter import MeterClient
-from .meter.power_quality import PowerQuality, PowerQualityReader
-from .meter.relay import RelayReader
+from nesmeter import MeterClient
+from nesmeter.client.power_quality_reader import PowerQualityReader
+from nesmeter.client.relay_reader import RelayReader
+from nesmeter.tables.power_quality import PowerQuality
+
 from .rare_reads import Misses, RareRead
 
 POWER_QUALITY_INTERVAL: Final = 300.0

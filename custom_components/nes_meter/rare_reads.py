@@ -15,7 +15,7 @@ import logging
 import time
 from typing import Final
 
-from .meter import MeterError
+from nesmeter import MeterError
 
 # Refused reads in a row after which a part's last values are dropped: a lost phase or a
 # tamper alarm must not stay on from a read long ago, nor go unknown on one busy reply.

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from homeassistant.components.repairs import ConfirmRepairFlow, RepairsFlow
-from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResult
 from homeassistant.helpers import issue_registry as ir
@@ -14,7 +13,7 @@ from .const import CONF_MEP_SECURITY, DOMAIN, MEP_SECURITY_TLS
 
 
 class TlsRequiredRepairFlow(ConfirmRepairFlow):
-    """Confirm, then store MEP TLS mode in the entry's options (which reloads it)."""
+    """Confirm, then store MEP TLS mode in the entry's options and reload the entry."""
 
     def __init__(self, entry_id: str) -> None:
         """Remember which entry the issue is about."""
@@ -25,12 +24,11 @@ class TlsRequiredRepairFlow(ConfirmRepairFlow):
         """Switch the option when the user confirms; the reload reads the meter in TLS mode."""
         if user_input is not None:
             entry = self.hass.config_entries.async_get_entry(self._entry_id)
-            if entry is not None:
+            if entry is not None:  # reloaded either way: changed options, or a retry in TLS mode
                 self.hass.config_entries.async_update_entry(
                     entry, options={**entry.options, CONF_MEP_SECURITY: MEP_SECURITY_TLS}
                 )
-                if entry.state is not ConfigEntryState.LOADED:  # a loaded entry reloads on its own
-                    self.hass.config_entries.async_schedule_reload(entry.entry_id)
+                self.hass.config_entries.async_schedule_reload(entry.entry_id)
             return self.async_create_entry(data={})
         issue = ir.async_get(self.hass).async_get_issue(DOMAIN, self.issue_id)
         placeholders = issue.translation_placeholders if issue is not None else None

@@ -8,14 +8,12 @@ from datetime import datetime
 from typing import Any, Final
 
 from homeassistant.components.sensor import (
-    RestoreSensor,
     SensorDeviceClass,
     SensorEntity,
     SensorEntityDescription,
     SensorStateClass,
 )
 from homeassistant.const import (
-    PERCENTAGE,
     EntityCategory,
     Platform,
     UnitOfApparentPower,
@@ -31,13 +29,16 @@ from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
+from nesmeter import MeterIdentity, MeterSnapshot
+
 from .billing_sensor import billing_sensors
+from .compat import PERCENTAGE
 from .const import DOMAIN
 from .coordinator import NesMeterConfigEntry, NesMeterCoordinator, counter_key
+from .counter_sensor import RestoredCounterSensor
 from .entity import NesMeterEntity
 from .guard import GUARDED_COUNTERS
 from .history_sensor import history_sensors
-from .meter import MeterIdentity, MeterSnapshot
 from .power_quality_sensor import power_quality_sensors
 
 PARALLEL_UPDATES = 0
@@ -375,12 +376,8 @@ class NesMeterSensor(NesMeterEntity, SensorEntity):
         return {"phase_sum_mismatch": self.coordinator.guard.phase_mismatch}
 
 
-class NesMeterCounterSensor(NesMeterSensor, RestoreSensor):
-    """An energy register: its last value is kept across restarts as the guard's baseline.
-
-    The coordinator reads it back before its first poll (``_restore_guard``); the entity
-    itself shows the live, guarded value as soon as it is added.
-    """
+class NesMeterCounterSensor(RestoredCounterSensor, NesMeterSensor):
+    """An energy register: its last value is kept across restarts as the guard's baseline."""
 
 
 class NesLinkSensor(NesMeterEntity, SensorEntity):

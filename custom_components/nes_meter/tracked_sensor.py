@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from homeassistant.components.sensor import RestoreSensor, SensorEntity, SensorEntityDescription
+from homeassistant.components.sensor import SensorEntity, SensorEntityDescription
 from homeassistant.util import dt as dt_util
 
 from .coordinator import NesMeterCoordinator
+from .counter_sensor import RestoredCounterSensor
 from .entity import NesMeterEntity
 
 type Value = float | int | str | datetime | None
@@ -46,7 +47,7 @@ class NesTrackedSensor(NesMeterEntity, SensorEntity):
         return self.entity_description.attributes_fn(self.coordinator)
 
 
-class NesTrackedCounterSensor(NesTrackedSensor, RestoreSensor):
+class NesTrackedCounterSensor(RestoredCounterSensor, NesTrackedSensor):
     """An energy register kept by a tracker: restored across restarts as the guard's baseline."""
 
 

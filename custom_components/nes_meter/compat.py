@@ -1,0 +1,72 @@
+"""Every difference between the Home Assistant releases the integration supports, in one place.
+
+The code is written for the newest release; where the floor (2025.4) lacks an API, the
+fallback is here and nowhere else. Each check tests for the API itself, not for a
+version number, so a backport or a yanked release cannot fool it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+import inspect
+from typing import TYPE_CHECKING, Any, Final
+
+from homeassistant import config_entries
+from homeassistant.components.recorder.models import StatisticMetaData
+from homeassistant.config_entries import ConfigFlowResult
+from homeassistant.helpers.update_coordinator import UpdateFailed
+
+# Statistics metadata gained ``unit_class`` in 2025.11 (recorder schema 51); older releases
+# refuse the key in the recorder thread, and write nothing.
+STATISTICS_UNIT_CLASS: Final = "unit_class" in StatisticMetaData.__annotations__
+
+# 2025.12: a failed update may say when to try again.
+UPDATE_FAILED_RETRY_AFTER: Final = "retry_after" in inspect.signature(UpdateFailed.__init__).parameters
+
+# 2025.8: the options flow that reloads its entry when the flow changed the options. The
+# fallback does the same on the floor; type checkers (run on the floor) see the fallback.
+if TYPE_CHECKING or not hasattr(config_entries, "OptionsFlowWithReload"):
+
+    class OptionsFlowWithReload(config_entries.OptionsFlow):
+        """Reload the entry once when the flow changed its options, as 2025.8+ does itself.
+
+        The options are stored here rather than by the flow manager afterwards, so that the
+        reload scheduled next reads them; the manager's own update then changes nothing.
+        """
+
+        def async_create_entry(self, *, data: Mapping[str, Any], **kwargs: Any) -> ConfigFlowResult:
+            """Store the options, reload when they changed, then end the flow."""
+            entry = self.config_entry
+            if self.hass.config_entries.async_update_entry(entry, options=data):
+                self.hass.config_entries.async_schedule_reload(entry.entry_id)
+            return super().async_create_entry(data=data, **kwargs)
+
+else:
+    OptionsFlowWithReload = config_entries.OptionsFlowWithReload
+
+
+def update_failed(*, retry_after: float | None = None, **kwargs: Any) -> UpdateFailed:
+    """Return an ``UpdateFailed`` that tells the coordinator when to poll again (2025.12+).
+
+    Older releases keep polling at the update interval; the coordinator's own backoff
+    then answers those polls without touching the port.
+    """
+    if retry_after is not None and UPDATE_FAILED_RETRY_AFTER:
+        return UpdateFailed(retry_after=retry_after, **kwargs)  # type: ignore[call-arg,unused-ignore]
+    return UpdateFailed(**kwargs)
+
+
+try:  # the unit enum that replaces the bare PERCENTAGE constant
+    from homeassistant.const import UnitOfRatio
+
+    PERCENTAGE: Final[str] = UnitOfRatio.PERCENTAGE
+except ImportError:  # the floor
+    from homeassistant.const import PERCENTAGE
+
+__all__ = [
+    "PERCENTAGE",
+    "STATISTICS_UNIT_CLASS",
+    "UPDATE_FAILED_RETRY_AFTER",
+    "OptionsFlowWithReload",
+    "update_failed",
+]
