@@ -229,6 +229,23 @@ def test_read_budget() -> None:
     assert ReadBudget(None).delay(1000, 0.0) == 0.0
 
 
+def test_read_budget_counts_a_held_port_from_its_start() -> None:
+    """Requests sent while the port was held count from when it was taken: the drain meanwhile is theirs."""
+    budget = ReadBudget(1.0)
+    budget.spent(0, 100.0, 10, 102.0)  # setup: 10 requests in 2 s
+    assert budget.delay(10, 102.0) == pytest.approx(8.0)  # not 10: two of them were paid while it ran
+    assert budget.delay(10, 110.0) == 0.0
+    budget.spent(10, 110.0, 12, 110.4)  # a read of 2 requests
+    assert budget.delay(12, 110.4) == pytest.approx(1.6)
+    budget.spent(12, 111.0, 15, 111.5)  # a poll while the worker waits: counted from 111.0
+    assert budget.delay(15, 111.5) == pytest.approx(1.6 - 0.6 + 3 - 0.5)
+    budget.spent(15, 109.0, 16, 120.0)  # a start before the last look is taken as that look
+    assert budget.delay(16, 120.0) == 0.0
+    unbounded = ReadBudget(None)
+    unbounded.spent(0, 0.0, 1000, 1.0)
+    assert unbounded.delay(1000, 1.0) == 0.0
+
+
 @pytest.mark.parametrize("transport", ["mep", "ir"])
 async def test_a_week_is_imported_between_polls(hass: HomeAssistant, transport: str) -> None:
     """The whole week the meter holds is read between live polls, not one read per poll.
@@ -370,6 +387,42 @@ async def test_restart_in_the_middle_of_an_import(
     assert_rows_match(rows, truth(lp_meter))
     assert_hourly(rows)
     assert rows[IMPORT][: len(partial[IMPORT])] == partial[IMPORT]
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_a_cancelled_worker_does_not_hold_the_import_back(
+    hass: HomeAssistant, lp_meter: SimulatedMeter, server: SimServer
+) -> None:
+    """A worker cancelled mid-pass while polling goes on: the next poll resumes the import at once.
+
+    A cancellation is not a failed read: no minute's wait (RETRY_AFTER) before the next pass.
+    Home Assistant cancels the tasks of an instance it stops for its recovery mode, and the
+    optical import then took a minute longer than its reads.
+    """
+    entry = add_meter_entry(hass, server.url, "mep")
+    paused, never = asyncio.Event(), asyncio.Event()
+    original = history_module.HistoryImporter.async_step
+
+    async def step(self: history_module.HistoryImporter) -> bool:
+        used = await original(self)
+        if self.imported_until is not None and self.reader is not None and not paused.is_set():
+            paused.set()
+            await never.wait()  # the worker stops here, mid-pass, until it is cancelled
+        return used
+
+    with patch.object(history_module.HistoryImporter, "async_step", step):
+        assert await hass.config_entries.async_setup(entry.entry_id)
+        await paused.wait()
+        coordinator = coordinator_of(entry)
+        task = coordinator._history_task
+        assert task is not None
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert coordinator.history.reader is None
+        assert await import_all(hass, entry, limit=1) == 1  # the next poll's pass runs to the end
+    rows = await stored(hass)
+    assert_rows_match(rows, truth(lp_meter))
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 

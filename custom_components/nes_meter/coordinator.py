@@ -170,10 +170,11 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
         The port is closed by ``async_setup_entry`` when the first refresh fails.
         """
         try:
-            await self._connect()
-            await self.events.async_setup()
-            await self.billing.async_setup()
-            await self.quality.async_setup()
+            with self.history.holding_port():
+                await self._connect()
+                await self.events.async_setup()
+                await self.billing.async_setup()
+                await self.quality.async_setup()
             self.rare_reads.add(*self.events.rare_reads(), *self.billing.rare_reads(), *self.quality.rare_reads())
         except MeterError as err:
             self._note_tls_required(err)
@@ -227,8 +228,9 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
                 self.history.note_poll_wait(waited, during)
                 if during:
                     _LOGGER.debug("live poll waited %.3f s for the port (%d meter history reads)", waited, during)
-            snapshot = await self._async_poll()
-            await self._rare_step()
+            with self.history.holding_port():
+                snapshot = await self._async_poll()
+                await self._rare_step()
         if self.history.pass_due(snapshot):
             self._start_history()
         return snapshot
@@ -248,7 +250,7 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
 
     async def async_history_idle(self) -> None:
         """Wait until the running history pass (if any) has ended."""
-        if self._history_task is not None:
+        if self._history_task is not None and not self._history_task.done():
             await asyncio.shield(self._history_task)
 
     async def _history_worker(self) -> None:
@@ -270,9 +272,10 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
                 async with self._port_lock:
                     if not self.client.is_open:
                         return
-                    await self._history_step()
+                    with history.holding_port():
+                        await self._history_step()
         except asyncio.CancelledError:
-            history.drop_pass()  # a read cut off mid-way: the next pass starts afresh
+            history.cut_pass()  # a read cut off mid-way: the next poll starts a pass afresh
             raise
 
     async def _history_step(self) -> None:

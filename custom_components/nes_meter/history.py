@@ -38,7 +38,8 @@ up after downtime) ends with one INFO line: how many hours, how long, how many r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 import logging
@@ -134,6 +135,11 @@ class ReadBudget:
     sent, so live polls, rare reads and retries count too) and it drains at ``rate`` per
     second; a history read may start when the bucket is empty. Any window of ``w`` seconds
     then holds at most ``rate * w + 1`` requests. ``rate`` None: no budget (wire speed).
+
+    Requests counted at a look are taken as sent just then (the bucket drained empty before
+    them), which wastes the drain while they went out. Where the port was held for them, the
+    caller says when that began (:meth:`spent`) and they count from there: a window then
+    holds at most ``rate * (w + d) + 1``, ``d`` the longest hold (one read or one poll).
     """
 
     def __init__(self, rate: float | None) -> None:
@@ -152,6 +158,15 @@ class ReadBudget:
         self.level += max(0, requests - self._seen)
         self._seen, self._at = requests, now
         return self.level / self.rate
+
+    def spent(self, before: int, started: float, after: int, now: float) -> None:
+        """Count the requests ``before``..``after``, sent with the port held from ``started`` to ``now``."""
+        if self.rate is None:
+            return
+        self.delay(before, started if self._at is None else max(started, self._at))
+        self.level += max(0, after - self._seen)
+        self._seen = after
+        self.delay(after, now)
 
 
 @dataclass(slots=True)
@@ -299,6 +314,15 @@ class HistoryImporter:
         wait = self.budget.delay(self._client.stats.frames_sent, now)
         return max(0.0, min(wait, self._last_step + MIN_STEP_SPACING - now))
 
+    @contextmanager
+    def holding_port(self) -> Iterator[None]:
+        """Around a use of the port held by this meter's lock: its requests count from the start."""
+        before, started = self._client.stats.frames_sent, time.monotonic()
+        try:
+            yield
+        finally:
+            self.budget.spent(before, started, self._client.stats.frames_sent, time.monotonic())
+
     def note_poll_wait(self, seconds: float, reads: int) -> None:
         """Note that a live poll waited ``seconds`` for the port while ``reads`` history reads completed."""
         self.poll_wait_max_s = max(self.poll_wait_max_s, seconds)
@@ -308,6 +332,15 @@ class HistoryImporter:
         """Give up the running pass; the next starts from the last imported hour after ``RETRY_AFTER``."""
         self.reader = None
         self._next_pass = self.now() + RETRY_AFTER
+
+    def cut_pass(self) -> None:
+        """Forget the running pass, cut off by a cancelled worker: the next poll starts it afresh.
+
+        Not a failure, so no ``RETRY_AFTER``: the worker of an instance stopped mid-read
+        (Home Assistant stopping one instance for its recovery mode) left the import
+        waiting a minute for nothing.
+        """
+        self.reader = None
 
     async def async_begin(self) -> bool:
         """Start a pass unless one runs; whether there is one (not before it is due)."""
