@@ -32,6 +32,7 @@ from custom_components.nes_meter.history import (
     statistic_id,
     statistic_metadata,
 )
+from custom_components.nes_meter.history_channels import history_channel
 from nesmeter.sim.sim_image import MeterImage
 from nesmeter.sim.simulator import SimServer, SimulatedMeter
 from nesmeter.tables import tables
@@ -160,7 +161,9 @@ def test_statistic_ids_and_metadata() -> None:
     assert statistic_id("5712345678", "energy_import") == "nes_meter:5712345678_energy_import"
     assert statistic_id("mfg-AB 12__x_", "energy_export") == "nes_meter:mfg_ab_12_x_energy_export"
     assert statistic_id("---", "energy_import") == "nes_meter:meter_energy_import"
-    metadata = statistic_metadata("MFG-7", "energy_import", "NES 83334")
+    channel = history_channel("energy_import_wh")
+    assert channel is not None
+    metadata = statistic_metadata("MFG-7", channel, "NES 83334")
     assert metadata["statistic_id"] == "nes_meter:mfg_7_energy_import"
     assert metadata["source"] == DOMAIN
     assert metadata["has_sum"] is True

@@ -53,7 +53,6 @@ from homeassistant.components.recorder.statistics import (
     get_last_statistics,
     statistics_during_period,
 )
-from homeassistant.const import UnitOfEnergy
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.recorder import get_instance
 from homeassistant.util import dt as dt_util
@@ -61,10 +60,11 @@ from homeassistant.util import dt as dt_util
 from nesmeter import MeterError
 from nesmeter.client.load_profile_reader import LoadProfileReader
 from nesmeter.errors import ABSENT
-from nesmeter.tables.load_profile import LoadProfileInterval
+from nesmeter.tables.load_profile import LoadProfileInterval, channel_names
 
 from .compat import STATISTICS_UNIT_CLASS
 from .const import DOMAIN
+from .history_channels import HistoryChannel, history_channels, known_suffixes, skipped_channels
 
 if TYPE_CHECKING:
     from homeassistant.config_entries import ConfigEntry
@@ -74,11 +74,6 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 HOUR: Final = timedelta(hours=1)
-# Load-profile channel -> statistic suffix. Energy channels are in Wh (load_profile.py
-# applies the register unit); the statistics are in kWh.
-CHANNELS: Final[dict[str, str]] = {"energy_import_wh": "energy_import", "energy_export_wh": "energy_export"}
-NAMES: Final[dict[str, str]] = {"energy_import": "energy import", "energy_export": "energy export"}
-ENERGY_UNIT_CLASS: Final = "energy"
 READ_RATE: Final = 1.0  # MEP: table reads per second on average, every request counted (G p.51)
 MIN_STEP_SPACING: Final = 9.5  # seconds: a history read at least this often, even when polls use the budget
 INTERVAL_MARGIN: Final = timedelta(seconds=15)  # after an interval's end before it is read
@@ -97,24 +92,36 @@ def statistic_id(serial: str, suffix: str) -> str:
     return f"{DOMAIN}:{object_id}_{suffix}"
 
 
-def statistic_ids(serial: str) -> list[str]:
-    """Every statistic the history of the meter ``serial`` is written to."""
-    return [statistic_id(serial, suffix) for suffix in CHANNELS.values()]
+def statistic_ids(serial: str, channels: tuple[str, ...] | None = None) -> list[str]:
+    """Every statistic the history of the meter ``serial`` may be written to.
+
+    ``channels``: the meter's load-profile channels when known (a source recorded twice
+    has a statistic of its own); the known energy channels are always included.
+    """
+    suffixes = dict.fromkeys((*known_suffixes(), *(channel.suffix for channel in history_channels(channels or ()))))
+    return [statistic_id(serial, suffix) for suffix in suffixes]
 
 
-def statistic_metadata(serial: str, suffix: str, name: str) -> StatisticMetaData:
-    """Metadata of one history statistic: kWh, a sum, no mean."""
+def sum_metadata(stat_id: str, name: str, unit: str, unit_class: str | None) -> StatisticMetaData:
+    """Metadata of a statistic with a sum and no mean (``unit_class`` where the recorder knows it)."""
     metadata: StatisticMetaData = {
         "mean_type": StatisticMeanType.NONE,
         "has_sum": True,
-        "name": f"{name} {NAMES[suffix]} (meter history)",
+        "name": name,
         "source": DOMAIN,
-        "statistic_id": statistic_id(serial, suffix),
-        "unit_of_measurement": UnitOfEnergy.KILO_WATT_HOUR,
+        "statistic_id": stat_id,
+        "unit_of_measurement": unit,
     }
-    if STATISTICS_UNIT_CLASS:
-        cast(dict[str, Any], metadata)["unit_class"] = ENERGY_UNIT_CLASS
+    if STATISTICS_UNIT_CLASS and unit_class is not None:
+        cast(dict[str, Any], metadata)["unit_class"] = unit_class
     return metadata
+
+
+def statistic_metadata(serial: str, channel: HistoryChannel, name: str) -> StatisticMetaData:
+    """Metadata of one channel's history statistic: kWh or kvarh, a sum, no mean."""
+    return sum_metadata(
+        statistic_id(serial, channel.suffix), f"{name} {channel.name} (meter history)", channel.unit, channel.unit_class
+    )
 
 
 def recorder_loaded(hass: HomeAssistant) -> bool:
@@ -266,6 +273,8 @@ class HistoryImporter:
             "enabled": self.enabled,
             "available": self.available,
             "layout": layout.as_dict() if layout else None,
+            "channels_imported": [known.channel for known in self._channels()] if layout else None,
+            "channels_not_imported": skipped_channels(names) if (names := self.channel_names()) else None,
             "imported_until": imported.isoformat() if imported else None,
             "newest_interval_end": self.newest_end.isoformat() if self.newest_end else None,
             "pending_hours": self.pending_hours,
@@ -447,11 +456,13 @@ class HistoryImporter:
     def _store(self, serial: str, intervals: list[LoadProfileInterval]) -> None:
         """Write the hours these intervals end, per statistic."""
         rows: dict[str, list[StatisticData]] = {}
+        channels = self._channels()
         for interval in intervals:
             if not hour_end(interval.end):
                 continue
-            for channel, suffix in CHANNELS.items():
-                value = interval.values.get(channel)
+            for known in channels:
+                suffix = known.suffix
+                value = interval.values.get(known.channel)
                 if value is None:
                     # Skipped, opted out or not recorded: no row for this hour; the next
                     # hour with a reading carries its energy.
@@ -462,7 +473,7 @@ class HistoryImporter:
                 if track.decreases > decreases:
                     self._warn_once(
                         f"decrease_{suffix}",
-                        f"the meter's {NAMES[suffix]} register went down at {interval.end.isoformat()} "
+                        f"the meter's {known.name} register went down at {interval.end.isoformat()} "
                         "(meter exchange or reset?); the history sum continues from the new reading",
                     )
                 if row is not None:
@@ -470,8 +481,21 @@ class HistoryImporter:
         identity = self._identity()
         name = f"NES {identity.model} {serial}" if identity else f"NES {serial}"
         self._backfill_hours += max((len(statistics) for statistics in rows.values()), default=0)
-        for suffix, statistics in rows.items():
-            async_add_external_statistics(self.hass, statistic_metadata(serial, suffix, name), statistics)
+        for known in channels:
+            if statistics := rows.get(known.suffix):
+                async_add_external_statistics(self.hass, statistic_metadata(serial, known, name), statistics)
+
+    def channel_names(self) -> tuple[str, ...] | None:
+        """Return the meter's load-profile channels (None until the layout has been read)."""
+        layout = self._client.load_profile_layout
+        return tuple(name for name, _scale in channel_names(layout.sources)) if layout else None
+
+    def _channels(self) -> tuple[HistoryChannel, ...]:
+        return history_channels(self.channel_names())
+
+    def _suffixes(self) -> tuple[str, ...]:
+        """Return the statistics to continue: every known energy channel's and this meter's."""
+        return tuple(dict.fromkeys((*known_suffixes(), *(known.suffix for known in self._channels()))))
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
@@ -481,7 +505,7 @@ class HistoryImporter:
     async def _async_load(self, serial: str) -> None:
         """Continue from the newest stored row of each statistic."""
         instance = get_instance(self.hass)
-        for suffix in CHANNELS.values():
+        for suffix in self._suffixes():
             stat_id = statistic_id(serial, suffix)
             last = await instance.async_add_executor_job(
                 get_last_statistics, self.hass, 1, stat_id, False, {"state", "sum"}
@@ -502,7 +526,7 @@ class HistoryImporter:
             return
         instance = get_instance(self.hass)
         tracks: dict[str, Track] = {}
-        for suffix in CHANNELS.values():
+        for suffix in self._suffixes():
             stat_id = statistic_id(serial, suffix)
             stored = await instance.async_add_executor_job(
                 statistics_during_period,
