@@ -274,9 +274,17 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
                         return
                     with history.holding_port():
                         await self._history_step()
+                if history.cost.due:  # after the read, with the port given back: no poll waits for it
+                    await self._history_price()
         except asyncio.CancelledError:
             history.cut_pass()  # a read cut off mid-way: the next poll starts a pass afresh
             raise
+
+    async def _history_price(self) -> None:
+        try:
+            await self.history.async_price()
+        except Exception:  # a price entity's odd statistics must not stop the import
+            _LOGGER.debug("meter history cost failed; it is tried again after the next read", exc_info=True)
 
     async def _history_step(self) -> None:
         try:

@@ -43,11 +43,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 import logging
-import re
 import time
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final
 
-from homeassistant.components.recorder.models import StatisticData, StatisticMeanType, StatisticMetaData
+from homeassistant.components.recorder.models import StatisticData, StatisticMetaData
 from homeassistant.components.recorder.statistics import (
     async_add_external_statistics,
     get_last_statistics,
@@ -63,8 +62,9 @@ from nesmeter.errors import ABSENT
 from nesmeter.tables.load_profile import LoadProfileInterval, channel_names
 
 from .compat import STATISTICS_UNIT_CLASS
-from .const import DOMAIN
 from .history_channels import HistoryChannel, history_channels, known_suffixes, skipped_channels
+from .history_cost import COSTS, HistoryCost
+from .history_metadata import statistic_id, sum_metadata
 
 if TYPE_CHECKING:
     from homeassistant.config_entries import ConfigEntry
@@ -83,38 +83,20 @@ SUM_DIGITS: Final = 6  # sums rounded to 1 mWh: canonical rows whatever the path
 REREAD_LOOKBACK: Final = timedelta(days=62)  # how far back :meth:`async_reimport` finds its base
 
 
-def statistic_id(serial: str, suffix: str) -> str:
-    """``nes_meter:<serial>_<suffix>``, with the serial reduced to what the recorder accepts.
-
-    The recorder takes ``[a-z0-9_]`` with no ``__`` and no ``_`` at either end.
-    """
-    object_id = re.sub(r"_+", "_", re.sub(r"[^a-z0-9]", "_", serial.lower())).strip("_") or "meter"
-    return f"{DOMAIN}:{object_id}_{suffix}"
-
-
 def statistic_ids(serial: str, channels: tuple[str, ...] | None = None) -> list[str]:
     """Every statistic the history of the meter ``serial`` may be written to.
 
     ``channels``: the meter's load-profile channels when known (a source recorded twice
     has a statistic of its own); the known energy channels are always included.
     """
-    suffixes = dict.fromkeys((*known_suffixes(), *(channel.suffix for channel in history_channels(channels or ()))))
+    suffixes = dict.fromkeys(
+        (
+            *known_suffixes(),
+            *(channel.suffix for channel in history_channels(channels or ())),
+            *(cost for cost, _name, _fixed, _entity in COSTS.values()),
+        )
+    )
     return [statistic_id(serial, suffix) for suffix in suffixes]
-
-
-def sum_metadata(stat_id: str, name: str, unit: str, unit_class: str | None) -> StatisticMetaData:
-    """Metadata of a statistic with a sum and no mean (``unit_class`` where the recorder knows it)."""
-    metadata: StatisticMetaData = {
-        "mean_type": StatisticMeanType.NONE,
-        "has_sum": True,
-        "name": name,
-        "source": DOMAIN,
-        "statistic_id": stat_id,
-        "unit_of_measurement": unit,
-    }
-    if STATISTICS_UNIT_CLASS and unit_class is not None:
-        cast(dict[str, Any], metadata)["unit_class"] = unit_class
-    return metadata
 
 
 def statistic_metadata(serial: str, channel: HistoryChannel, name: str) -> StatisticMetaData:
@@ -225,6 +207,7 @@ class HistoryImporter:
         self._entry = entry
         self._client = client
         self._identity = identity
+        self.cost = HistoryCost(hass, entry.options)
         self.enabled = recorder_loaded(hass)
         self.available: bool | None = None  # None until a pass has seen the load profile
         self.tracks: dict[str, Track] = {}
@@ -288,6 +271,7 @@ class HistoryImporter:
             "longest_poll_wait_s": round(self.poll_wait_max_s, 3),
             "most_reads_a_poll_waited_for": self.poll_wait_max_reads,
             "unit_class": STATISTICS_UNIT_CLASS,
+            "cost": self.cost.as_dict(),
         }
 
     def add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
@@ -478,12 +462,21 @@ class HistoryImporter:
                     )
                 if row is not None:
                     rows.setdefault(suffix, []).append(row)
-        identity = self._identity()
-        name = f"NES {identity.model} {serial}" if identity else f"NES {serial}"
+        name = self._name(serial)
         self._backfill_hours += max((len(statistics) for statistics in rows.values()), default=0)
         for known in channels:
             if statistics := rows.get(known.suffix):
                 async_add_external_statistics(self.hass, statistic_metadata(serial, known, name), statistics)
+                self.cost.note_rows(known.suffix, statistics)
+
+    def _name(self, serial: str) -> str:
+        identity = self._identity()
+        return f"NES {identity.model} {serial}" if identity else f"NES {serial}"
+
+    async def async_price(self) -> None:
+        """Write the cost of the imported hours whose price is known (the cost statistics)."""
+        if (serial := self._serial()) is not None:
+            await self.cost.async_price(lambda suffix: statistic_id(serial, suffix), self._name(serial))
 
     def channel_names(self) -> tuple[str, ...] | None:
         """Return the meter's load-profile channels (None until the layout has been read)."""
@@ -513,6 +506,7 @@ class HistoryImporter:
             if rows := last.get(stat_id):
                 self.tracks[suffix] = track_from(rows[-1])
         self._loaded = True
+        await self.cost.async_load(lambda suffix: statistic_id(serial, suffix), self._name(serial))
 
     async def async_reimport(self, since: datetime) -> None:
         """Read the meter again from the hour ending at ``since`` on, over the stored rows.
