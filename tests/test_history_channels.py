@@ -54,7 +54,8 @@ def test_channel_names() -> None:
     metadata = statistic_metadata("5700", reactive, "NES")
     assert metadata["unit_of_measurement"] == "kvarh"
     assert metadata["name"] == "NES reactive energy import (meter history)"
-    assert ("unit_class" in metadata) is (STATISTICS_UNIT_CLASS and REACTIVE_ENERGY_UNIT_CLASS is not None)
+    assert ("unit_class" in metadata) is STATISTICS_UNIT_CLASS
+    assert metadata.get("unit_class") == (REACTIVE_ENERGY_UNIT_CLASS if STATISTICS_UNIT_CLASS else None)
     ids = statistic_ids("5700", ("energy_import_wh", "energy_import_wh_2"))
     assert f"{DOMAIN}:5700_reactive_energy_export" in ids  # cleared with the entry even if not seen yet
     assert f"{DOMAIN}:5700_energy_import_channel_3" in ids

@@ -16,6 +16,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.components.recorder.common import async_wait_recording_done
 
 from custom_components.nes_meter import history as history_module
+from custom_components.nes_meter.compat import STATISTICS_UNIT_CLASS
 from custom_components.nes_meter.const import DOMAIN
 from custom_components.nes_meter.history_cost import per_kwh, prices
 from nesmeter.sim.simulator import SimServer, SimulatedMeter
@@ -122,6 +123,8 @@ async def test_a_price_entity_prices_each_hour_at_its_hourly_mean(hass: HomeAssi
             "statistic_id": PRICE,
             "unit_of_measurement": "DKK/MWh",
         }
+        if STATISTICS_UNIT_CLASS:
+            metadata["unit_class"] = None  # a price has no unit class
         stats = [{"start": hour, "mean": mean(hour), "min": mean(hour), "max": mean(hour)} for hour in hours_]
         async_import_statistics(hass, metadata, stats)  # type: ignore[arg-type]
 

@@ -21,7 +21,7 @@ def statistic_id(serial: str, suffix: str) -> str:
 
 
 def sum_metadata(stat_id: str, name: str, unit: str, unit_class: str | None) -> StatisticMetaData:
-    """Metadata of a statistic with a sum and no mean (``unit_class`` where the recorder knows it)."""
+    """Metadata of a statistic with a sum and no mean (``unit_class``, None for none, where the recorder knows it)."""
     metadata: StatisticMetaData = {
         "mean_type": StatisticMeanType.NONE,
         "has_sum": True,
@@ -30,6 +30,6 @@ def sum_metadata(stat_id: str, name: str, unit: str, unit_class: str | None) -> 
         "statistic_id": stat_id,
         "unit_of_measurement": unit,
     }
-    if STATISTICS_UNIT_CLASS and unit_class is not None:
+    if STATISTICS_UNIT_CLASS:  # None too: newer releases refuse metadata that leaves it out
         cast(dict[str, Any], metadata)["unit_class"] = unit_class
     return metadata
