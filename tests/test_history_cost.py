@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from itertools import pairwise
 
@@ -44,9 +45,9 @@ async def lp_meter() -> SimulatedMeter:
 
 
 @pytest.fixture
-async def server(lp_meter: SimulatedMeter) -> SimServer:
+async def server(lp_meter: SimulatedMeter) -> AsyncIterator[SimServer]:
     server = await lp_meter.serve_tcp("mep")
-    yield server  # type: ignore[misc]
+    yield server
     await server.close()
 
 

@@ -1,13 +1,15 @@
 """Meter history: the load profile into Home Assistant's long-term statistics.
 
 The meter snapshots its energy registers at the end of every load-profile interval and
-keeps weeks of them (``meter/load_profile.py``). This module turns those snapshots into
-hourly *external* statistics, as core's opower and tibber do, so the Energy dashboard
+keeps weeks of them (``nesmeter.tables.load_profile``). This module turns those snapshots
+into hourly *external* statistics, as core's opower and tibber do, so the Energy dashboard
 gets exact hours, backfilled after any downtime, and weeks of history on the first day:
 
-* ids ``nes_meter:<utility serial>_energy_import`` and ``..._energy_export`` (the serial
-  in lower case, every character other than ``a-z 0-9`` turned into ``_``), kWh,
-  ``has_sum``, no mean (``unit_class`` only on Home Assistant versions that know it);
+* one statistic per energy channel (``history_channels``): ids
+  ``nes_meter:<utility serial>_energy_import`` and ``..._energy_export`` (the serial in
+  lower case, every character other than ``a-z 0-9`` turned into ``_``; kWh), the reactive
+  channels' in kvarh; ``has_sum``, no mean (``unit_class`` where the recorder has it);
+  their cost, when the options give a price, in ``history_cost``;
 * one row per UTC hour: ``state`` is the register at the hour's end, ``sum`` grows by the
   register's increase and starts at 0 at the first imported hour. The sensors' own
   statistics are never touched; the user picks either these or the live sensors.
@@ -535,6 +537,8 @@ class HistoryImporter:
             if rows := stored.get(stat_id):
                 tracks[suffix] = track_from(rows[-1])
         self.tracks = tracks
+        if not self._loaded:  # the cost statistics continue from their own newest rows
+            await self.cost.async_load(lambda suffix: statistic_id(serial, suffix), self._name(serial))
         self._loaded = True
         self.reader = None
         self._next_pass = None
