@@ -16,7 +16,7 @@ import warnings
 
 from nesmeter.client.client import Transport
 
-from . import client_cpu, ha_scale, load_profile, rare_reads, termineter_cycle, wire
+from . import client_cpu, ha_backfill, ha_scale, load_profile, rare_reads, termineter_cycle, wire
 from .common import DEFAULT_FIELDS, LIVE_SCHEDULE
 
 TARGETS: dict[str, Any] = {
@@ -24,6 +24,7 @@ TARGETS: dict[str, Any] = {
     "vs_termineter": 0.3,
     "default_poll_bytes": {"mep": 120, "ir": 140},
     "ha_cpu_ms_per_update": 5.0,
+    "ha_backfill_ratio": 1.3,  # first import in Home Assistant against the port's bound
 }
 LINKS = ("tcp", "pty")
 
@@ -109,6 +110,15 @@ def _failed_targets(result: dict[str, Any]) -> list[str]:
     for count, cpu in ha.get("cpu_ms_per_update", {}).items():
         if cpu > TARGETS["ha_cpu_ms_per_update"]:
             failed.append(f"ha cpu_ms_per_update[{count}] {cpu} > {TARGETS['ha_cpu_ms_per_update']}")
+    backfill = result.get("ha_backfill", {})
+    if "error" in backfill:
+        failed.append(f"ha_backfill: {backfill['error']}")
+    for run in backfill.get("runs", []):
+        name = f"ha_backfill {run['transport']} {run['days']} days"
+        if run["ratio"] > TARGETS["ha_backfill_ratio"]:
+            failed.append(f"{name} ratio {run['ratio']} > {TARGETS['ha_backfill_ratio']}")
+        if run["poll_delay_max_s"] > run["one_read_s"]:
+            failed.append(f"{name} poll delay {run['poll_delay_max_s']} s > one read {run['one_read_s']} s")
     return failed
 
 
@@ -185,6 +195,16 @@ def _table(result: dict[str, Any]) -> str:
         )
     if "added_reads_per_s" in rare:
         rows.append(f"rare reads add {rare['added_reads_per_s']} reads/s at their intervals, at most 1 per live poll")
+    backfill = result.get("ha_backfill", {})
+    if "error" in backfill:
+        rows.append(f"Home Assistant first import failed: {backfill['error']}")
+    for run in backfill.get("runs", []):
+        rows.append(
+            f"Home Assistant first import {run['transport']:<3} {run['days']:>2} days  {run['seconds']:.1f} s  "
+            f"bound {run['bound_s']:.1f} s  ratio {run['ratio']:.3f}  {run['hours']} hours  "
+            f"{run['history_reads']}/{run['requests']} reads  live poll waited at most {run['poll_delay_max_s']:.3f} s "
+            f"(one read {run['one_read_s']:.3f} s)"
+        )
     if "error" in result.get("ha", {}):
         rows.append(f"Home Assistant failed: {result['ha']['error']}")
     elif "ha" in result:
@@ -235,6 +255,11 @@ def main() -> int:
                 }
             except Exception as err:
                 result["ha"] = {"error": _error(err)}
+            try:
+                runs = ha_backfill.QUICK if args.quick else ha_backfill.FULL
+                result["ha_backfill"] = asyncio.run(ha_backfill.measure(runs))
+            except Exception as err:
+                result["ha_backfill"] = {"error": _error(err)}
     finally:
         result["machine"] = _machine()
         result["targets"] = TARGETS

@@ -57,12 +57,15 @@ async def drain_rare_reads(coordinator: NesMeterCoordinator, *due: str) -> int:
     return polls
 
 
-async def energy_dashboard_issues(hass: HomeAssistant, stat_from: str, stat_to: str) -> list[Any]:
-    """Set up a grid source of these two statistics in the Energy dashboard; what its validation finds."""
+async def energy_dashboard_issues(
+    hass: HomeAssistant, stat_from: str, stat_to: str, cost: str | None = None, compensation: str | None = None
+) -> list[Any]:
+    """Set up a grid source of these statistics in the Energy dashboard; what its validation finds."""
     from homeassistant.components.energy import data as energy_data, validate
 
-    def flow(key: str, stat: str, cost: str) -> dict[str, Any]:
-        return {key: stat, cost: None, "entity_energy_price": None, "number_energy_price": None}
+    def flow(key: str, stat: str, cost_key: str) -> dict[str, Any]:
+        stat_cost = cost if cost_key == "stat_cost" else compensation
+        return {key: stat, cost_key: stat_cost, "entity_energy_price": None, "number_energy_price": None}
 
     manager = await energy_data.async_get_manager(hass)
     await manager.async_update(

@@ -386,25 +386,16 @@ async def test_every_entity_of_a_full_featured_meter_is_translated(hass: HomeAss
     assert set(english["sensor"]) - used["sensor"] <= unused
 
 
-async def test_rare_reads_and_history_take_turns(hass: HomeAssistant, make: MakeMeter) -> None:
-    """With rare reads due on every poll (a slow poll, a relay read every 30 s) history still gets every other poll."""
+async def test_rare_reads_have_every_poll_while_history_reads_between(hass: HomeAssistant, make: MakeMeter) -> None:
+    """Rare reads due on every poll (a relay read every 30 s) get each poll's extra read; history reads between."""
     meter = make("disconnect")
     coordinator = await meter.setup(hass)
-    history_steps = 0
-
-    async def history_step(_snapshot: object) -> bool:
-        nonlocal history_steps
-        history_steps += 1
-        return True  # a pass under way: it always has a read to do
-
-    coordinator.history.async_step = history_step  # type: ignore[method-assign]
     relay_reads = meter.sim.stats.table_reads[0x0817]  # ET23
     for _ in range(6):
         coordinator.rare_reads.poll_soon("relay")
         await coordinator.async_refresh()
         assert coordinator.last_update_success
-    assert history_steps == 3
-    assert meter.sim.stats.table_reads[0x0817] - relay_reads == 3
+    assert meter.sim.stats.table_reads[0x0817] - relay_reads == 6
 
 
 async def test_a_lower_tier_register_is_held_back(hass: HomeAssistant, make: MakeMeter) -> None:

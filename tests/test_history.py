@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 import logging
 from typing import Any
+from unittest.mock import patch
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.components.recorder.db_schema import StatisticsMeta
@@ -21,14 +23,16 @@ from pytest_homeassistant_custom_component.components.diagnostics import get_dia
 from pytest_homeassistant_custom_component.components.recorder.common import async_wait_recording_done
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
-from custom_components.nes_meter.const import CONF_KEY, CONF_TRANSPORT, CONF_UPDATE_INTERVAL, DOMAIN
+from custom_components.nes_meter import history as history_module
+from custom_components.nes_meter.const import CONF_KEY, CONF_TRANSPORT, DOMAIN
 from custom_components.nes_meter.coordinator import NesMeterCoordinator
 from custom_components.nes_meter.history import (
-    MIN_STEP_SPACING,
+    ReadBudget,
     Track,
     statistic_id,
     statistic_metadata,
 )
+from custom_components.nes_meter.history_channels import history_channel
 from nesmeter.sim.sim_image import MeterImage
 from nesmeter.sim.simulator import SimServer, SimulatedMeter
 from nesmeter.tables import tables
@@ -43,6 +47,15 @@ PENDING = "sensor.nes_83334_meter_history_pending"
 Rows = dict[str, list[tuple[datetime, float, float]]]  # id -> (hour start, state, sum)
 
 pytestmark = pytest.mark.usefixtures("recorder_mock")
+
+
+@pytest.fixture(autouse=True)
+def no_read_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The simulated meter answers at once: no MEP read budget, so a test imports at wire speed.
+
+    The budget itself is tested on its own (``test_read_budget``); its speed is the bench's.
+    """
+    monkeypatch.setattr(history_module, "READ_RATE", None)
 
 
 def history_meter(variants: str = "", days: int = 2) -> SimulatedMeter:
@@ -78,12 +91,18 @@ async def poll(hass: HomeAssistant, entry: MockConfigEntry) -> None:
     await hass.async_block_till_done()
 
 
-async def import_all(hass: HomeAssistant, entry: MockConfigEntry, *, limit: int = 200) -> int:
-    """Poll until a history pass has finished (and none is running); the number of polls."""
-    history = coordinator_of(entry).history
+async def import_all(hass: HomeAssistant, entry: MockConfigEntry, *, limit: int = 20) -> int:
+    """Until a history pass has finished (and none is running): the live polls it took.
+
+    The pass that setup's first poll started counts as taking no further poll.
+    """
+    coordinator = coordinator_of(entry)
+    history = coordinator.history
     passes = history.passes
-    for count in range(1, limit + 1):
-        await poll(hass, entry)
+    for count in range(limit + 1):
+        if count:
+            await poll(hass, entry)
+        await coordinator.async_history_idle()
         if history.passes > passes and history.reader is None:
             await async_wait_recording_done(hass)
             return count
@@ -142,7 +161,9 @@ def test_statistic_ids_and_metadata() -> None:
     assert statistic_id("5712345678", "energy_import") == "nes_meter:5712345678_energy_import"
     assert statistic_id("mfg-AB 12__x_", "energy_export") == "nes_meter:mfg_ab_12_x_energy_export"
     assert statistic_id("---", "energy_import") == "nes_meter:meter_energy_import"
-    metadata = statistic_metadata("MFG-7", "energy_import", "NES 83334")
+    channel = history_channel("energy_import_wh")
+    assert channel is not None
+    metadata = statistic_metadata("MFG-7", channel, "NES 83334")
     assert metadata["statistic_id"] == "nes_meter:mfg_7_energy_import"
     assert metadata["source"] == DOMAIN
     assert metadata["has_sum"] is True
@@ -174,7 +195,7 @@ async def test_first_import_matches_the_meter(
 ) -> None:
     """Everything the meter holds is imported, hour by hour, equal to the simulator's record."""
     entry = await setup_entry(hass, server)
-    assert await import_all(hass, entry) < 40
+    assert await import_all(hass, entry) == 0  # read between polls: setup's poll started it, no other needed
     rows = await stored(hass)
     assert_rows_match(rows, truth(lp_meter))
     assert_hourly(rows)
@@ -197,47 +218,99 @@ async def test_first_import_matches_the_meter(
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
-async def test_at_most_one_history_read_per_poll(
-    hass: HomeAssistant, lp_meter: SimulatedMeter, server: SimServer
+def test_read_budget() -> None:
+    """One table read per second on average, every request counted; None: no budget."""
+    budget = ReadBudget(1.0)
+    assert budget.delay(0, 100.0) == 0.0
+    assert budget.delay(12, 100.5) == 12.0  # setup sent 12 requests: 12 s of budget used
+    assert budget.delay(12, 106.5) == pytest.approx(6.0)
+    assert budget.delay(14, 110.5) == pytest.approx(4.0)  # a live poll's 2 requests meanwhile
+    assert budget.delay(14, 115.0) == 0.0
+    assert budget.delay(15, 115.0) == 1.0  # one read: the next a second later
+    assert budget.delay(15, 200.0) == 0.0  # idle time is not saved up
+    assert budget.delay(16, 200.0) == 1.0
+    assert ReadBudget(None).delay(1000, 0.0) == 0.0
+
+
+def test_read_budget_counts_a_held_port_from_its_start() -> None:
+    """Requests sent while the port was held count from when it was taken: the drain meanwhile is theirs."""
+    budget = ReadBudget(1.0)
+    budget.spent(0, 100.0, 10, 102.0)  # setup: 10 requests in 2 s
+    assert budget.delay(10, 102.0) == pytest.approx(8.0)  # not 10: two of them were paid while it ran
+    assert budget.delay(10, 110.0) == 0.0
+    budget.spent(10, 110.0, 12, 110.4)  # a read of 2 requests
+    assert budget.delay(12, 110.4) == pytest.approx(1.6)
+    budget.spent(12, 111.0, 15, 111.5)  # a poll while the worker waits: counted from 111.0
+    assert budget.delay(15, 111.5) == pytest.approx(1.6 - 0.6 + 3 - 0.5)
+    budget.spent(15, 109.0, 16, 120.0)  # a start before the last look is taken as that look
+    assert budget.delay(16, 120.0) == 0.0
+    unbounded = ReadBudget(None)
+    unbounded.spent(0, 0.0, 1000, 1.0)
+    assert unbounded.delay(1000, 1.0) == 0.0
+
+
+@pytest.mark.parametrize("transport", ["mep", "ir"])
+async def test_a_week_is_imported_between_polls(hass: HomeAssistant, transport: str) -> None:
+    """The whole week the meter holds is read between live polls, not one read per poll.
+
+    Live polls made while it runs each read the live values and wait for at most the one
+    history read in progress.
+    """
+    meter = history_meter(days=7)
+    server = await meter.serve_tcp(transport)
+    try:
+        entry = add_meter_entry(hass, server.url, transport)
+        assert await hass.config_entries.async_setup(entry.entry_id)
+        coordinator = coordinator_of(entry)
+        history = coordinator.history
+        assert history.budget.rate is None
+        live = meter.stats.table_reads[tables.BT28]
+        polls = 0
+        while history.reader is not None and polls < 3:  # live polls while the import runs
+            await coordinator.async_refresh()
+            assert coordinator.last_update_success
+            polls += 1
+        assert meter.stats.table_reads[tables.BT28] == live + polls
+        await coordinator.async_history_idle()
+        await async_wait_recording_done(hass)
+        assert history.passes == 1
+        assert history.reads_done >= 20  # a week is more than 20 table reads: none of them waited for a poll
+        assert history.poll_wait_max_reads <= 1
+        rows = await stored(hass)
+        assert_rows_match(rows, truth(meter))
+        assert len(rows[IMPORT]) >= 7 * 24
+        assert hass.states.get(PENDING).state == "0"
+        assert await hass.config_entries.async_unload(entry.entry_id)
+    finally:
+        await server.close()
+
+
+async def test_the_mep_import_keeps_to_the_read_budget(
+    hass: HomeAssistant, monkeypatch: pytest.MonkeyPatch, lp_meter: SimulatedMeter, server: SimServer
 ) -> None:
-    """The live poll keeps its reads; the history adds at most one table read to each poll."""
+    """On MEP the import waits for the guide's budget, which setup's own requests have used up."""
+    monkeypatch.setattr(history_module, "READ_RATE", 1.0)
     entry = await setup_entry(hass, server)
-    reads = lp_meter.stats.table_reads
-    for _ in range(6):
-        before = sum(reads[table] for table in LP_TABLES)
-        live = reads[tables.BT28]
-        await poll(hass, entry)
-        assert sum(reads[table] for table in LP_TABLES) - before <= 1
-        assert reads[tables.BT28] == live + 1  # the live values were read as always
-    assert coordinator_of(entry).history.reader is not None  # still importing
-    assert await hass.config_entries.async_unload(entry.entry_id)
-
-
-@pytest.mark.freeze_time(tick=True)
-async def test_fast_polls_space_history_reads(
-    hass: HomeAssistant, lp_meter: SimulatedMeter, server: SimServer, freezer: FrozenDateTimeFactory
-) -> None:
-    """At the 2 s minimum interval a poll already reads about once a second: history reads are spaced."""
-    entry = await setup_entry(hass, server, **{CONF_UPDATE_INTERVAL: 2})
     history = coordinator_of(entry).history
+    assert history.budget.rate == 1.0
+    assert history.delay() > 0  # setup's requests came faster than one a second
+    assert await hass.config_entries.async_unload(entry.entry_id)  # the waiting worker is stopped
 
-    async def poll_after(seconds: float) -> None:
-        freezer.move_to(dt_util.utcnow() + timedelta(seconds=seconds))
+
+async def test_one_log_line_when_the_backfill_is_done(
+    hass: HomeAssistant, caplog: pytest.LogCaptureFixture, lp_meter: SimulatedMeter, server: SimServer
+) -> None:
+    with caplog.at_level(logging.INFO, logger="custom_components.nes_meter.history"):
+        entry = await setup_entry(hass, server)
+        await import_all(hass, entry)
+        rows = await stored(hass)
         await poll(hass, entry)
-
-    # The event log's first import has the one extra read per poll first; then history steps.
-    for _ in range(60):
-        steps = history.steps
-        await poll_after(2)
-        if history.steps > steps:
-            break
-    stepped = history.steps
-    assert stepped > 0
-    for _ in range(4):  # 8 s: within MIN_STEP_SPACING of that step, no other
-        await poll_after(2)
-    assert history.steps == stepped
-    await poll_after(MIN_STEP_SPACING - 8 + 2)
-    assert history.steps == stepped + 1
+        await coordinator_of(entry).async_history_idle()
+    lines = [record for record in caplog.records if "meter history imported" in record.getMessage()]
+    assert len(lines) == 1
+    assert lines[0].levelno == logging.INFO
+    assert f"{len(rows[IMPORT])} hours" in lines[0].getMessage()
+    assert SERIAL not in lines[0].getMessage()
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
@@ -289,17 +362,26 @@ async def test_restart_in_the_middle_of_an_import(
     hass: HomeAssistant, lp_meter: SimulatedMeter, server: SimServer
 ) -> None:
     """Unload after some reads, set up again: the import continues with no gap and no duplicate."""
-    entry = await setup_entry(hass, server)
-    history = coordinator_of(entry).history
-    for _ in range(30):
-        await poll(hass, entry)
-        if history.imported_until is not None:
-            break
-    assert history.reader is not None  # interrupted mid-pass
-    await async_wait_recording_done(hass)
-    partial = await stored(hass)
-    assert partial[IMPORT]
-    assert await hass.config_entries.async_unload(entry.entry_id)
+    entry = add_meter_entry(hass, server.url, "mep")
+    paused, never = asyncio.Event(), asyncio.Event()
+    original = history_module.HistoryImporter.async_step
+
+    async def step(self: history_module.HistoryImporter) -> bool:
+        used = await original(self)
+        if self.imported_until is not None and self.reader is not None and not paused.is_set():
+            paused.set()
+            await never.wait()  # the worker stops here, mid-pass, until the unload cancels it
+        return used
+
+    with patch.object(history_module.HistoryImporter, "async_step", step):
+        assert await hass.config_entries.async_setup(entry.entry_id)
+        await paused.wait()
+        history = coordinator_of(entry).history
+        assert history.reader is not None  # interrupted mid-pass
+        await async_wait_recording_done(hass)
+        partial = await stored(hass)
+        assert partial[IMPORT]
+        assert await hass.config_entries.async_unload(entry.entry_id)
     assert await stored(hass) == partial  # unloading keeps the statistics
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
@@ -308,6 +390,42 @@ async def test_restart_in_the_middle_of_an_import(
     assert_rows_match(rows, truth(lp_meter))
     assert_hourly(rows)
     assert rows[IMPORT][: len(partial[IMPORT])] == partial[IMPORT]
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_a_cancelled_worker_does_not_hold_the_import_back(
+    hass: HomeAssistant, lp_meter: SimulatedMeter, server: SimServer
+) -> None:
+    """A worker cancelled mid-pass while polling goes on: the next poll resumes the import at once.
+
+    A cancellation is not a failed read: no minute's wait (RETRY_AFTER) before the next pass.
+    Home Assistant cancels the tasks of an instance it stops for its recovery mode, and the
+    optical import then took a minute longer than its reads.
+    """
+    entry = add_meter_entry(hass, server.url, "mep")
+    paused, never = asyncio.Event(), asyncio.Event()
+    original = history_module.HistoryImporter.async_step
+
+    async def step(self: history_module.HistoryImporter) -> bool:
+        used = await original(self)
+        if self.imported_until is not None and self.reader is not None and not paused.is_set():
+            paused.set()
+            await never.wait()  # the worker stops here, mid-pass, until it is cancelled
+        return used
+
+    with patch.object(history_module.HistoryImporter, "async_step", step):
+        assert await hass.config_entries.async_setup(entry.entry_id)
+        await paused.wait()
+        coordinator = coordinator_of(entry)
+        task = coordinator._history_task
+        assert task is not None
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert coordinator.history.reader is None
+        assert await import_all(hass, entry, limit=1) == 1  # the next poll's pass runs to the end
+    rows = await stored(hass)
+    assert_rows_match(rows, truth(lp_meter))
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 

@@ -18,6 +18,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.update_coordinator import UpdateFailed
+from homeassistant.util import unit_conversion
 
 # Statistics metadata gained ``unit_class`` in 2025.11 (recorder schema 51); older releases
 # refuse the key in the recorder thread, and write nothing.
@@ -99,6 +100,14 @@ async def async_scanned_ports(hass: HomeAssistant) -> list[tuple[str, str]] | No
     return ports
 
 
+# Reactive energy: a unit enum and a statistics unit class ("reactive_energy") on newer releases;
+# the floor knows "kvarh" only as text (the enum's value is the same) and has no class.
+_REACTIVE_ENERGY_CONVERTER: Final[Any] = getattr(unit_conversion, "ReactiveEnergyConverter", None)
+REACTIVE_ENERGY_UNIT: Final = "kvarh"
+REACTIVE_ENERGY_UNIT_CLASS: Final[str | None] = (
+    _REACTIVE_ENERGY_CONVERTER.UNIT_CLASS if _REACTIVE_ENERGY_CONVERTER is not None else None
+)
+
 try:  # the unit enum that replaces the bare PERCENTAGE constant
     from homeassistant.const import UnitOfRatio
 
@@ -108,6 +117,8 @@ except ImportError:  # the floor
 
 __all__ = [
     "PERCENTAGE",
+    "REACTIVE_ENERGY_UNIT",
+    "REACTIVE_ENERGY_UNIT_CLASS",
     "SERIAL_PORT_SELECTOR",
     "STATISTICS_UNIT_CLASS",
     "UPDATE_FAILED_RETRY_AFTER",

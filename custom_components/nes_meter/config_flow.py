@@ -12,6 +12,8 @@ from homeassistant.config_entries import ConfigEntryState, ConfigFlow, ConfigFlo
 from homeassistant.const import CONF_PORT
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.selector import (
+    EntitySelector,
+    EntitySelectorConfig,
     NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
@@ -48,6 +50,10 @@ from nesmeter import (
 from .compat import SERIAL_PORT_SELECTOR, OptionsFlowWithReload, async_scanned_ports, serial_port_selector
 from .const import (
     CONF_ENABLE_LINE,
+    CONF_EXPORT_PRICE,
+    CONF_EXPORT_PRICE_ENTITY,
+    CONF_IMPORT_PRICE,
+    CONF_IMPORT_PRICE_ENTITY,
     CONF_KEY,
     CONF_KEY_FORMAT,
     CONF_MEP_SECURITY,
@@ -427,4 +433,20 @@ class NesMeterOptionsFlow(OptionsFlowWithReload):
                     options=list(TLS_KEY_IDS), translation_key=CONF_TLS_KEY_ID, mode=SelectSelectorMode.LIST
                 )
             )
+        schema.update(price_fields(options, self.hass.config.currency))
         return self.async_show_form(step_id="init", data_schema=vol.Schema(schema))
+
+
+def price_fields(options: Mapping[str, Any], currency: str) -> dict[vol.Marker, Any]:
+    """Return the price options of the meter history's cost: a fixed price per kWh or a price entity, each optional."""
+    fields: dict[vol.Marker, Any] = {}
+    for fixed, entity in ((CONF_IMPORT_PRICE, CONF_IMPORT_PRICE_ENTITY), (CONF_EXPORT_PRICE, CONF_EXPORT_PRICE_ENTITY)):
+        fields[vol.Optional(fixed, description={"suggested_value": options.get(fixed)})] = NumberSelector(
+            NumberSelectorConfig(
+                min=0, max=100000, step="any", unit_of_measurement=f"{currency}/kWh", mode=NumberSelectorMode.BOX
+            )
+        )
+        fields[vol.Optional(entity, description={"suggested_value": options.get(entity)})] = EntitySelector(
+            EntitySelectorConfig(domain=["sensor", "input_number", "number"])
+        )
+    return fields

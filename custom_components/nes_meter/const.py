@@ -14,6 +14,10 @@ CONF_ENCRYPT: Final = "encrypt"  # before MEP security became a choice: True mea
 CONF_ENABLE_LINE: Final = "enable_line"
 CONF_MEP_SECURITY: Final = "mep_security"
 CONF_TLS_KEY_ID: Final = "tls_key_id"
+CONF_IMPORT_PRICE: Final = "import_price"  # per kWh, in the installation's currency
+CONF_IMPORT_PRICE_ENTITY: Final = "import_price_entity"  # its hourly mean is the price
+CONF_EXPORT_PRICE: Final = "export_price"
+CONF_EXPORT_PRICE_ENTITY: Final = "export_price_entity"
 
 TRANSPORT_MEP: Final = "mep"
 TRANSPORT_IR: Final = "ir"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import datetime, timedelta
 import logging
 import time
@@ -187,10 +187,8 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
         self._port_lock = asyncio.Lock()
         self._tls_issue_raised = False
         self._proxy_issue_raised = False
-        self._rare_turn = False  # the last poll's extra read went to a rare read: history's turn
-        self.history = HistoryImporter(
-            hass, entry, self.client, identity=lambda: self.identity, poll_interval=lambda: self.interval_seconds
-        )
+        self.history = HistoryImporter(hass, entry, self.client, identity=lambda: self.identity)
+        self._history_task: asyncio.Task[None] | None = None  # the worker reading the load profile
 
     @property
     def interval_seconds(self) -> float:
@@ -204,11 +202,12 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
         The port is closed by ``async_setup_entry`` when the first refresh fails.
         """
         try:
-            await self._connect()
-            await self.events.async_setup()
-            await self.billing.async_setup()
-            await self.quality.async_setup()
-            await self.mbus.async_setup(self.quality.hardware_options)
+            with self.history.holding_port():
+                await self._connect()
+                await self.events.async_setup()
+                await self.billing.async_setup()
+                await self.quality.async_setup()
+                await self.mbus.async_setup(self.quality.hardware_options)
             self.rare_reads.add(
                 *self.events.rare_reads(),
                 *self.billing.rare_reads(),
@@ -261,37 +260,78 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
             return await record_reading(self.client, notes=["recorded from the Home Assistant diagnostics download"])
 
     async def _async_update_data(self) -> MeterSnapshot:
+        asked, reads = time.monotonic(), self.history.reads_done
+        importing = self._history_task is not None and not self._history_task.done()
         async with self._port_lock:
-            snapshot = await self._async_poll()
-            await self._extra_read(snapshot)
-            return snapshot
+            if importing:  # waited for at most the history read in progress
+                waited, during = time.monotonic() - asked, self.history.reads_done - reads
+                self.history.note_poll_wait(waited, during)
+                if during:
+                    _LOGGER.debug("live poll waited %.3f s for the port (%d meter history reads)", waited, during)
+            with self.history.holding_port():
+                snapshot = await self._async_poll()
+                await self._rare_step()
+        if self.history.pass_due(snapshot):
+            self._start_history()
+        return snapshot
 
-    async def _extra_read(self, snapshot: MeterSnapshot) -> None:
-        """At most one extra read per live poll: a rare read's or the meter history's.
-
-        When both have work they take turns, so neither starves the other, whatever
-        the poll interval.
-        """
-        steps = (self._history_step, self._rare_step) if self._rare_turn else (self._rare_step, self._history_step)
-        for step in steps:
-            if await step(snapshot):
-                self._rare_turn = step == self._rare_step
-                return
-        self._rare_turn = False
-
-    async def _rare_step(self, _snapshot: MeterSnapshot) -> bool:
-        used = await self.rare_reads.step()
+    async def _rare_step(self) -> None:
+        """At most one extra read per live poll: a rare read's (the meter history reads between polls)."""
+        await self.rare_reads.step()
         if self.billing.tiers_appeared or self.mbus.devices_appeared:  # their sensors are made at setup
             self.billing.tiers_appeared = self.mbus.devices_appeared = False
             self.hass.config_entries.async_schedule_reload(self.config_entry.entry_id)
-        return used
 
-    async def _history_step(self, snapshot: MeterSnapshot) -> bool:
+    def _start_history(self) -> None:
+        if self._history_task is None or self._history_task.done():
+            self._history_task = self.config_entry.async_create_background_task(
+                self.hass, self._history_worker(), f"{DOMAIN} {self.config_entry.title} meter history"
+            )
+
+    async def async_history_idle(self) -> None:
+        """Wait until the running history pass (if any) has ended."""
+        if self._history_task is not None and not self._history_task.done():
+            await asyncio.shield(self._history_task)
+
+    async def _history_worker(self) -> None:
+        """Run the due history pass to its end, one table read at a time between the live polls.
+
+        The port is taken for one read and given back, so a live poll waits for at most
+        the read in progress; between reads the worker waits for the read budget (MEP).
+        It stops when the port is closed (a failed poll or read, a config flow using the
+        port): the next successful poll starts it again.
+        """
+        history = self.history
         try:
-            return await self.history.async_step(snapshot)
-        except Exception:  # a decoder's bug must not cost the live values just read
+            if not await history.async_begin():
+                return
+            while history.reader is not None:
+                if (delay := history.delay()) > 0:
+                    await asyncio.sleep(delay)
+                    continue
+                async with self._port_lock:
+                    if not self.client.is_open:
+                        return
+                    with history.holding_port():
+                        await self._history_step()
+                if history.cost.due:  # after the read, with the port given back: no poll waits for it
+                    await self._history_price()
+        except asyncio.CancelledError:
+            history.cut_pass()  # a read cut off mid-way: the next poll starts a pass afresh
+            raise
+
+    async def _history_price(self) -> None:
+        try:
+            await self.history.async_price()
+        except Exception:  # a price entity's odd statistics must not stop the import
+            _LOGGER.debug("meter history cost failed; it is tried again after the next read", exc_info=True)
+
+    async def _history_step(self) -> None:
+        try:
+            await self.history.async_step()
+        except Exception:  # a decoder's bug must not stop the live values
+            self.history.drop_pass()
             _LOGGER.debug("meter history step failed; it starts again later", exc_info=True)
-            return True
 
     async def _extra_read_failed(self, err: MeterError) -> None:
         """Reconnect at the next poll when a rare read's link failed (the live values stand).
@@ -377,6 +417,11 @@ class NesMeterCoordinator(DataUpdateCoordinator[MeterSnapshot]):
         return delay
 
     async def async_shutdown(self) -> None:
-        """Stop polling and close the port (on unload, and on a failed setup)."""
+        """Stop polling and the history worker, and close the port (on unload, and on a failed setup)."""
         await super().async_shutdown()
+        if self._history_task is not None:
+            self._history_task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._history_task
+            self._history_task = None
         await self.client.close()

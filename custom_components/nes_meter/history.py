@@ -1,13 +1,15 @@
 """Meter history: the load profile into Home Assistant's long-term statistics.
 
 The meter snapshots its energy registers at the end of every load-profile interval and
-keeps weeks of them (``meter/load_profile.py``). This module turns those snapshots into
-hourly *external* statistics, as core's opower and tibber do, so the Energy dashboard
+keeps weeks of them (``nesmeter.tables.load_profile``). This module turns those snapshots
+into hourly *external* statistics, as core's opower and tibber do, so the Energy dashboard
 gets exact hours, backfilled after any downtime, and weeks of history on the first day:
 
-* ids ``nes_meter:<utility serial>_energy_import`` and ``..._energy_export`` (the serial
-  in lower case, every character other than ``a-z 0-9`` turned into ``_``), kWh,
-  ``has_sum``, no mean (``unit_class`` only on Home Assistant versions that know it);
+* one statistic per energy channel (``history_channels``): ids
+  ``nes_meter:<utility serial>_energy_import`` and ``..._energy_export`` (the serial in
+  lower case, every character other than ``a-z 0-9`` turned into ``_``; kWh), the reactive
+  channels' in kvarh; ``has_sum``, no mean (``unit_class`` where the recorder has it);
+  their cost, when the options give a price, in ``history_cost``;
 * one row per UTC hour: ``state`` is the register at the hour's end, ``sum`` grows by the
   register's increase and starts at 0 at the first imported hour. The sensors' own
   statistics are never touched; the user picks either these or the live sensors.
@@ -23,33 +25,35 @@ and nothing is invented for it: the next hour with a reading carries the whole d
 With intervals longer than an hour (a daily profile) rows fall on the hours an interval
 ends, each carrying its interval's energy.
 
-Reads are interleaved with the live poll (``NesMeterCoordinator`` calls :meth:`async_step`
-after each successful snapshot, holding the port): at most one load-profile table read
-per poll, and none when the last one was less than ``MIN_STEP_SPACING`` seconds ago (the
-guide asks for one table read per second on average; a snapshot costs two, so a poll
-every 3 s or more takes a history read each time, the 2 s minimum every fifth poll). A
-read that fails throws the pass away; the next poll starts a new one from the last
-imported hour. Once the meter's newest interval is imported, the next pass starts when
-the meter's clock passes the next interval end.
+Reads run between the live polls (``NesMeterCoordinator`` starts a worker task when a
+pass is due and the worker takes the port for one load-profile table read at a time), so a
+live poll waits for at most the one read in progress. On MEP the worker keeps to the
+guide's average of one table read per second counting every request on the line (the
+live polls, rare reads and setup too: :class:`ReadBudget`), and reads at least every
+``MIN_STEP_SPACING`` seconds when fast polls use the whole budget; on the optical port,
+which sets no such limit, it reads at wire speed between polls. A read that fails throws
+the pass away; the next poll starts a new one from the last imported hour. Once the
+meter's newest interval is imported, the next pass starts when the meter's clock passes
+the next interval end. A pass that imports more than an hour (the first import, a catch
+up after downtime) ends with one INFO line: how many hours, how long, how many reads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 import logging
-import re
 import time
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final
 
-from homeassistant.components.recorder.models import StatisticData, StatisticMeanType, StatisticMetaData
+from homeassistant.components.recorder.models import StatisticData, StatisticMetaData
 from homeassistant.components.recorder.statistics import (
     async_add_external_statistics,
     get_last_statistics,
     statistics_during_period,
 )
-from homeassistant.const import UnitOfEnergy
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.recorder import get_instance
 from homeassistant.util import dt as dt_util
@@ -57,14 +61,14 @@ from homeassistant.util import dt as dt_util
 from nesmeter import MeterError
 from nesmeter.client.load_profile_reader import LoadProfileReader
 from nesmeter.errors import ABSENT
-from nesmeter.tables.load_profile import LoadProfileInterval
+from nesmeter.tables.load_profile import LoadProfileInterval, channel_names
 
 from .compat import STATISTICS_UNIT_CLASS
-from .const import DOMAIN
+from .history_channels import HistoryChannel, history_channels, known_suffixes, skipped_channels
+from .history_cost import COSTS, HistoryCost
+from .history_metadata import statistic_id, sum_metadata
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from homeassistant.config_entries import ConfigEntry
 
     from nesmeter import MeterClient, MeterIdentity, MeterSnapshot
@@ -72,13 +76,8 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 HOUR: Final = timedelta(hours=1)
-# Load-profile channel -> statistic suffix. Energy channels are in Wh (load_profile.py
-# applies the register unit); the statistics are in kWh.
-CHANNELS: Final[dict[str, str]] = {"energy_import_wh": "energy_import", "energy_export_wh": "energy_export"}
-NAMES: Final[dict[str, str]] = {"energy_import": "energy import", "energy_export": "energy export"}
-ENERGY_UNIT_CLASS: Final = "energy"
-FAST_POLL: Final = 3.0  # polls more often than this already read about once a second
-MIN_STEP_SPACING: Final = 9.5  # seconds between history reads when polls are fast
+READ_RATE: Final = 1.0  # MEP: table reads per second on average, every request counted (G p.51)
+MIN_STEP_SPACING: Final = 9.5  # seconds: a history read at least this often, even when polls use the budget
 INTERVAL_MARGIN: Final = timedelta(seconds=15)  # after an interval's end before it is read
 RETRY_AFTER: Final = timedelta(minutes=1)  # after a failed read or a pass that found nothing new
 RECHECK_ABSENT: Final = timedelta(hours=6)  # a meter without load profile is asked again
@@ -86,33 +85,27 @@ SUM_DIGITS: Final = 6  # sums rounded to 1 mWh: canonical rows whatever the path
 REREAD_LOOKBACK: Final = timedelta(days=62)  # how far back :meth:`async_reimport` finds its base
 
 
-def statistic_id(serial: str, suffix: str) -> str:
-    """``nes_meter:<serial>_<suffix>``, with the serial reduced to what the recorder accepts.
+def statistic_ids(serial: str, channels: tuple[str, ...] | None = None) -> list[str]:
+    """Every statistic the history of the meter ``serial`` may be written to.
 
-    The recorder takes ``[a-z0-9_]`` with no ``__`` and no ``_`` at either end.
+    ``channels``: the meter's load-profile channels when known (a source recorded twice
+    has a statistic of its own); the known energy channels are always included.
     """
-    object_id = re.sub(r"_+", "_", re.sub(r"[^a-z0-9]", "_", serial.lower())).strip("_") or "meter"
-    return f"{DOMAIN}:{object_id}_{suffix}"
+    suffixes = dict.fromkeys(
+        (
+            *known_suffixes(),
+            *(channel.suffix for channel in history_channels(channels or ())),
+            *(cost for cost, _name, _fixed, _entity in COSTS.values()),
+        )
+    )
+    return [statistic_id(serial, suffix) for suffix in suffixes]
 
 
-def statistic_ids(serial: str) -> list[str]:
-    """Every statistic the history of the meter ``serial`` is written to."""
-    return [statistic_id(serial, suffix) for suffix in CHANNELS.values()]
-
-
-def statistic_metadata(serial: str, suffix: str, name: str) -> StatisticMetaData:
-    """Metadata of one history statistic: kWh, a sum, no mean."""
-    metadata: StatisticMetaData = {
-        "mean_type": StatisticMeanType.NONE,
-        "has_sum": True,
-        "name": f"{name} {NAMES[suffix]} (meter history)",
-        "source": DOMAIN,
-        "statistic_id": statistic_id(serial, suffix),
-        "unit_of_measurement": UnitOfEnergy.KILO_WATT_HOUR,
-    }
-    if STATISTICS_UNIT_CLASS:
-        cast(dict[str, Any], metadata)["unit_class"] = ENERGY_UNIT_CLASS
-    return metadata
+def statistic_metadata(serial: str, channel: HistoryChannel, name: str) -> StatisticMetaData:
+    """Metadata of one channel's history statistic: kWh or kvarh, a sum, no mean."""
+    return sum_metadata(
+        statistic_id(serial, channel.suffix), f"{name} {channel.name} (meter history)", channel.unit, channel.unit_class
+    )
 
 
 def recorder_loaded(hass: HomeAssistant) -> bool:
@@ -124,6 +117,47 @@ async def async_clear_statistics(hass: HomeAssistant, serial: str) -> None:
     """Remove the history statistics of the meter ``serial`` (the entry was deleted)."""
     if recorder_loaded(hass):
         get_instance(hass).async_clear_statistics(statistic_ids(serial))
+
+
+class ReadBudget:
+    """The MEP guide's average of ``rate`` table reads per second, as a leaky bucket.
+
+    Every request on the line fills it by one (``requests``: the client's count of frames
+    sent, so live polls, rare reads and retries count too) and it drains at ``rate`` per
+    second; a history read may start when the bucket is empty. Any window of ``w`` seconds
+    then holds at most ``rate * w + 1`` requests. ``rate`` None: no budget (wire speed).
+
+    Requests counted at a look are taken as sent just then (the bucket drained empty before
+    them), which wastes the drain while they went out. Where the port was held for them, the
+    caller says when that began (:meth:`spent`) and they count from there: a window then
+    holds at most ``rate * (w + d) + 1``, ``d`` the longest hold (one read or one poll).
+    """
+
+    def __init__(self, rate: float | None) -> None:
+        """Start empty: what was sent before the first look counts at the first look."""
+        self.rate = rate
+        self.level = 0.0
+        self._seen = 0
+        self._at: float | None = None
+
+    def delay(self, requests: int, now: float) -> float:
+        """Seconds from ``now`` until a read may start, ``requests`` sent so far."""
+        if self.rate is None:
+            return 0.0
+        if self._at is not None:
+            self.level = max(0.0, self.level - (now - self._at) * self.rate)
+        self.level += max(0, requests - self._seen)
+        self._seen, self._at = requests, now
+        return self.level / self.rate
+
+    def spent(self, before: int, started: float, after: int, now: float) -> None:
+        """Count the requests ``before``..``after``, sent with the port held from ``started`` to ``now``."""
+        if self.rate is None:
+            return
+        self.delay(before, started if self._at is None else max(started, self._at))
+        self.level += max(0, after - self._seen)
+        self._seen = after
+        self.delay(after, now)
 
 
 @dataclass(slots=True)
@@ -166,18 +200,16 @@ class HistoryImporter:
         client: MeterClient,
         *,
         identity: Callable[[], MeterIdentity | None],
-        poll_interval: Callable[[], float],
     ) -> None:
         """Start idle; the first step after setup loads the newest stored rows.
 
-        Reads through ``client``; ``identity`` and ``poll_interval`` give the meter's
-        identity once known and the seconds between polls (both change after setup).
+        Reads through ``client``; ``identity`` gives the meter's identity once known.
         """
         self.hass = hass
         self._entry = entry
         self._client = client
         self._identity = identity
-        self._poll_interval = poll_interval
+        self.cost = HistoryCost(hass, entry.options)
         self.enabled = recorder_loaded(hass)
         self.available: bool | None = None  # None until a pass has seen the load profile
         self.tracks: dict[str, Track] = {}
@@ -188,9 +220,19 @@ class HistoryImporter:
         self.passes = 0
         self._first_seen: datetime | None = None
         self._next_pass: datetime | None = None  # None: as soon as possible
-        self._last_step = -1e9
+        self._last_step = time.monotonic()  # the fallback spacing counts from setup
         self._loaded = False
         self._warned: set[str] = set()
+        self._clock_offset = timedelta(0)  # meter clock - Home Assistant's, from the last poll
+        self.budget = ReadBudget(READ_RATE if client.transport == "mep" else None)
+        self.reads_done = 0  # history reads completed (a live poll waits for at most one)
+        self.poll_wait_max_s = 0.0  # the longest a live poll waited for a history read
+        self.poll_wait_max_reads = 0  # the most history reads completed while one poll waited
+        self.step_max_s = 0.0  # the longest history read
+        self._backfill: tuple[float, int] | None = None  # (monotonic start, reads) of a catch-up
+        self._backfill_hours = 0
+        self._listeners: list[Callable[[], None]] = []
+        self._pass_longest = 0.0  # the longest read of the running pass
 
     # ---- state for the sensors and diagnostics ----
 
@@ -216,6 +258,8 @@ class HistoryImporter:
             "enabled": self.enabled,
             "available": self.available,
             "layout": layout.as_dict() if layout else None,
+            "channels_imported": [known.channel for known in self._channels()] if layout else None,
+            "channels_not_imported": skipped_channels(names) if (names := self.channel_names()) else None,
             "imported_until": imported.isoformat() if imported else None,
             "newest_interval_end": self.newest_end.isoformat() if self.newest_end else None,
             "pending_hours": self.pending_hours,
@@ -224,8 +268,22 @@ class HistoryImporter:
             "passes": self.passes,
             "register_decreases": {key: track.decreases for key, track in self.tracks.items() if track.decreases},
             "last_error": self.last_error,
+            "read_budget_per_s": self.budget.rate,
+            "longest_read_s": round(self.step_max_s, 3),
+            "longest_poll_wait_s": round(self.poll_wait_max_s, 3),
+            "most_reads_a_poll_waited_for": self.poll_wait_max_reads,
             "unit_class": STATISTICS_UNIT_CLASS,
+            "cost": self.cost.as_dict(),
         }
+
+    def add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener`` whenever the progress changes (reads run between polls); returns its removal."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _notify(self) -> None:
+        for listener in list(self._listeners):
+            listener()
 
     # ---- the work ----
 
@@ -233,36 +291,84 @@ class HistoryImporter:
         identity = self._identity()
         return identity.utility_serial if identity else None
 
-    def step_allowed(self) -> bool:
-        """At most one history read per poll, and not more often than the read rate allows."""
-        if self._poll_interval() >= FAST_POLL:
-            return True
-        return time.monotonic() - self._last_step >= MIN_STEP_SPACING
+    def now(self) -> datetime:
+        """Return the meter's clock, estimated from the last poll's reading of it."""
+        return dt_util.utcnow() + self._clock_offset
 
-    async def async_step(self, snapshot: MeterSnapshot) -> bool:
-        """Do at most one load-profile read and store the hours it completes.
+    def pass_due(self, snapshot: MeterSnapshot) -> bool:
+        """After a successful poll: whether a pass runs or should start (the worker's work)."""
+        if snapshot.meter_time is not None:
+            self._clock_offset = snapshot.meter_time - dt_util.utcnow()
+        if not self.enabled or self._serial() is None:
+            return False
+        return self.reader is not None or self._next_pass is None or self.now() >= self._next_pass
 
-        Called with the port held, right after a successful snapshot. Never raises a
-        meter error: a failed read drops the pass (the next starts from what is stored)
-        and closes the port when the link itself failed, so the next poll reconnects.
-        Returns whether it used the line.
+    def delay(self) -> float:
+        """Seconds until the next history read may start (0: now)."""
+        now = time.monotonic()
+        wait = self.budget.delay(self._client.stats.frames_sent, now)
+        return max(0.0, min(wait, self._last_step + MIN_STEP_SPACING - now))
+
+    @contextmanager
+    def holding_port(self) -> Iterator[None]:
+        """Around a use of the port held by this meter's lock: its requests count from the start."""
+        before, started = self._client.stats.frames_sent, time.monotonic()
+        try:
+            yield
+        finally:
+            self.budget.spent(before, started, self._client.stats.frames_sent, time.monotonic())
+
+    def note_poll_wait(self, seconds: float, reads: int) -> None:
+        """Note that a live poll waited ``seconds`` for the port while ``reads`` history reads completed."""
+        self.poll_wait_max_s = max(self.poll_wait_max_s, seconds)
+        self.poll_wait_max_reads = max(self.poll_wait_max_reads, reads)
+
+    def drop_pass(self) -> None:
+        """Give up the running pass; the next starts from the last imported hour after ``RETRY_AFTER``."""
+        self.reader = None
+        self._next_pass = self.now() + RETRY_AFTER
+
+    def cut_pass(self) -> None:
+        """Forget the running pass, cut off by a cancelled worker: the next poll starts it afresh.
+
+        Not a failure, so no ``RETRY_AFTER``: the worker of an instance stopped mid-read
+        (Home Assistant stopping one instance for its recovery mode) left the import
+        waiting a minute for nothing.
         """
-        if not self.enabled or not self.step_allowed():
-            return False
+        self.reader = None
+
+    async def async_begin(self) -> bool:
+        """Start a pass unless one runs; whether there is one (not before it is due)."""
         serial = self._serial()
-        if serial is None:
+        if not self.enabled or serial is None:
             return False
-        now = snapshot.meter_time or dt_util.utcnow()
         if self.reader is None:
-            if self._next_pass is not None and now < self._next_pass:
+            if self._next_pass is not None and self.now() < self._next_pass:
                 return False
             if not self._loaded:
                 await self._async_load(serial)
             self.reader = self._client.load_profile_reader(self._since())
             self._first_seen = None
-        self._last_step = time.monotonic()
-        self.steps += 1
+            self._pass_longest = 0.0
+            if self._backfill is None:
+                self._backfill = (time.monotonic(), self.reads_done)
+                self._backfill_hours = 0
+        return True
+
+    async def async_step(self) -> bool:
+        """Do one load-profile read of the running pass and store the hours it completes.
+
+        Called with the port held. Never raises a meter error: a failed read drops the
+        pass (the next starts from what is stored) and closes the port when the link
+        itself failed, so the next poll reconnects. Returns whether it used the line.
+        """
+        serial = self._serial()
         reader = self.reader
+        if reader is None or serial is None:
+            return False
+        now = self.now()
+        started = self._last_step = time.monotonic()
+        self.steps += 1
         try:
             intervals = await reader.step()
         except MeterError as err:
@@ -272,13 +378,21 @@ class HistoryImporter:
             _LOGGER.debug("load profile read failed (%s); the next pass starts from the last imported hour", err)
             if not isinstance(err, ABSENT):  # a refused or odd reply leaves the link up
                 await self._client.close()
+            self._notify()
             return True
+        finally:
+            self.reads_done += 1
+            took = time.monotonic() - started
+            self.step_max_s = max(self.step_max_s, took)
+            self._pass_longest = max(self._pass_longest, took)
         self.newest_end = reader.result.newest_end or self.newest_end
         if intervals:
             self._first_seen = self._first_seen or intervals[0].end
             self._store(serial, intervals)
         if reader.done:
             self._finish(reader, now)
+        if intervals or reader.done:
+            self._notify()
         return True
 
     def _since(self) -> datetime | None:
@@ -290,12 +404,15 @@ class HistoryImporter:
         self.reader = None
         self.passes += 1
         result = reader.result
+        _LOGGER.debug("meter history pass done: %d reads, the longest %.3f s", result.reads, self._pass_longest)
         self.available = result.available
         if not result.available:
+            self._backfill = None
             self._warn_once("absent", "the meter keeps no load profile; its history is not imported")
             self._next_pass = now + RECHECK_ABSENT
             return
         self.last_error = None
+        self._log_backfill(result.ring_wrapped)
         if result.ring_wrapped:
             # Blocks overwritten during the read were left out; the next pass picks up
             # after the last imported hour, and the next written hour carries any gap.
@@ -306,14 +423,32 @@ class HistoryImporter:
             due = max(due, result.newest_end + timedelta(minutes=result.interval_minutes) + INTERVAL_MARGIN)
         self._next_pass = due
 
+    def _log_backfill(self, more: bool) -> None:
+        """One INFO line when a catch-up of more than an hour is complete."""
+        if self._backfill is None or more:
+            return
+        started, reads = self._backfill
+        self._backfill = None
+        if self._backfill_hours > 1:
+            _LOGGER.info(
+                "%s: meter history imported: %d hours up to %s in %.1f s (%d load-profile reads)",
+                self._entry.title,
+                self._backfill_hours,
+                self.imported_until.isoformat() if self.imported_until else "?",
+                time.monotonic() - started,
+                self.reads_done - reads,
+            )
+
     def _store(self, serial: str, intervals: list[LoadProfileInterval]) -> None:
         """Write the hours these intervals end, per statistic."""
         rows: dict[str, list[StatisticData]] = {}
+        channels = self._channels()
         for interval in intervals:
             if not hour_end(interval.end):
                 continue
-            for channel, suffix in CHANNELS.items():
-                value = interval.values.get(channel)
+            for known in channels:
+                suffix = known.suffix
+                value = interval.values.get(known.channel)
                 if value is None:
                     # Skipped, opted out or not recorded: no row for this hour; the next
                     # hour with a reading carries its energy.
@@ -324,15 +459,38 @@ class HistoryImporter:
                 if track.decreases > decreases:
                     self._warn_once(
                         f"decrease_{suffix}",
-                        f"the meter's {NAMES[suffix]} register went down at {interval.end.isoformat()} "
+                        f"the meter's {known.name} register went down at {interval.end.isoformat()} "
                         "(meter exchange or reset?); the history sum continues from the new reading",
                     )
                 if row is not None:
                     rows.setdefault(suffix, []).append(row)
+        name = self._name(serial)
+        self._backfill_hours += max((len(statistics) for statistics in rows.values()), default=0)
+        for known in channels:
+            if statistics := rows.get(known.suffix):
+                async_add_external_statistics(self.hass, statistic_metadata(serial, known, name), statistics)
+                self.cost.note_rows(known.suffix, statistics)
+
+    def _name(self, serial: str) -> str:
         identity = self._identity()
-        name = f"NES {identity.model} {serial}" if identity else f"NES {serial}"
-        for suffix, statistics in rows.items():
-            async_add_external_statistics(self.hass, statistic_metadata(serial, suffix, name), statistics)
+        return f"NES {identity.model} {serial}" if identity else f"NES {serial}"
+
+    async def async_price(self) -> None:
+        """Write the cost of the imported hours whose price is known (the cost statistics)."""
+        if (serial := self._serial()) is not None:
+            await self.cost.async_price(lambda suffix: statistic_id(serial, suffix), self._name(serial))
+
+    def channel_names(self) -> tuple[str, ...] | None:
+        """Return the meter's load-profile channels (None until the layout has been read)."""
+        layout = self._client.load_profile_layout
+        return tuple(name for name, _scale in channel_names(layout.sources)) if layout else None
+
+    def _channels(self) -> tuple[HistoryChannel, ...]:
+        return history_channels(self.channel_names())
+
+    def _suffixes(self) -> tuple[str, ...]:
+        """Return the statistics to continue: every known energy channel's and this meter's."""
+        return tuple(dict.fromkeys((*known_suffixes(), *(known.suffix for known in self._channels()))))
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
@@ -342,7 +500,7 @@ class HistoryImporter:
     async def _async_load(self, serial: str) -> None:
         """Continue from the newest stored row of each statistic."""
         instance = get_instance(self.hass)
-        for suffix in CHANNELS.values():
+        for suffix in self._suffixes():
             stat_id = statistic_id(serial, suffix)
             last = await instance.async_add_executor_job(
                 get_last_statistics, self.hass, 1, stat_id, False, {"state", "sum"}
@@ -350,6 +508,7 @@ class HistoryImporter:
             if rows := last.get(stat_id):
                 self.tracks[suffix] = track_from(rows[-1])
         self._loaded = True
+        await self.cost.async_load(lambda suffix: statistic_id(serial, suffix), self._name(serial))
 
     async def async_reimport(self, since: datetime) -> None:
         """Read the meter again from the hour ending at ``since`` on, over the stored rows.
@@ -363,7 +522,7 @@ class HistoryImporter:
             return
         instance = get_instance(self.hass)
         tracks: dict[str, Track] = {}
-        for suffix in CHANNELS.values():
+        for suffix in self._suffixes():
             stat_id = statistic_id(serial, suffix)
             stored = await instance.async_add_executor_job(
                 statistics_during_period,
@@ -378,6 +537,8 @@ class HistoryImporter:
             if rows := stored.get(stat_id):
                 tracks[suffix] = track_from(rows[-1])
         self.tracks = tracks
+        if not self._loaded:  # the cost statistics continue from their own newest rows
+            await self.cost.async_load(lambda suffix: statistic_id(serial, suffix), self._name(serial))
         self._loaded = True
         self.reader = None
         self._next_pass = None

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from homeassistant.components.sensor import SensorDeviceClass, SensorEntity, SensorEntityDescription
 from homeassistant.const import EntityCategory, UnitOfTime
+from homeassistant.core import callback
 
 from nesmeter import MeterIdentity
 
@@ -54,6 +55,16 @@ class NesHistorySensor(NesMeterEntity, SensorEntity):
     """The newest imported hour, or the hours still to import; unavailable without a load profile."""
 
     entity_description: NesHistorySensorDescription
+
+    async def async_added_to_hass(self) -> None:
+        """Follow the import as it goes: its reads run between the polls."""
+        await super().async_added_to_hass()
+        self.async_on_remove(self.coordinator.history.add_listener(self._progress))
+
+    @callback
+    def _progress(self) -> None:
+        if self.hass is not None:
+            self.async_write_ha_state()
 
     @property
     def available(self) -> bool:
