@@ -24,3 +24,18 @@ DEFAULT_FIELDS: Final = (
 )
 # The "live only" default poll: energy registers at most every 30 s, live values every poll.
 LIVE_SCHEDULE: Final = ReadSchedule(registers_interval=30.0)
+
+
+# The configuration.yaml core block of the benches that run a real Home Assistant (each adds
+# its own recorder and logger settings).
+HA_CORE_CONFIGURATION = """\
+homeassistant:
+  name: bench
+  latitude: 55.7
+  longitude: 12.6
+  elevation: 0
+  unit_system: metric
+  time_zone: UTC
+  currency: DKK
+  country: DK
+"""

@@ -45,21 +45,14 @@ from nesmeter.sim import simulator
 from nesmeter.sim.sim_image import MeterImage
 from nesmeter.sim.simulator import SimulatedMeter
 
-from .common import KEY, KEY_TEXT, TURNAROUND
+from .common import HA_CORE_CONFIGURATION, KEY, KEY_TEXT, TURNAROUND
 
 REPO = Path(__file__).resolve().parents[1]
 SERIAL = "5700000042"
 INTERVAL = 10  # the default update interval
-CONFIGURATION = """\
-homeassistant:
-  name: bench
-  latitude: 55.7
-  longitude: 12.6
-  elevation: 0
-  unit_system: metric
-  time_zone: UTC
-  currency: DKK
-  country: DK
+CONFIGURATION = (
+    HA_CORE_CONFIGURATION
+    + """\
 recorder:
   commit_interval: 1
 logger:
@@ -68,6 +61,7 @@ logger:
     custom_components.nes_meter.coordinator: debug
     custom_components.nes_meter.history: debug
 """
+)
 WAITED = re.compile(r"live poll waited ([0-9.]+) s for the port \((\d+) meter history reads?\)")
 PASS = re.compile(r"meter history pass done: (\d+) reads, the longest ([0-9.]+) s")
 IMPORTED = re.compile(r"meter history imported: (\d+) hours .* in ([0-9.]+) s \((\d+) load-profile reads\)")

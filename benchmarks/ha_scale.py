@@ -23,28 +23,22 @@ import time
 from typing import Any
 import uuid
 
-from .common import KEY_TEXT
+from .common import HA_CORE_CONFIGURATION, KEY_TEXT
 from .simhost import SimHost
 
 REPO = Path(__file__).resolve().parents[1]
 INTERVAL = 2
 FETCH = re.compile(r"Finished fetching nes_meter (\S+) data in ([0-9.]+) seconds \(success: True\)")
-CONFIGURATION = """\
-homeassistant:
-  name: bench
-  latitude: 55.7
-  longitude: 12.6
-  elevation: 0
-  unit_system: metric
-  time_zone: UTC
-  currency: DKK
-  country: DK
+CONFIGURATION = (
+    HA_CORE_CONFIGURATION
+    + """\
 logger:
   default: warning
   logs:
     homeassistant.bootstrap: info
     custom_components.nes_meter.coordinator: debug
 """
+)
 
 
 def _entries(urls: list[str]) -> dict[str, Any]:
