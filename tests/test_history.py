@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+import contextlib
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 import logging
@@ -109,13 +110,14 @@ async def import_all(hass: HomeAssistant, entry: MockConfigEntry, *, limit: int 
     raise AssertionError("the history import did not finish")
 
 
-async def stored(hass: HomeAssistant) -> Rows:
+async def stored_ids(hass: HomeAssistant, ids: set[str]) -> Rows:
+    """The hourly rows of the statistics ``ids``: (start, state, sum) each."""
     result = await get_instance(hass).async_add_executor_job(
         statistics_during_period,
         hass,
         datetime(2000, 1, 1, tzinfo=UTC),
         None,
-        {IMPORT, EXPORT},
+        ids,
         "hour",
         None,
         {"state", "sum"},
@@ -124,6 +126,30 @@ async def stored(hass: HomeAssistant) -> Rows:
         stat_id: [(datetime.fromtimestamp(row["start"], UTC), row["state"], row["sum"]) for row in rows]
         for stat_id, rows in result.items()
     }
+
+
+async def stored(hass: HomeAssistant) -> Rows:
+    return await stored_ids(hass, {IMPORT, EXPORT})
+
+
+@contextlib.contextmanager
+def paused_mid_pass() -> Iterator[asyncio.Event]:
+    """Stop the history worker after its first read that imported something, mid-pass, until it is cancelled.
+
+    The event is set once the worker stands there.
+    """
+    paused, never = asyncio.Event(), asyncio.Event()
+    original = history_module.HistoryImporter.async_step
+
+    async def step(self: history_module.HistoryImporter) -> bool:
+        used = await original(self)
+        if self.imported_until is not None and self.reader is not None and not paused.is_set():
+            paused.set()
+            await never.wait()
+        return used
+
+    with patch.object(history_module.HistoryImporter, "async_step", step):
+        yield paused
 
 
 def truth(meter: SimulatedMeter) -> Rows:
@@ -363,17 +389,7 @@ async def test_restart_in_the_middle_of_an_import(
 ) -> None:
     """Unload after some reads, set up again: the import continues with no gap and no duplicate."""
     entry = add_meter_entry(hass, server.url, "mep")
-    paused, never = asyncio.Event(), asyncio.Event()
-    original = history_module.HistoryImporter.async_step
-
-    async def step(self: history_module.HistoryImporter) -> bool:
-        used = await original(self)
-        if self.imported_until is not None and self.reader is not None and not paused.is_set():
-            paused.set()
-            await never.wait()  # the worker stops here, mid-pass, until the unload cancels it
-        return used
-
-    with patch.object(history_module.HistoryImporter, "async_step", step):
+    with paused_mid_pass() as paused:
         assert await hass.config_entries.async_setup(entry.entry_id)
         await paused.wait()
         history = coordinator_of(entry).history
@@ -403,17 +419,7 @@ async def test_a_cancelled_worker_does_not_hold_the_import_back(
     optical import then took a minute longer than its reads.
     """
     entry = add_meter_entry(hass, server.url, "mep")
-    paused, never = asyncio.Event(), asyncio.Event()
-    original = history_module.HistoryImporter.async_step
-
-    async def step(self: history_module.HistoryImporter) -> bool:
-        used = await original(self)
-        if self.imported_until is not None and self.reader is not None and not paused.is_set():
-            paused.set()
-            await never.wait()  # the worker stops here, mid-pass, until it is cancelled
-        return used
-
-    with patch.object(history_module.HistoryImporter, "async_step", step):
+    with paused_mid_pass() as paused:
         assert await hass.config_entries.async_setup(entry.entry_id)
         await paused.wait()
         coordinator = coordinator_of(entry)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
-from homeassistant.components.recorder.statistics import list_statistic_ids, statistics_during_period
+from homeassistant.components.recorder.statistics import list_statistic_ids
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.recorder import get_instance
 import pytest
@@ -20,7 +20,7 @@ from custom_components.nes_meter.history_channels import history_channel, histor
 from nesmeter.sim.simulator import SimServer, SimulatedMeter
 
 from .conftest import SERIAL, add_meter_entry
-from .test_history import Rows, history_meter, import_all
+from .test_history import history_meter, import_all, stored_ids
 
 REACTIVE_IMPORT = f"{DOMAIN}:{SERIAL}_reactive_energy_import"
 REACTIVE_EXPORT = f"{DOMAIN}:{SERIAL}_reactive_energy_export"
@@ -59,23 +59,6 @@ def test_channel_names() -> None:
     ids = statistic_ids("5700", ("energy_import_wh", "energy_import_wh_2"))
     assert f"{DOMAIN}:5700_reactive_energy_export" in ids  # cleared with the entry even if not seen yet
     assert f"{DOMAIN}:5700_energy_import_channel_3" in ids
-
-
-async def stored_ids(hass: HomeAssistant, ids: set[str]) -> Rows:
-    result = await get_instance(hass).async_add_executor_job(
-        statistics_during_period,
-        hass,
-        datetime(2000, 1, 1, tzinfo=UTC),
-        None,
-        ids,
-        "hour",
-        None,
-        {"state", "sum"},
-    )
-    return {
-        stat_id: [(datetime.fromtimestamp(row["start"], UTC), row["state"], row["sum"]) for row in rows]
-        for stat_id, rows in result.items()
-    }
 
 
 def channel_truth(meter: SimulatedMeter, channel: str) -> list[tuple[datetime, float, float]]:

@@ -23,8 +23,7 @@ from custom_components.nes_meter.history_cost import per_kwh, prices
 from nesmeter.sim.simulator import SimServer, SimulatedMeter
 
 from .conftest import SERIAL, add_meter_entry, energy_dashboard_issues
-from .test_history import EXPORT, IMPORT, coordinator_of, history_meter, import_all, poll
-from .test_history_channels import stored_ids
+from .test_history import EXPORT, IMPORT, coordinator_of, history_meter, import_all, poll, stored_ids
 
 COST = f"{DOMAIN}:{SERIAL}_energy_import_cost"
 COMPENSATION = f"{DOMAIN}:{SERIAL}_energy_export_compensation"
