@@ -45,9 +45,14 @@ class MbusTracker:
         return self._reader.devices
 
     async def async_setup(self, hardware_options: int | None) -> None:
-        """Learn whether there is a module (from ET29.0's ``hardware_options``), and read every device once."""
-        if hardware_options is not None:
-            await self._reader.setup(hardware_options)
+        """Learn whether there is a module (from ET29.0's ``hardware_options``), and read every device once.
+
+        ``hardware_options`` is what the relay reader read at setup; None when the meter
+        refused ET29, which is then not asked again: no hardware table, no M-Bus module known.
+        """
+        if hardware_options is None:
+            return
+        await self._reader.setup(hardware_options)
         await self._reader.read_all()
         self._known = self._identities()
         for device in self.devices.values():
