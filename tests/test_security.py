@@ -9,8 +9,6 @@ own checks are in lib/tests/test_security.py.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 from typing import Any
@@ -78,11 +76,8 @@ async def test_the_key_appears_nowhere(
         meter.faults = Faults()
         meter.change_key(WRONG_KEY)
         coordinator._retry_at = 0  # past any backoff a faulty poll started
-        if (history := coordinator._history_task) is not None:  # no meter history read races the re-key
-            history.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await history
-        await coordinator.client.close()  # an optical session already logged on would carry on
+        async with coordinator.port_released():  # an optical session already logged on would carry on
+            pass  # closed under the port lock: a meter history read in progress ends first, the worker stops
         await coordinator.async_refresh()
         await hass.async_block_till_done()
         flows = [
