@@ -39,13 +39,14 @@ from .mbus_tracker import COUNTERS, device_id
 from .tracked_sensor import NesTrackedSensor, NesTrackedSensorDescription, Value, meter_local
 
 WATER_MEDIA: Final = frozenset({"water", "cold_water", "hot_water"})
-DEVICE_KEYS: Final = {
+DEVICE_KEYS: Final = {  # medium -> the device name's translation key
     "gas": "mbus_gas",
     "water": "mbus_water",
     "cold_water": "mbus_water",
     "hot_water": "mbus_hot_water",
+    "heat": "mbus_heat",
+    "cooling": "mbus_heat",
 }
-DEVICE_KEYS_HEAT: Final = frozenset({"heat", "cooling"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,7 +107,7 @@ def _device_info(coordinator: NesMeterCoordinator, device: MbusDevice, identity:
     telegram = device.telegram
     assert telegram is not None
     medium = telegram.medium
-    key = DEVICE_KEYS.get(medium) or ("mbus_heat" if medium in DEVICE_KEYS_HEAT else "mbus_other")
+    key = DEVICE_KEYS.get(medium, "mbus_other")
     return linked_device_info(
         coordinator.hass,
         coordinator.config_entry,
